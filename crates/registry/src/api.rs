@@ -1,0 +1,63 @@
+//! The HTTP API: the OCI Distribution API under `/v2/`, and health endpoints.
+//!
+//! Handlers are thin: parse the request, call the [`Registry`], map the result. Every error is a
+//! [`RegistryError`], which [`errors`] turns into the OCI error body; a panic, which is a bug,
+//! still answers with a JSON 500 instead of dropping the connection.
+
+mod errors;
+mod headers;
+mod health;
+mod ranges;
+mod route;
+mod v2;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use route::{Route, RouteError, recognize};
+
+use crate::registry::{Registry, RegistryError};
+
+/// The application: every route, with its middleware.
+pub fn router(registry: Registry) -> Router {
+    let distribution = Router::new()
+        .route("/v2", any(v2::dispatch))
+        .route("/v2/", any(v2::dispatch))
+        .route("/v2/{*path}", any(v2::dispatch))
+        .layer(axum::middleware::map_response(api_version));
+    Router::new()
+        .merge(distribution)
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .fallback(|| async { RegistryError::EndpointUnknown })
+        .with_state(registry)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Tells clients they talk to a registry, on every `/v2` response (errors included).
+async fn api_version(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        headers::DOCKER_DISTRIBUTION_API_VERSION,
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    let mut response =
+        RegistryError::internal(format!("a request handler panicked: {what}")).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}

@@ -1,0 +1,113 @@
+//! Turning a [`RegistryError`] into the OCI error response: the status, the error code, a
+//! message that says what to do, and the headers some errors need.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::headers;
+use crate::gate::WriteRefused;
+use crate::registry::RegistryError;
+
+/// The status and OCI error code of each error.
+fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
+    use RegistryError::*;
+    match error {
+        BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+        BlobUploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+        BlobUploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+        UploadOutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+        UploadBusy => (StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID"),
+        DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+        ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
+        ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+        ManifestUnknown | ManifestUnknownForAccept(_) => {
+            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+        }
+        NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+        NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+        SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
+        TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+        RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
+        PaginationInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
+        EndpointUnknown => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
+        Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        BlobInUse => (StatusCode::CONFLICT, "DENIED"),
+        Refused(WriteRefused::Cancelled) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+    }
+}
+
+impl IntoResponse for RegistryError {
+    fn into_response(self) -> Response {
+        let (status, code) = status_and_code(&self);
+        let message = match &self {
+            RegistryError::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                "internal error; the registry's log has the details".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let detail = match &self {
+            RegistryError::ManifestBlobUnknown(digest) => json!({ "digest": digest }),
+            _ => json!({}),
+        };
+        let body = json!({ "errors": [{ "code": code, "message": message, "detail": detail }] });
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        let headers_out = response.headers_mut();
+        match &self {
+            RegistryError::UploadOutOfOrder {
+                repository,
+                id,
+                received,
+            } => headers::upload_progress(headers_out, repository, id, *received),
+            RegistryError::RangeNotSatisfiable { size } => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers_out.insert(header::CONTENT_RANGE, value);
+                }
+            }
+            RegistryError::Refused(_) => {
+                headers_out.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn error_bodies_follow_the_spec() {
+        let response = RegistryError::ManifestBlobUnknown(crate::digest::Digest::sha256_of(b"x"))
+            .into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
+        assert_eq!(
+            body["errors"][0]["detail"]["digest"],
+            crate::digest::Digest::sha256_of(b"x").to_string()
+        );
+    }
+
+    #[tokio::test]
+    async fn internal_errors_do_not_leak_details() {
+        let response = RegistryError::internal("disk /secret/path exploded").into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("/secret/path"));
+    }
+}

@@ -1,0 +1,880 @@
+//! The metadata store on SQLite: a single file, in WAL mode, with one writer connection (writes
+//! are serialised in process, and `BEGIN IMMEDIATE` serialises them with other processes such as
+//! `wharf gc`) and a pool of readers that never wait for the writer.
+//!
+//! The SQL is kept portable (`$n` placeholders, `ON CONFLICT`, `RETURNING`, row values) so the
+//! PostgreSQL store can share it.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::{
+    BlobRecord, BlobUnlink, DanglingReference, ManifestRecord, ManifestRejection, MetadataError,
+    MetadataStore, Millis, NewManifest, Page, Referrer, Result, StoredManifest, UploadCompletion,
+    UploadSession, now_millis,
+};
+use crate::digest::{Algorithm, Digest};
+use crate::gate::WritePermit;
+use crate::reference::{Reference, RepositoryName, Tag};
+use crate::storage::StorageKey;
+use crate::upload_id::UploadId;
+
+/// Readers kept open; SQLite readers in WAL mode run concurrently with each other and the writer.
+const READERS: u32 = 8;
+
+/// The SQLite metadata store.
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed transaction survives a power cut, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { reader, writer })
+    }
+
+    /// Starts a write transaction that holds SQLite's write lock from its first statement, so
+    /// its reads and writes are one atomic step even across processes.
+    ///
+    /// This is a commit point: the permit is re-checked, so a write cancelled meanwhile stops here.
+    async fn write(&self, permit: &WritePermit) -> Result<Transaction<'static, Sqlite>> {
+        permit.check()?;
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+// ---- Row types and their decoding ----
+
+fn corrupt(what: impl std::fmt::Display) -> MetadataError {
+    MetadataError::Corrupt(what.to_string())
+}
+
+fn parse<T: FromStr>(value: &str, what: &str) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| corrupt(format!("{what} {value:?}")))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| corrupt(format!("negative size {n}")))
+}
+
+#[derive(sqlx::FromRow)]
+struct BlobRow {
+    digest: String,
+    size: i64,
+    storage_key: String,
+}
+
+impl TryFrom<BlobRow> for BlobRecord {
+    type Error = MetadataError;
+    fn try_from(row: BlobRow) -> Result<Self> {
+        Ok(BlobRecord {
+            digest: parse(&row.digest, "digest")?,
+            size: to_u64(row.size)?,
+            storage_key: StorageKey::from_stored(row.storage_key).map_err(corrupt)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UploadRow {
+    id: String,
+    repository: String,
+    client: String,
+    hash_algorithm: String,
+    hash_state: Vec<u8>,
+    received: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<UploadRow> for UploadSession {
+    type Error = MetadataError;
+    fn try_from(row: UploadRow) -> Result<Self> {
+        let hash_algorithm = match row.hash_algorithm.as_str() {
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            other => return Err(corrupt(format!("hash algorithm {other:?}"))),
+        };
+        Ok(UploadSession {
+            id: parse(&row.id, "upload id")?,
+            repository: parse(&row.repository, "repository name")?,
+            client: row.client,
+            received: to_u64(row.received)?,
+            hash_algorithm,
+            hash_state: row.hash_state,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ManifestRow {
+    digest: String,
+    media_type: String,
+    content: Vec<u8>,
+}
+
+impl TryFrom<ManifestRow> for ManifestRecord {
+    type Error = MetadataError;
+    fn try_from(row: ManifestRow) -> Result<Self> {
+        Ok(ManifestRecord {
+            digest: parse(&row.digest, "digest")?,
+            media_type: row.media_type,
+            content: row.content,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ReferrerRow {
+    digest: String,
+    media_type: String,
+    size: i64,
+    artifact_type: Option<String>,
+    annotations: Option<String>,
+}
+
+const UPLOAD_COLUMNS: &str =
+    "id, repository, client, hash_algorithm, hash_state, received, created_at, updated_at";
+
+fn collect<R, T>(rows: Vec<R>) -> Result<Vec<T>>
+where
+    T: TryFrom<R, Error = MetadataError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// Returns the id of the repository `name`, creating it if needed, inside `tx`.
+async fn repository_id(
+    tx: &mut Transaction<'static, Sqlite>,
+    name: &RepositoryName,
+) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name
+         RETURNING id",
+    )
+    .bind(name.as_str())
+    .bind(now_millis())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+async fn link_blob(
+    tx: &mut Transaction<'static, Sqlite>,
+    repository_id: i64,
+    digest: &Digest,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+         ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
+    )
+    .bind(repository_id)
+    .bind(digest.to_string())
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        // Closing the last connection checkpoints the WAL into the database file.
+        self.writer.close().await;
+    }
+
+    async fn blob_in_repository(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobRecord>> {
+        let row: Option<BlobRow> = sqlx::query_as(
+            "SELECT b.digest, b.size, b.storage_key
+             FROM blobs b
+             JOIN repository_blobs rb ON rb.digest = b.digest
+             JOIN repositories r ON r.id = rb.repository_id
+             WHERE r.name = $1 AND b.digest = $2 AND b.state = 'live'",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(BlobRecord::try_from).transpose()
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>> {
+        let row: Option<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE id = $1 AND completed_at IS NULL"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(UploadSession::try_from).transpose()
+    }
+
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>> {
+        let row: Option<ManifestRow> = match reference {
+            Reference::Tag(tag) => {
+                sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.content
+                     FROM tags t
+                     JOIN repositories r ON r.id = t.repository_id
+                     JOIN manifests m
+                       ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+                     WHERE r.name = $1 AND t.name = $2",
+                )
+                .bind(repository.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&self.reader)
+                .await?
+            }
+            Reference::Digest(digest) => {
+                sqlx::query_as(
+                    "SELECT m.digest, m.media_type, m.content
+                     FROM manifests m
+                     JOIN repositories r ON r.id = m.repository_id
+                     WHERE r.name = $1 AND m.digest = $2",
+                )
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .fetch_optional(&self.reader)
+                .await?
+            }
+        };
+        row.map(ManifestRecord::try_from).transpose()
+    }
+
+    async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM repositories WHERE name = $1)")
+                .bind(repository.as_str())
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(exists)
+    }
+
+    async fn tags(&self, repository: &RepositoryName, page: Page<'_>) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE r.name = $1 AND t.name > $2
+             ORDER BY t.name LIMIT $3",
+        )
+        .bind(repository.as_str())
+        .bind(page.last.unwrap_or(""))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn repositories(&self, page: Page<'_>) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
+        )
+        .bind(page.last.unwrap_or(""))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let rows: Vec<ReferrerRow> = sqlx::query_as(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3)
+             ORDER BY m.digest",
+        )
+        .bind(repository.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: parse(&row.digest, "digest")?,
+                    media_type: row.media_type,
+                    size: to_u64(row.size)?,
+                    artifact_type: row.artifact_type,
+                    annotations: row.annotations,
+                })
+            })
+            .collect()
+    }
+
+    async fn open_upload(&self, permit: &WritePermit, session: &UploadSession) -> Result<()> {
+        let mut tx = self.write(permit).await?;
+        sqlx::query(
+            "INSERT INTO upload_sessions
+                 (id, repository, client, hash_algorithm, hash_state, received, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(session.id.as_str())
+        .bind(session.repository.as_str())
+        .bind(&session.client)
+        .bind(session.hash_algorithm.name())
+        .bind(&session.hash_state)
+        .bind(to_i64(session.received))
+        .bind(session.created_at)
+        .bind(session.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_upload_progress(
+        &self,
+        permit: &WritePermit,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hash_state: &[u8],
+    ) -> Result<bool> {
+        let mut tx = self.write(permit).await?;
+        let updated = sqlx::query(
+            "UPDATE upload_sessions SET received = $3, hash_state = $4, updated_at = $5
+             WHERE id = $1 AND received = $2 AND completed_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(to_i64(expected))
+        .bind(to_i64(received))
+        .bind(hash_state)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
+    async fn complete_upload(
+        &self,
+        permit: &WritePermit,
+        id: &UploadId,
+        expected: u64,
+        digest: &Digest,
+        size: u64,
+        new_key: Option<&StorageKey>,
+    ) -> Result<UploadCompletion> {
+        let mut tx = self.write(permit).await?;
+        let repository: Option<String> = sqlx::query_scalar(
+            "SELECT repository FROM upload_sessions
+             WHERE id = $1 AND received = $2 AND completed_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(to_i64(expected))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(repository) = repository else {
+            return Ok(UploadCompletion::SessionGone);
+        };
+        let repository: RepositoryName = parse(&repository, "repository name")?;
+
+        let existing: Option<BlobRow> = sqlx::query_as(
+            "SELECT digest, size, storage_key FROM blobs WHERE digest = $1 AND state = 'live'",
+        )
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (blob, reused_existing) = match (existing, new_key) {
+            (Some(row), _) => (BlobRecord::try_from(row)?, true),
+            (None, None) => return Ok(UploadCompletion::ContentNeeded),
+            (None, Some(key)) => {
+                // Absent, or being deleted by the garbage collector: this placement takes over.
+                sqlx::query(
+                    "INSERT INTO blobs (digest, size, storage_key, state, created_at)
+                     VALUES ($1, $2, $3, 'live', $4)
+                     ON CONFLICT (digest) DO UPDATE SET
+                         size = excluded.size, storage_key = excluded.storage_key,
+                         state = 'live', created_at = excluded.created_at",
+                )
+                .bind(digest.to_string())
+                .bind(to_i64(size))
+                .bind(key.as_str())
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
+                let blob = BlobRecord {
+                    digest: digest.clone(),
+                    size,
+                    storage_key: key.clone(),
+                };
+                (blob, false)
+            }
+        };
+        let repository_id = repository_id(&mut tx, &repository).await?;
+        link_blob(&mut tx, repository_id, digest).await?;
+        sqlx::query(
+            "UPDATE upload_sessions SET completed_at = $2, updated_at = $2, received = $3 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(now_millis())
+        .bind(to_i64(size))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(UploadCompletion::Committed {
+            blob,
+            reused_existing,
+        })
+    }
+
+    async fn delete_upload(&self, permit: &WritePermit, id: &UploadId) -> Result<bool> {
+        let mut tx = self.write(permit).await?;
+        let deleted =
+            sqlx::query("DELETE FROM upload_sessions WHERE id = $1 AND completed_at IS NULL")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+
+    async fn mount_blob(
+        &self,
+        permit: &WritePermit,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: &RepositoryName,
+    ) -> Result<Option<BlobRecord>> {
+        let mut tx = self.write(permit).await?;
+        let row: Option<BlobRow> = sqlx::query_as(
+            "SELECT b.digest, b.size, b.storage_key FROM blobs b
+             JOIN repository_blobs rb ON rb.digest = b.digest
+             JOIN repositories r ON r.id = rb.repository_id
+             WHERE b.digest = $1 AND b.state = 'live' AND r.name = $2",
+        )
+        .bind(digest.to_string())
+        .bind(from.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let blob = BlobRecord::try_from(row)?;
+        let repository_id = repository_id(&mut tx, repository).await?;
+        link_blob(&mut tx, repository_id, digest).await?;
+        tx.commit().await?;
+        Ok(Some(blob))
+    }
+
+    async fn unlink_blob(
+        &self,
+        permit: &WritePermit,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<BlobUnlink> {
+        let mut tx = self.write(permit).await?;
+        let in_use: bool = sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
+                 WHERE r.name = $1 AND mr.child_kind = 'blob' AND mr.child_digest = $2)",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        if in_use {
+            return Ok(BlobUnlink::InUse);
+        }
+        let deleted = sqlx::query(
+            "DELETE FROM repository_blobs
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(if deleted == 1 {
+            BlobUnlink::Unlinked
+        } else {
+            BlobUnlink::NotLinked
+        })
+    }
+
+    async fn put_manifest(
+        &self,
+        permit: &WritePermit,
+        repository: &RepositoryName,
+        manifest: &NewManifest,
+    ) -> Result<Result<(), ManifestRejection>> {
+        let mut tx = self.write(permit).await?;
+        let repository_id = repository_id(&mut tx, repository).await?;
+        for blob in &manifest.blobs {
+            let present: bool = sqlx::query_scalar(
+                "SELECT EXISTS (
+                     SELECT 1 FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+                     WHERE rb.repository_id = $1 AND rb.digest = $2 AND b.state = 'live')",
+            )
+            .bind(repository_id)
+            .bind(blob.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            if !present {
+                return Ok(Err(ManifestRejection::MissingBlob(blob.clone())));
+            }
+        }
+        for child in &manifest.manifests {
+            let present: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2)",
+            )
+            .bind(repository_id)
+            .bind(child.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            if !present {
+                return Ok(Err(ManifestRejection::MissingManifest(child.clone())));
+            }
+        }
+        // The same digest means the same bytes: an existing row is already this manifest.
+        sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, size, content,
+                                    artifact_type, subject, annotations, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(repository_id)
+        .bind(manifest.digest.to_string())
+        .bind(&manifest.media_type)
+        .bind(to_i64(manifest.content.len() as u64))
+        .bind(&manifest.content)
+        .bind(&manifest.artifact_type)
+        .bind(manifest.subject.as_ref().map(Digest::to_string))
+        .bind(&manifest.annotations)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        let children = manifest
+            .blobs
+            .iter()
+            .map(|d| ("blob", d))
+            .chain(manifest.manifests.iter().map(|d| ("manifest", d)));
+        for (kind, child) in children {
+            sqlx::query(
+                "INSERT INTO manifest_references
+                     (repository_id, manifest_digest, child_kind, child_digest)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(repository_id)
+            .bind(manifest.digest.to_string())
+            .bind(kind)
+            .bind(child.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(tag) = &manifest.tag {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (repository_id, name) DO UPDATE SET
+                     manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+            )
+            .bind(repository_id)
+            .bind(tag.as_str())
+            .bind(manifest.digest.to_string())
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn delete_manifest(
+        &self,
+        permit: &WritePermit,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let mut tx = self.write(permit).await?;
+        // Tags and references go with it (ON DELETE CASCADE).
+        let deleted = sqlx::query(
+            "DELETE FROM manifests
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+
+    async fn delete_tag(
+        &self,
+        permit: &WritePermit,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<bool> {
+        let mut tx = self.write(permit).await?;
+        let deleted = sqlx::query(
+            "DELETE FROM tags
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+
+    async fn idle_uploads(&self, idle_since: Millis, limit: u32) -> Result<Vec<UploadSession>> {
+        let rows: Vec<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM upload_sessions
+             WHERE completed_at IS NULL AND updated_at < $1
+             ORDER BY updated_at LIMIT $2"
+        )))
+        .bind(idle_since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        collect(rows)
+    }
+
+    async fn forget_completed_uploads(&self, permit: &WritePermit, before: Millis) -> Result<u64> {
+        let mut tx = self.write(permit).await?;
+        let deleted = sqlx::query(
+            "DELETE FROM upload_sessions WHERE completed_at IS NOT NULL AND completed_at < $1",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn prune_blob_links(&self, permit: &WritePermit, before: Millis) -> Result<u64> {
+        let mut tx = self.write(permit).await?;
+        let deleted = sqlx::query(
+            "DELETE FROM repository_blobs
+             WHERE linked_at < $1 AND NOT EXISTS (
+                 SELECT 1 FROM manifest_references mr
+                 WHERE mr.repository_id = repository_blobs.repository_id
+                   AND mr.child_kind = 'blob' AND mr.child_digest = repository_blobs.digest)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn claim_unreferenced_blobs(
+        &self,
+        permit: &WritePermit,
+        before: Millis,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>> {
+        let mut tx = self.write(permit).await?;
+        let rows: Vec<BlobRow> = sqlx::query_as(
+            "UPDATE blobs SET state = 'deleting'
+             WHERE digest IN (
+                 SELECT b.digest FROM blobs b
+                 WHERE b.state = 'live' AND b.created_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
+                   AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                                   WHERE mr.child_kind = 'blob' AND mr.child_digest = b.digest)
+                 ORDER BY b.digest LIMIT $2)
+             RETURNING digest, size, storage_key",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        collect(rows)
+    }
+
+    async fn blobs_being_deleted(&self, limit: u32) -> Result<Vec<BlobRecord>> {
+        let rows: Vec<BlobRow> = sqlx::query_as(
+            "SELECT digest, size, storage_key FROM blobs WHERE state = 'deleting'
+             ORDER BY digest LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        collect(rows)
+    }
+
+    async fn forget_deleted_blob(
+        &self,
+        permit: &WritePermit,
+        digest: &Digest,
+        storage_key: &StorageKey,
+    ) -> Result<()> {
+        let mut tx = self.write(permit).await?;
+        sqlx::query(
+            "DELETE FROM blobs WHERE digest = $1 AND state = 'deleting' AND storage_key = $2",
+        )
+        .bind(digest.to_string())
+        .bind(storage_key.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn storage_key_in_use(&self, storage_key: &StorageKey) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM blobs WHERE storage_key = $1)")
+                .bind(storage_key.as_str())
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn live_blobs(&self, page: Page<'_>) -> Result<Vec<BlobRecord>> {
+        let rows: Vec<BlobRow> = sqlx::query_as(
+            "SELECT digest, size, storage_key FROM blobs
+             WHERE state = 'live' AND digest > $1 ORDER BY digest LIMIT $2",
+        )
+        .bind(page.last.unwrap_or(""))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.reader)
+        .await?;
+        collect(rows)
+    }
+
+    async fn stored_manifests(
+        &self,
+        last: Option<(&RepositoryName, &Digest)>,
+        limit: u32,
+    ) -> Result<Vec<StoredManifest>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            repository: String,
+            digest: String,
+            media_type: String,
+            content: Vec<u8>,
+        }
+        let (last_repository, last_digest) = match last {
+            Some((r, d)) => (r.as_str().to_owned(), d.to_string()),
+            None => (String::new(), String::new()),
+        };
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT r.name AS repository, m.digest, m.media_type, m.content
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE (r.name, m.digest) > ($1, $2)
+             ORDER BY r.name, m.digest LIMIT $3",
+        )
+        .bind(last_repository)
+        .bind(last_digest)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(StoredManifest {
+                    repository: parse(&row.repository, "repository name")?,
+                    manifest: ManifestRecord::try_from(ManifestRow {
+                        digest: row.digest,
+                        media_type: row.media_type,
+                        content: row.content,
+                    })?,
+                })
+            })
+            .collect()
+    }
+
+    async fn dangling_references(&self, limit: u32) -> Result<Vec<DanglingReference>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            repository: String,
+            manifest_digest: String,
+            child_kind: String,
+            child_digest: String,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT r.name AS repository, mr.manifest_digest, mr.child_kind, mr.child_digest
+             FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
+             WHERE (mr.child_kind = 'blob' AND NOT EXISTS (
+                        SELECT 1 FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+                        WHERE rb.repository_id = mr.repository_id
+                          AND rb.digest = mr.child_digest AND b.state = 'live'))
+                OR (mr.child_kind = 'manifest' AND NOT EXISTS (
+                        SELECT 1 FROM manifests m
+                        WHERE m.repository_id = mr.repository_id AND m.digest = mr.child_digest))
+             ORDER BY r.name, mr.manifest_digest, mr.child_digest LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(DanglingReference {
+                    repository: parse(&row.repository, "repository name")?,
+                    manifest: parse(&row.manifest_digest, "digest")?,
+                    child: parse(&row.child_digest, "digest")?,
+                    child_is_blob: row.child_kind == "blob",
+                })
+            })
+            .collect()
+    }
+
+    async fn dangling_tags(&self, limit: u32) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.name, t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+             WHERE NOT EXISTS (SELECT 1 FROM manifests m
+                               WHERE m.repository_id = t.repository_id AND m.digest = t.manifest_digest)
+             ORDER BY r.name, t.name LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+}

@@ -1,0 +1,130 @@
+//! The registry's domain logic: blobs, uploads, manifests, tags, referrers, garbage collection and
+//! consistency checks, on top of the metadata store, blob storage and the write gate.
+//!
+//! Every method that writes first asks the [write gate](crate::gate) for a permit and hands it to
+//! the stores; the HTTP layer only parses requests, calls these methods and maps their results.
+
+mod blobs;
+mod error;
+mod fsck;
+mod gc;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::RegistryError;
+pub use fsck::{FsckProblem, FsckReport};
+pub use gc::{GcReport, GcSettings};
+pub use listing::ListPage;
+pub use manifests::StoredManifestInfo;
+pub use uploads::{ChunkRange, MountOutcome};
+
+use crate::gate::{WriteGate, WriteIntent, WritePermit};
+use crate::metadata::{MetadataStore, SqliteStore};
+use crate::storage::BlobStore;
+
+/// Size limits on what clients may push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest manifest accepted, in bytes.
+    pub max_manifest_size: u64,
+    /// The largest blob accepted, in bytes, if limited.
+    pub max_blob_size: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_size: 4 * 1024 * 1024,
+            max_blob_size: None,
+        }
+    }
+}
+
+/// The registry. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Registry {
+    metadata: Arc<dyn MetadataStore>,
+    blobs: BlobStore,
+    gate: WriteGate,
+    limits: Limits,
+}
+
+/// Where the registry keeps its data on one machine.
+#[derive(Debug, Clone)]
+pub struct DataPaths {
+    /// The SQLite database file.
+    pub metadata: std::path::PathBuf,
+    /// The blob storage folder.
+    pub storage: std::path::PathBuf,
+}
+
+impl DataPaths {
+    /// The standard layout inside a data folder: `metadata.db` and `storage/`.
+    pub fn in_folder(data_dir: &Path) -> Self {
+        DataPaths {
+            metadata: data_dir.join("metadata.db"),
+            storage: data_dir.join("storage"),
+        }
+    }
+}
+
+impl Registry {
+    /// A registry over the given stores.
+    pub fn new(
+        metadata: Arc<dyn MetadataStore>,
+        blobs: BlobStore,
+        gate: WriteGate,
+        limits: Limits,
+    ) -> Self {
+        Registry {
+            metadata,
+            blobs,
+            gate,
+            limits,
+        }
+    }
+
+    /// Opens (creating if needed) a registry whose metadata is in SQLite and whose blobs are on
+    /// the local file system.
+    pub async fn open_local(
+        paths: &DataPaths,
+        fsync: bool,
+        gate: WriteGate,
+        limits: Limits,
+    ) -> Result<Self, RegistryError> {
+        if let Some(parent) = paths.metadata.parent() {
+            std::fs::create_dir_all(parent).map_err(RegistryError::internal)?;
+        }
+        let metadata = SqliteStore::open(&paths.metadata).await?;
+        let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
+        Ok(Registry::new(Arc::new(metadata), blobs, gate, limits))
+    }
+
+    /// The registry's write gate.
+    pub fn gate(&self) -> &WriteGate {
+        &self.gate
+    }
+
+    /// The size limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Checks that the metadata database answers.
+    pub async fn check_health(&self) -> Result<(), RegistryError> {
+        Ok(self.metadata.ping().await?)
+    }
+
+    /// Closes the stores; the registry must not be used afterwards.
+    pub async fn close(&self) {
+        self.metadata.close().await;
+    }
+
+    async fn admit(&self, intent: WriteIntent<'_>) -> Result<WritePermit, RegistryError> {
+        Ok(self.gate.admit(intent).await?)
+    }
+}

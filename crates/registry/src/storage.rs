@@ -1,0 +1,328 @@
+//! Blob storage: content-addressed objects on the `object_store` crate, and the staging area where
+//! uploads accumulate until their digest is verified.
+//!
+//! Layout under the storage root:
+//!
+//! ```text
+//! blobs/<algorithm>/<first two hex digits>/<hex>/<incarnation>   committed blob content
+//! uploads/<upload id>                                           bytes of an open upload
+//! ```
+//!
+//! A committed object is never modified. The `<incarnation>` (a random id) makes every placement
+//! of a blob a distinct object, so the garbage collector deleting an old, unreferenced copy can
+//! never delete a copy that a new upload of the same content has just placed: the metadata store
+//! records which incarnation is live.
+//!
+//! Upload staging appends to a file. `object_store`'s local store has no appendable or resumable
+//! multipart upload (its `put_multipart` handle lives only in memory), so appends use the file
+//! system directly under the same root, and the finished file is moved into place with the
+//! store's rename, which is atomic.
+
+mod staging;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
+
+pub use staging::{AppendError, UploadLock};
+
+use crate::digest::{ContentHasher, Digest};
+use crate::gate::WritePermit;
+use crate::upload_id::UploadId;
+
+/// How much of a blob is read from disk at a time when serving it.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// The name of the object holding one placement of a blob's content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StorageKey(String);
+
+impl StorageKey {
+    /// A key for a new placement of `digest`'s content.
+    fn for_new_placement(digest: &Digest) -> Self {
+        let hex = digest.hex();
+        StorageKey(format!(
+            "blobs/{}/{}/{}/{}",
+            digest.algorithm().name(),
+            &hex[..2],
+            hex,
+            UploadId::generate()
+        ))
+    }
+
+    /// Accepts a key read back from the metadata store, refusing anything that is not of the
+    /// form this module writes (so a damaged database cannot point outside the blob folder).
+    pub fn from_stored(key: String) -> Result<Self, String> {
+        let parts: Vec<&str> = key.split('/').collect();
+        let well_formed = parts.len() == 5
+            && parts[0] == "blobs"
+            && parts[1..].iter().all(|p| {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if well_formed {
+            Ok(StorageKey(key))
+        } else {
+            Err(format!("invalid storage key {key:?}"))
+        }
+    }
+
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The digest whose content this key holds, as its path says.
+    pub fn digest(&self) -> Option<Digest> {
+        let mut parts = self.0.split('/').skip(1);
+        let (algorithm, _, hex) = (parts.next()?, parts.next()?, parts.next()?);
+        format!("{algorithm}:{hex}").parse().ok()
+    }
+
+    fn path(&self) -> ObjectPath {
+        ObjectPath::from(self.0.as_str())
+    }
+}
+
+/// A failure of blob storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object store failed.
+    #[error("blob storage error: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// A file system operation failed.
+    #[error("blob storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The write was stopped by the write gate before it became visible.
+    #[error(transparent)]
+    Refused(#[from] crate::gate::WriteRefused),
+}
+
+/// A committed object as listed by the garbage collector.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// The object's key.
+    pub key: StorageKey,
+    /// When it was last written, in milliseconds since the Unix epoch.
+    pub modified_millis: i64,
+}
+
+/// A stream of a blob's bytes.
+pub type BlobStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// Blob storage. Cheap to clone.
+#[derive(Clone)]
+pub struct BlobStore {
+    objects: Arc<LocalFileSystem>,
+    staging: staging::Staging,
+}
+
+impl BlobStore {
+    /// Blob storage in a folder of the local file system, created if missing. With `fsync`,
+    /// content and folder entries are flushed to disk before a blob is committed.
+    pub fn filesystem(root: &Path, fsync: bool) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("uploads"))?;
+        let objects = LocalFileSystem::new_with_prefix(root)?
+            .with_fsync(fsync)
+            .with_automatic_cleanup(true);
+        Ok(BlobStore {
+            objects: Arc::new(objects),
+            staging: staging::Staging::new(root.join("uploads"), fsync),
+        })
+    }
+
+    /// Streams `range` of the object `key`. The range must lie within the object.
+    pub async fn read(
+        &self,
+        key: &StorageKey,
+        range: Range<u64>,
+    ) -> Result<BlobStream, StorageError> {
+        if range.start >= range.end {
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        let result = self.objects.get_opts(&key.path(), options).await?;
+        let range = result.range.clone();
+        Ok(match result.payload {
+            GetResultPayload::File(file, _path) => {
+                // Read in large chunks from our own task rather than object_store's small ones.
+                let mut file = tokio::fs::File::from_std(file);
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                file.seek(std::io::SeekFrom::Start(range.start)).await?;
+                let reader = file.take(range.end - range.start);
+                tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).boxed()
+            }
+            GetResultPayload::Stream(stream) => stream.map_err(std::io::Error::other).boxed(),
+        })
+    }
+
+    /// Computes the digest of the object `key` under `algorithm`, reading it all.
+    pub async fn digest_of(
+        &self,
+        key: &StorageKey,
+        algorithm: crate::digest::Algorithm,
+        size: u64,
+    ) -> Result<Digest, StorageError> {
+        let mut stream = self.read(key, 0..size).await?;
+        let mut hasher = ContentHasher::new(algorithm);
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok(hasher.finish())
+    }
+
+    /// The size of the object `key`, or `None` if it does not exist.
+    pub async fn size(&self, key: &StorageKey) -> Result<Option<u64>, StorageError> {
+        match self.objects.head(&key.path()).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the object `key`; deleting a missing object succeeds.
+    pub async fn delete(
+        &self,
+        _permit: &WritePermit,
+        key: &StorageKey,
+    ) -> Result<(), StorageError> {
+        match self.objects.delete(&key.path()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every committed object, for the garbage collector's sweep of objects no record uses.
+    pub fn list_objects(&self) -> BoxStream<'static, Result<StoredObject, StorageError>> {
+        self.objects
+            .list(Some(&ObjectPath::from("blobs")))
+            .map(|meta| {
+                let meta = meta?;
+                let key = StorageKey::from_stored(meta.location.to_string())
+                    .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+                Ok(StoredObject {
+                    key,
+                    modified_millis: meta.last_modified.timestamp_millis(),
+                })
+            })
+            .boxed()
+    }
+
+    // ---- Upload staging ----
+
+    /// Takes the exclusive right to write to upload `id`'s staging data, or `None` if another
+    /// request is writing to it right now.
+    pub fn lock_upload(&self, id: &UploadId) -> Option<UploadLock> {
+        self.staging.lock(id)
+    }
+
+    /// Appends a request body to upload `id`, whose first `offset` bytes are committed, feeding
+    /// the bytes to `hasher`. Bytes beyond `offset` left by an interrupted request are discarded
+    /// first. Returns how many bytes were appended and the hasher after them. Stops, with nothing committed, if the permit
+    /// is cancelled, the body fails, or the upload would exceed `max_size`.
+    pub async fn append_upload<E>(
+        &self,
+        permit: &WritePermit,
+        lock: &UploadLock,
+        offset: u64,
+        body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        hasher: ContentHasher,
+        max_size: Option<u64>,
+    ) -> Result<(u64, ContentHasher), AppendError>
+    where
+        E: std::fmt::Display,
+    {
+        self.staging
+            .append(permit, lock, offset, body, hasher, max_size)
+            .await
+    }
+
+    /// Computes the digest of the first `size` staged bytes of an upload under `algorithm` (for
+    /// a client that names a digest algorithm other than the one hashed while receiving).
+    pub async fn digest_of_upload(
+        &self,
+        lock: &UploadLock,
+        algorithm: crate::digest::Algorithm,
+        size: u64,
+    ) -> Result<Digest, StorageError> {
+        self.staging.digest(lock, algorithm, size).await
+    }
+
+    /// Moves the first `size` staged bytes of an upload (verified to have `digest`) into a new
+    /// placement, durable if configured, and returns its key. The upload's staging is gone.
+    pub async fn publish_upload(
+        &self,
+        permit: &WritePermit,
+        lock: &UploadLock,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<StorageKey, StorageError> {
+        let staged = self.staging.seal(lock, size).await?;
+        let key = StorageKey::for_new_placement(digest);
+        permit.check()?;
+        self.objects
+            .rename(&staging_path(&staged), &key.path())
+            .await?;
+        Ok(key)
+    }
+
+    /// Deletes an upload's staged bytes.
+    pub async fn discard_upload(
+        &self,
+        _permit: &WritePermit,
+        id: &UploadId,
+    ) -> Result<(), StorageError> {
+        self.staging.discard(id).await
+    }
+
+    /// The identifiers of uploads with staged bytes, and when each was last written.
+    pub async fn staged_uploads(&self) -> Result<Vec<(UploadId, i64)>, StorageError> {
+        self.staging.list().await
+    }
+}
+
+fn staging_path(file: &PathBuf) -> ObjectPath {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ObjectPath::from(format!("uploads/{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_hold_their_digest_and_reject_traversal() {
+        let digest = Digest::sha256_of(b"hello");
+        let key = StorageKey::for_new_placement(&digest);
+        assert!(key.as_str().starts_with(&format!(
+            "blobs/sha256/{}/{}/",
+            &digest.hex()[..2],
+            digest.hex()
+        )));
+        assert_eq!(key.digest(), Some(digest));
+        assert_eq!(StorageKey::from_stored(key.as_str().to_owned()), Ok(key));
+        for bad in [
+            "blobs/../../etc/passwd/x",
+            "/etc/passwd",
+            "blobs/sha256/ab/cd",
+            "blobs/sha256/ab/cd/../x",
+            "uploads/x/y/z/w",
+            "blobs/sha256//cd/x",
+        ] {
+            assert!(StorageKey::from_stored(bad.to_owned()).is_err(), "{bad:?}");
+        }
+    }
+}

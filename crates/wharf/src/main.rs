@@ -1,0 +1,222 @@
+//! The `wharf` command: serve the registry and maintain it.
+
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wharf_registry::config::{self, Config};
+use wharf_registry::gate::WriteGate;
+use wharf_registry::metadata::now_millis;
+use wharf_registry::registry::FsckReport;
+use wharf_registry::{Registry, serve};
+
+/// Wharf, a container image registry.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The configuration file (YAML). Without one, the defaults apply; WHARF_<SECTION>_<KEY>
+    /// environment variables override either.
+    #[arg(long, short, global = true, env = "WHARF_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry (by default on 127.0.0.1:5000, with data in ./wharf-data).
+    Serve {
+        /// Listen on this address instead of server.listen.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Keep data in this folder instead of storage.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show or check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Collect garbage once: expired uploads, and blobs no manifest uses (after gc.grace).
+    Gc {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that every manifest's blobs and children exist and every blob matches its digest.
+    /// Exits with status 1 when something is wrong.
+    Fsck {
+        /// Only check that blob content is present with the right size, without hashing it.
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a fully commented configuration file with the default values.
+    Example,
+    /// Check the configuration (file and environment) and print the values in effect.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("wharf: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(cli.config.as_deref(), std::env::vars())?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let config = load_config(&cli)?;
+            let text = serde_saphyr::to_string(&config).context("printing the configuration")?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { listen, data_dir } => {
+            let mut config = load_config(&cli)?;
+            if let Some(listen) = listen {
+                config.server.listen = *listen;
+            }
+            if let Some(data_dir) = data_dir {
+                config.storage.data_dir.clone_from(data_dir);
+            }
+            logging::init(&config.log)?;
+            runtime()?.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.server.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+                serve(config, listener, shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Gc { json } => {
+            let config = load_config(&cli)?;
+            logging::init(&config.log)?;
+            runtime()?.block_on(async {
+                let registry = open(&config).await?;
+                let report = registry.collect_garbage(config.gc_settings(), now_millis()).await;
+                registry.close().await;
+                let report = report?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    println!(
+                        "expired uploads: {}\nforgotten upload records: {}\npruned repository links: {}\n\
+                         deleted blobs: {} ({} bytes)\nleftover objects deleted: {}\nleftover staged uploads deleted: {}",
+                        report.expired_uploads,
+                        report.forgotten_sessions,
+                        report.pruned_links,
+                        report.deleted_blobs,
+                        report.deleted_bytes,
+                        report.orphan_objects,
+                        report.orphan_staging
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Fsck { quick, json } => {
+            let config = load_config(&cli)?;
+            logging::init(&config.log)?;
+            runtime()?.block_on(async {
+                let registry = open(&config).await?;
+                let report = registry.fsck(!quick).await;
+                registry.close().await;
+                let report = report?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print_fsck(&report);
+                }
+                Ok(if report.is_clean() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            })
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn open(config: &Config) -> anyhow::Result<Registry> {
+    let paths = config.data_paths();
+    if !paths.metadata.exists() {
+        anyhow::bail!(
+            "no registry in {}: its metadata database {} does not exist",
+            config.storage.data_dir.display(),
+            paths.metadata.display()
+        );
+    }
+    Ok(Registry::open_local(
+        &paths,
+        config.storage.fsync,
+        WriteGate::new(),
+        config.limits(),
+    )
+    .await?)
+}
+
+fn print_fsck(report: &FsckReport) {
+    println!(
+        "checked {} blobs ({} bytes hashed) and {} manifests",
+        report.blobs_checked, report.bytes_verified, report.manifests_checked
+    );
+    if report.unused_objects > 0 {
+        println!(
+            "{} stored objects are used by no blob (left by an interrupted write; `wharf gc` removes them)",
+            report.unused_objects
+        );
+    }
+    if report.is_clean() {
+        println!("no problems found");
+    } else {
+        println!("{} problems found:", report.problems.len());
+        for problem in &report.problems {
+            println!("  {}", serde_json::to_string(problem).unwrap_or_default());
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for shutdown signals; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        _ = interrupt.recv() => tracing::info!("received SIGINT"),
+    }
+}
