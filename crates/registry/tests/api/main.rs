@@ -1,0 +1,14 @@
+//! The registry's behaviour through its HTTP API: the server runs in-process on a loopback port
+//! (`wharf_registry::serve`), with a real SQLite database and real files in a temporary folder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod app;
+
+mod base;
+mod blobs;
+mod housekeeping;
+mod listing;
+mod manifests;
+mod shutdown;
+mod uploads;

@@ -1,0 +1,141 @@
+//! Running the real `wharf` binary in tests: a server on a free loopback port with its own data
+//! folder, stopped (SIGKILL) when dropped unless stopped otherwise.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The `wharf` binary built for these tests.
+pub fn wharf_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_wharf")
+}
+
+/// A running `wharf serve`.
+pub struct WharfServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    /// `127.0.0.1:<port>`
+    pub address: String,
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// The configuration file the server was started with.
+    pub config_file: PathBuf,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl WharfServer {
+    /// Starts `wharf serve` with `data_dir`, on a free port, with `extra_yaml` appended to the
+    /// configuration file (sections other than `server` and `storage.data_dir`).
+    pub fn start(data_dir: &Path, extra_yaml: &str) -> WharfServer {
+        Self::start_on(data_dir, "127.0.0.1:0", extra_yaml)
+    }
+
+    /// Like [`WharfServer::start`], on a given address (to restart on the same port).
+    pub fn start_on(data_dir: &Path, listen: &str, extra_yaml: &str) -> WharfServer {
+        std::fs::create_dir_all(data_dir).expect("create data dir");
+        let config_file = data_dir.with_extension("yaml");
+        std::fs::write(
+            &config_file,
+            format!(
+                "server:\n  listen: {listen}\n  shutdown_grace: 10s\nstorage:\n  data_dir: {}\n{extra_yaml}",
+                data_dir.display()
+            ),
+        )
+        .expect("write config");
+        let mut child = Command::new(wharf_binary())
+            .args(["serve", "--config"])
+            .arg(&config_file)
+            .env_remove("RUST_LOG")
+            .env("WHARF_LOG_FORMAT", "text")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wharf serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.split("serving on http://").nth(1) {
+                    let address = address.split_whitespace().next().unwrap_or_default().to_owned();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(address);
+                    }
+                }
+                log_writer.lock().unwrap().push(line);
+            }
+        });
+        let address = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("wharf serve did not start; log:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        WharfServer {
+            child: Some(child),
+            url: format!("http://{address}"),
+            address,
+            data_dir: data_dir.to_owned(),
+            config_file,
+            log,
+        }
+    }
+
+    /// The server's log lines so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Kills the server with SIGKILL (as a crash would) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the server to exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        child.wait().map(|status| status.success()).unwrap_or(false)
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for WharfServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `wharf <args>` with the server's configuration file and returns (status, stdout, stderr).
+pub fn wharf(config_file: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(wharf_binary())
+        .arg("--config")
+        .arg(config_file)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run wharf");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
