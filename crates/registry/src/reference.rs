@@ -258,7 +258,8 @@ mod tests {
             name in "[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+){0,3}(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+){0,3}){0,4}"
         ) {
             prop_assume!(name.len() <= MAX_NAME_LEN);
-            prop_assert_eq!(name.parse::<RepositoryName>().unwrap().as_str(), name.as_str());
+            let parsed = name.parse::<RepositoryName>().unwrap();
+            prop_assert_eq!(parsed.as_str(), name.as_str());
         }
 
         #[test]

@@ -21,7 +21,7 @@
 mod staging;
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -291,7 +291,7 @@ impl BlobStore {
     }
 }
 
-fn staging_path(file: &PathBuf) -> ObjectPath {
+fn staging_path(file: &Path) -> ObjectPath {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -25,7 +25,10 @@ fn config_example_is_valid_and_complete() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("example.yaml");
     std::fs::write(&path, &example).unwrap();
-    let (code, effective, stderr) = run(&["--config", path.to_str().unwrap(), "config", "check"], &[]);
+    let (code, effective, stderr) = run(
+        &["--config", path.to_str().unwrap(), "config", "check"],
+        &[],
+    );
     assert_eq!(code, 0, "{stderr}");
     let (_, defaults, _) = run(&["config", "check"], &[]);
     assert_eq!(effective, defaults, "the example must be the defaults");
@@ -49,7 +52,10 @@ fn unknown_keys_and_bad_values_are_refused_at_start_naming_the_key() {
 
     let (code, _, stderr) = run(&["serve"], &[("WHARF_SERVER_LISTEN", "not-an-address")]);
     assert_ne!(code, 0);
-    assert!(stderr.contains("WHARF_SERVER_LISTEN") && stderr.contains("server.listen"), "{stderr}");
+    assert!(
+        stderr.contains("WHARF_SERVER_LISTEN") && stderr.contains("server.listen"),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = run(&["config", "check"], &[("WHARF_NO_SUCH_KEY", "1")]);
     assert_ne!(code, 0);
@@ -73,11 +79,20 @@ fn a_data_folder_serves_one_server_at_a_time() {
     let data = dir.path().join("data");
     let first = WharfServer::start(&data, "");
     let (code, _, stderr) = run(
-        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
         &[],
     );
     assert_ne!(code, 0);
-    assert!(stderr.contains("another Wharf server is using the data folder"), "{stderr}");
+    assert!(
+        stderr.contains("another Wharf server is using the data folder"),
+        "{stderr}"
+    );
     drop(first);
 }
 
@@ -85,7 +100,11 @@ fn a_data_folder_serves_one_server_at_a_time() {
 fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = WharfServer::start(&dir.path().join("data"), "");
-    assert!(server.terminate(), "wharf serve should exit 0 on SIGTERM:\n{}", server.log());
+    assert!(
+        server.terminate(),
+        "wharf serve should exit 0 on SIGTERM:\n{}",
+        server.log()
+    );
     assert!(server.log().contains("stopped"), "{}", server.log());
     // The data folder is free again, and consistent.
     let (code, stdout, stderr) = wharf(&server.config_file, &["fsck"]);
@@ -96,7 +115,10 @@ fn sigterm_stops_the_server_cleanly() {
 fn maintenance_commands_refuse_a_folder_without_a_registry() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nothing-here");
-    let (code, _, stderr) = run(&["fsck"], &[("WHARF_STORAGE_DATA_DIR", missing.to_str().unwrap())]);
+    let (code, _, stderr) = run(
+        &["fsck"],
+        &[("WHARF_STORAGE_DATA_DIR", missing.to_str().unwrap())],
+    );
     assert_ne!(code, 0);
     assert!(stderr.contains("no registry in"), "{stderr}");
     assert!(!missing.exists(), "fsck must not create a registry");

@@ -90,7 +90,7 @@ impl fmt::Display for ByteSize {
         let (name, multiplier) = UNITS[..5]
             .iter()
             .rev()
-            .find(|(_, m)| self.0 % m == 0 && self.0 >= *m)
+            .find(|(_, m)| self.0.is_multiple_of(*m) && self.0 >= *m)
             .copied()
             .unwrap_or(("B", 1));
         write!(f, "{}{name}", self.0 / multiplier)

@@ -256,21 +256,19 @@ impl Registry {
                 self.limits.max_blob_size,
             )
             .await;
-        appended.or_else(|error| {
-            Err(match error {
-                AppendError::Cancelled => crate::gate::WriteRefused::Cancelled.into(),
-                AppendError::Body(why) => RegistryError::BlobUploadInvalid(format!(
-                    "the request body could not be read: {why}"
-                )),
-                AppendError::TooLarge { limit } => RegistryError::TooLarge(format!(
-                    "the blob exceeds the size limit of {limit} bytes"
-                )),
-                AppendError::Lost => {
-                    tracing::error!(upload = %session.id, "staged upload data is missing");
-                    RegistryError::BlobUploadUnknown
-                }
-                AppendError::Io(e) => RegistryError::internal(e),
-            })
+        appended.map_err(|error| match error {
+            AppendError::Cancelled => crate::gate::WriteRefused::Cancelled.into(),
+            AppendError::Body(why) => RegistryError::BlobUploadInvalid(format!(
+                "the request body could not be read: {why}"
+            )),
+            AppendError::TooLarge { limit } => {
+                RegistryError::TooLarge(format!("the blob exceeds the size limit of {limit} bytes"))
+            }
+            AppendError::Lost => {
+                tracing::error!(upload = %session.id, "staged upload data is missing");
+                RegistryError::BlobUploadUnknown
+            }
+            AppendError::Io(e) => RegistryError::internal(e),
         })
     }
 

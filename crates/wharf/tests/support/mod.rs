@@ -1,7 +1,7 @@
 //! Running the real `wharf` binary in tests: a server on a free loopback port with its own data
 //! folder, stopped (SIGKILL) when dropped unless stopped otherwise.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -64,7 +64,11 @@ impl WharfServer {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(address) = line.split("serving on http://").nth(1) {
-                    let address = address.split_whitespace().next().unwrap_or_default().to_owned();
+                    let address = address
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(address);
                     }
@@ -76,7 +80,10 @@ impl WharfServer {
             Ok(address) => address,
             Err(_) => {
                 let _ = child.kill();
-                panic!("wharf serve did not start; log:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "wharf serve did not start; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
         WharfServer {
