@@ -1,0 +1,1550 @@
+//! Real clients against a real `wharf serve`: skopeo, podman and buildah, as packaged by Debian
+//! (`apt-get install -y podman skopeo buildah`), pushing, pulling and copying images, image
+//! indexes and Docker manifest lists, and checking that what comes back is byte-identical.
+//!
+//! Every client command runs isolated: its own HOME, configuration files (passed by environment
+//! variables and `$HOME/.config/containers`), vfs storage and TMPDIR, in a private mount
+//! namespace (`unshare --mount`) where `/var/lib/containers` (the blob-info cache, which no flag
+//! or variable moves and which decides whether clients mount or upload blobs) and `/var/tmp` are
+//! folders of the test, and `/etc/containers` and `/usr/share/containers` are hidden behind
+//! empty tmpfs, so the clients neither read nor change the machine's configuration. This needs
+//! root. A missing client fails the tests with the `apt-get install` line to run.
+//!
+//! Fixture images are built once per test process with buildah (from scratch, from random
+//! files) and exported to `dir:` folders with uncompressed layers, under
+//! `target/tmp/clients-fixtures/<pid>` (removed by the next run); each test imports the ones it
+//! needs into its own storage. Every test has its own server, port and temporary folder; set
+//! `WHARF_TEST_KEEP=1` to keep a failed test's folder.
+//!
+//! The helpers ([`Session`], [`Clients::run`], [`Outcome`]) are meant for more tests here, e.g.
+//! clients against a read-only server: `Session::start_with(extra_yaml)`, then
+//! `session.clients.run(…)` gives the exit code, stdout and stderr of a command that fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::WharfServer;
+
+/// What the tests need on the machine, and how to get it.
+const REQUIRED: &[(&str, &str)] = &[
+    ("skopeo", "apt-get install -y podman skopeo buildah"),
+    ("podman", "apt-get install -y podman skopeo buildah"),
+    ("buildah", "apt-get install -y podman skopeo buildah"),
+    ("unshare", "apt-get install -y util-linux"),
+    ("mount", "apt-get install -y mount"),
+    ("gzip", "apt-get install -y gzip"),
+    ("sha256sum", "apt-get install -y coreutils"),
+    ("diff", "apt-get install -y diffutils"),
+    ("cmp", "apt-get install -y diffutils"),
+];
+
+/// How long one client command may take before it is killed and the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Run by `sh -c` inside `unshare --mount --propagation private`: gives the command a private
+/// `/var/lib/containers` (blob-info cache, default signature store) and `/var/tmp` (where
+/// `skopeo copy … containers-storage:` stages blobs whatever TMPDIR says), hides the machine's
+/// container configuration, then runs the command. `$1` is the environment's `state` folder, the
+/// rest is the command.
+const ISOLATE: &str = r#"set -e
+state=$1; shift
+mkdir -p /var/lib/containers /var/tmp
+mount --bind "$state/var-lib-containers" /var/lib/containers
+mount --bind "$state/var-tmp" /var/tmp
+for hidden in /etc/containers /usr/share/containers; do
+  if [ -d "$hidden" ]; then mount -t tmpfs -o size=4m,mode=0755 wharf-test-hidden "$hidden"; fi
+done
+exec "$@"
+"#;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+// ---------------------------------------------------------------------------------------------
+// Running client commands
+// ---------------------------------------------------------------------------------------------
+
+/// Fails the test, saying what to install, when a client or tool is missing or we are not root.
+fn preflight() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = CHECKED.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut missing = Vec::new();
+        for (tool, install) in REQUIRED {
+            if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
+                missing.push(format!("`{tool}` is not installed (install it: {install})"));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "the client tests need the real clients and a few tools:\n  {}",
+                missing.join("\n  ")
+            ));
+        }
+        let uid = Command::new("id").arg("-u").output().map(|o| o.stdout);
+        if uid.unwrap_or_default().trim_ascii() != b"0" {
+            return Err(
+                "the client tests must run as root: they isolate every client \
+                        command with `unshare --mount` and bind mounts"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    });
+    if let Err(message) = result {
+        panic!("{message}");
+    }
+}
+
+/// The result of one client command.
+pub struct Outcome {
+    /// The command line, for messages.
+    pub command: String,
+    /// The exit code; -1 when killed by a signal (or by the timeout).
+    pub code: i32,
+    /// Standard output, exactly.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: String,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Standard output as text, without the final newline.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).trim_end().to_owned()
+    }
+
+    /// Whether the command succeeded.
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stdout = String::from_utf8_lossy(&self.stdout);
+        let clip = |s: &str| {
+            let mut s = s.to_owned();
+            if s.len() > 8000 {
+                let mut cut = 8000;
+                while !s.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                s.truncate(cut);
+                s.push_str(" […]");
+            }
+            s
+        };
+        write!(
+            f,
+            "$ {}\nexit code {} after {:.2?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command,
+            self.code,
+            self.elapsed,
+            clip(&stdout),
+            clip(&self.stderr)
+        )
+    }
+}
+
+/// One isolated client environment: HOME, configuration, storage, TMPDIR and blob-info cache,
+/// all under one folder. Every command run through it shares that state (which is what makes
+/// cross-repository mounts happen) and nothing else.
+pub struct Clients {
+    dir: PathBuf,
+}
+
+impl Clients {
+    /// Sets up an environment in `dir` (created) that talks plain HTTP to `registries`
+    /// (`host:port` each).
+    pub fn new(dir: &Path, registries: &[&str]) -> Clients {
+        let make = |p: &Path| std::fs::create_dir_all(p).unwrap();
+        let cfg = dir.join("cfg");
+        let home_cfg = dir.join("home/.config/containers");
+        let state = ["state/var-lib-containers/cache", "state/var-tmp"];
+        for sub in ["tmp", "net", "libpod", "volumes"].iter().chain(&state) {
+            make(&dir.join(sub));
+        }
+        make(&cfg);
+        make(&home_cfg);
+        let d = |sub: &str| dir.join(sub).display().to_string();
+        let storage = format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+            d("run"),
+            d("root")
+        );
+        let mut registries_conf =
+            String::from("unqualified-search-registries = []\nshort-name-mode = \"disabled\"\n");
+        for registry in registries {
+            registries_conf.push_str(&format!(
+                "\n[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"
+            ));
+        }
+        let policy = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;
+        let containers = format!(
+            "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+             events_logfile_path = \"{}\"\ntmp_dir = \"{}\"\nstatic_dir = \"{}\"\n\
+             volume_path = \"{}\"\n\n[network]\nnetwork_config_dir = \"{}\"\n",
+            d("tmp/events.log"),
+            d("tmp"),
+            d("libpod"),
+            d("volumes"),
+            d("net")
+        );
+        let write = |p: PathBuf, text: &str| std::fs::write(p, text).unwrap();
+        write(cfg.join("storage.conf"), &storage);
+        write(cfg.join("registries.conf"), &registries_conf);
+        write(cfg.join("containers.conf"), &containers);
+        write(cfg.join("policy.json"), policy);
+        write(cfg.join("auth.json"), r#"{"auths":{}}"#);
+        // skopeo 1.9 ignores CONTAINERS_REGISTRIES_CONF, and podman push ignores
+        // --signature-policy: both read these before the files in /etc.
+        write(home_cfg.join("registries.conf"), &registries_conf);
+        write(home_cfg.join("policy.json"), policy);
+        Clients {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The environment's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The isolated command, not started.
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let d = |sub: &str| self.dir.join(sub);
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                ISOLATE,
+                "wharf-isolate",
+            ])
+            .arg(d("state"))
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
+            .env("LC_ALL", "C")
+            .env("HOME", d("home"))
+            .env("XDG_CONFIG_HOME", d("home/.config"))
+            .env("TMPDIR", d("tmp"))
+            .env("CONTAINERS_STORAGE_CONF", d("cfg/storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", d("cfg/registries.conf"))
+            .env("CONTAINERS_CONF", d("cfg/containers.conf"))
+            .env("REGISTRY_AUTH_FILE", d("cfg/auth.json"))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `program args…` isolated and returns what happened, whatever the exit code.
+    pub fn run(&self, program: &str, args: &[&str]) -> Outcome {
+        let mut line = vec![program.to_owned()];
+        line.extend(args.iter().map(|a| {
+            if a.is_empty() || a.contains([' ', '"', '\'', '[', '{']) {
+                format!("'{a}'")
+            } else {
+                (*a).to_owned()
+            }
+        }));
+        let command_line = line.join(" ");
+        let started = Instant::now();
+        let mut child = self
+            .command(program, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `unshare` for {command_line}: {e}"));
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        });
+        let err = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf);
+            buf
+        });
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > COMMAND_TIMEOUT {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+        if timed_out {
+            stderr.push_str(&format!("\n[killed after {COMMAND_TIMEOUT:?}]"));
+        }
+        let outcome = Outcome {
+            command: command_line,
+            code: status.code().unwrap_or(-1),
+            stdout: out.join().unwrap(),
+            stderr,
+            elapsed: started.elapsed(),
+        };
+        eprintln!(
+            "[{:>6.2}s] exit {:<3} $ {}",
+            outcome.elapsed.as_secs_f64(),
+            outcome.code,
+            outcome.command
+        );
+        if !outcome.success() {
+            let last = outcome.stderr.trim_end().lines().last().unwrap_or_default();
+            eprintln!("           stderr: {last}");
+        }
+        outcome
+    }
+
+    /// Runs the command and fails the test unless it succeeds.
+    pub fn ok(&self, program: &str, args: &[&str]) -> Outcome {
+        let outcome = self.run(program, args);
+        assert!(outcome.success(), "a client command failed:\n{outcome}");
+        outcome
+    }
+}
+
+/// `dir:<path>`, a skopeo transport that keeps manifests and blobs exactly as they are.
+fn dir(path: &Path) -> String {
+    format!("dir:{}", s(path))
+}
+
+/// `path` as a `&str` (the test folders are ASCII).
+fn s(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+// ---------------------------------------------------------------------------------------------
+// A test session: a Wharf server and a client environment that trusts it
+// ---------------------------------------------------------------------------------------------
+
+/// A Wharf server with its own data folder and port, and a client environment for it.
+pub struct Session {
+    dir: Option<tempfile::TempDir>,
+    /// The running server, logging every request (`tower_http=debug`).
+    pub server: WharfServer,
+    /// The main client environment.
+    pub clients: Clients,
+}
+
+impl Session {
+    /// Starts a server and sets up clients for it.
+    pub fn start() -> Session {
+        Self::start_with("")
+    }
+
+    /// Like [`Session::start`], with more configuration for the server (YAML sections other
+    /// than `server`, `storage.data_dir` and `log`).
+    pub fn start_with(extra_yaml: &str) -> Session {
+        preflight();
+        let dir = tempfile::Builder::new()
+            .prefix("wharf-clients-")
+            .tempdir()
+            .unwrap();
+        let server = WharfServer::start(
+            &dir.path().join("data"),
+            &format!("log:\n  level: tower_http=debug,info\n{extra_yaml}"),
+        );
+        let clients = Clients::new(&dir.path().join("clients"), &[&server.address]);
+        Session {
+            dir: Some(dir),
+            server,
+            clients,
+        }
+    }
+
+    /// The session's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.as_ref().unwrap().path().join(name)
+    }
+
+    /// Another client environment for the same server, with its own storage and cache.
+    pub fn more_clients(&self, name: &str) -> Clients {
+        Clients::new(&self.path(name), &[&self.server.address])
+    }
+
+    /// `host:port/wharf/<reference>`
+    pub fn reference(&self, reference: &str) -> String {
+        format!("{}/wharf/{reference}", self.server.address)
+    }
+
+    /// `docker://host:port/wharf/<reference>`
+    pub fn docker(&self, reference: &str) -> String {
+        format!("docker://{}", self.reference(reference))
+    }
+
+    /// Runs the command with the main clients; fails the test, with the server's recent
+    /// requests, unless it succeeds.
+    pub fn ok(&self, program: &str, args: &[&str]) -> Outcome {
+        self.ok_with(&self.clients, program, args)
+    }
+
+    /// Like [`Session::ok`] with other clients.
+    pub fn ok_with(&self, clients: &Clients, program: &str, args: &[&str]) -> Outcome {
+        let outcome = clients.run(program, args);
+        assert!(
+            outcome.success(),
+            "a client command failed:\n{outcome}\n--- last requests Wharf answered ---\n{}",
+            self.request_tail(40)
+        );
+        outcome
+    }
+
+    /// Runs the command with the given clients; fails the test if it succeeds.
+    pub fn fails_with(&self, clients: &Clients, program: &str, args: &[&str]) -> Outcome {
+        let outcome = clients.run(program, args);
+        assert!(
+            !outcome.success(),
+            "a client command should have failed:\n{outcome}\n--- last requests ---\n{}",
+            self.request_tail(20)
+        );
+        outcome
+    }
+
+    /// The requests the server answered so far.
+    pub fn requests(&self) -> Vec<Served> {
+        served_requests(&self.server.log())
+    }
+
+    fn request_tail(&self, n: usize) -> String {
+        let requests = self.requests();
+        let skip = requests.len().saturating_sub(n);
+        let lines: Vec<String> = requests[skip..].iter().map(Served::to_string).collect();
+        let other: Vec<String> = self
+            .server
+            .log()
+            .lines()
+            .filter(|l| !l.contains("tower_http::trace"))
+            .map(str::to_owned)
+            .collect();
+        format!(
+            "{}\n--- other server log lines ---\n{}",
+            lines.join("\n"),
+            other.join("\n")
+        )
+    }
+
+    /// `skopeo inspect --raw`: the manifest bytes exactly as Wharf serves them.
+    pub fn raw_manifest(&self, reference: &str) -> Vec<u8> {
+        self.ok("skopeo", &["inspect", "--raw", &self.docker(reference)])
+            .stdout
+    }
+
+    /// `skopeo list-tags`, as a list.
+    pub fn tags(&self, repository: &str) -> Vec<String> {
+        let out = self.ok("skopeo", &["list-tags", &self.docker(repository)]);
+        let listing: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(listing["Repository"], self.reference(repository), "{out}");
+        listing["Tags"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no Tags in {out}"))
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Imports a fixture image into the main clients' storage as `name`.
+    pub fn import(&self, fixture: &Image, name: &str) {
+        let to = format!("containers-storage:{name}");
+        self.copy_with(&self.clients, &[], &dir(&fixture.dir), &to);
+    }
+
+    /// `skopeo copy --quiet <options…> <from> <to>` with the main clients; must succeed.
+    pub fn copy(&self, options: &[&str], from: &str, to: &str) -> Outcome {
+        self.copy_with(&self.clients, options, from, to)
+    }
+
+    /// Like [`Session::copy`] with other clients.
+    pub fn copy_with(&self, clients: &Clients, options: &[&str], from: &str, to: &str) -> Outcome {
+        let mut args = vec!["copy", "--quiet"];
+        args.extend_from_slice(options);
+        args.extend([from, to]);
+        self.ok_with(clients, "skopeo", &args)
+    }
+
+    /// Runs `wharf fsck` (the server may keep running) and fails the test unless it is clean.
+    pub fn assert_fsck_clean(&self) {
+        let (code, stdout, stderr) = support::wharf(&self.server.config_file, &["fsck"]);
+        assert_eq!(code, 0, "wharf fsck found problems:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("no problems found"), "{stdout}\n{stderr}");
+        eprintln!("wharf fsck: {}", stdout.trim().replace('\n', "; "));
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("WHARF_TEST_KEEP").is_some() {
+            let dir = self.dir.take().unwrap().keep();
+            eprintln!("WHARF_TEST_KEEP: kept {}", dir.display());
+        }
+    }
+}
+
+/// One request the server answered, from its `tower_http` log line.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// GET, PUT…
+    pub method: String,
+    /// The path, still percent-encoded.
+    pub path: String,
+    /// The decoded query parameters.
+    pub query: BTreeMap<String, String>,
+    /// The response status.
+    pub status: u16,
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {:?} -> {}",
+            self.method, self.path, self.query, self.status
+        )
+    }
+}
+
+/// Parses the `tower_http::trace::on_response` lines of a text log.
+fn served_requests(log: &str) -> Vec<Served> {
+    log.lines()
+        .filter(|line| line.contains("tower_http::trace::on_response"))
+        .filter_map(|line| {
+            let method = line.split("method=").nth(1)?.split(' ').next()?.to_owned();
+            let uri = line.split(" uri=").nth(1)?.split(' ').next()?;
+            let status = line
+                .split("status=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+            let query = query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect();
+            Some(Served {
+                method,
+                path: path.to_owned(),
+                query,
+                status,
+            })
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content checks, with the system's tools (independent of Wharf's code)
+// ---------------------------------------------------------------------------------------------
+
+/// `sha256:<hex>` of some bytes, by `sha256sum`.
+fn sha256(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    format!("sha256:{}", &text[..64])
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// The hex part of `sha256:<hex>`.
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").expect("a sha256 digest")
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let output = Command::new("gzip").arg("-dc").arg(path).output().unwrap();
+    assert!(
+        output.status.success(),
+        "gzip -dc {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// `diff -r a b` must find nothing.
+fn assert_same_tree(a: &Path, b: &Path) {
+    let output = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "diff -r {} {}:\n{}{}",
+        a.display(),
+        b.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `cmp a b` must find nothing.
+fn assert_same_file(a: &Path, b: &Path) {
+    let output = Command::new("cmp").arg(a).arg(b).output().unwrap();
+    assert!(
+        output.status.success(),
+        "cmp {} {}: {}{}",
+        a.display(),
+        b.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Every blob file of a `dir:` folder is named by its content's digest.
+fn assert_blob_files_match_their_names(dir: &Path) {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let hex_name = name.strip_suffix(".manifest.json").unwrap_or(&name);
+        if hex_name.len() == 64 && hex_name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            assert_eq!(
+                sha256(&read(&path)),
+                format!("sha256:{hex_name}"),
+                "{} does not match its name",
+                path.display()
+            );
+            count += 1;
+        }
+    }
+    assert!(count > 0, "no blobs in {}", dir.display());
+}
+
+/// Checks an image manifest found in a `dir:` copy against the fixture it was built from:
+/// descriptor sizes and digests, the layers (decompressed) byte for byte, and, when
+/// `same_config`, the configuration byte for byte (pushing only compresses layers, which leaves
+/// an OCI or Docker configuration unchanged; converting OCI to Docker rewrites it).
+fn assert_image_matches(dir: &Path, manifest: &Value, fixture: &Image, same_config: bool) {
+    let (layer_type, config_type) = match manifest["mediaType"].as_str() {
+        Some(OCI_MANIFEST) => (OCI_LAYER_GZIP, "application/vnd.oci.image.config.v1+json"),
+        Some(DOCKER_MANIFEST) => (DOCKER_LAYER_GZIP, DOCKER_CONFIG),
+        other => panic!("unexpected manifest media type {other:?}: {manifest}"),
+    };
+    let descriptor_file = |d: &Value| {
+        let digest = d["digest"].as_str().unwrap();
+        let path = dir.join(hex(digest));
+        let bytes = read(&path);
+        assert_eq!(
+            bytes.len() as u64,
+            d["size"].as_u64().unwrap(),
+            "size of {digest}"
+        );
+        assert_eq!(sha256(&bytes), digest, "content of {}", path.display());
+        (path, bytes)
+    };
+    assert_eq!(manifest["config"]["mediaType"], config_type, "{manifest}");
+    let (_, config) = descriptor_file(&manifest["config"]);
+    if same_config {
+        assert!(
+            config == fixture.config,
+            "the configuration changed on the way"
+        );
+    } else {
+        let config = json(&config);
+        let original = json(&fixture.config);
+        assert_eq!(config["architecture"], original["architecture"]);
+        assert_eq!(config["rootfs"]["diff_ids"], original["rootfs"]["diff_ids"]);
+    }
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), fixture.layers.len(), "{manifest}");
+    for (i, (layer, original)) in layers.iter().zip(&fixture.layers).enumerate() {
+        assert_eq!(layer["mediaType"], layer_type, "layer {i}: {manifest}");
+        let (path, _) = descriptor_file(layer);
+        assert!(
+            gunzip(&path) == *original,
+            "layer {i} ({}) is not the fixture's layer once decompressed",
+            layer["digest"]
+        );
+    }
+}
+
+/// Checks a `dir:` copy of an image: `manifest.json` is exactly `raw`, every blob matches its
+/// digest, and the content is the fixture's. Returns the manifest.
+fn assert_dir_copy(dir: &Path, raw: &[u8], fixture: &Image) -> Value {
+    let manifest_bytes = read(&dir.join("manifest.json"));
+    assert!(
+        manifest_bytes == raw,
+        "manifest.json of the copy is not the manifest Wharf serves:\n{}\n{}",
+        String::from_utf8_lossy(&manifest_bytes),
+        String::from_utf8_lossy(raw)
+    );
+    assert_blob_files_match_their_names(dir);
+    let manifest = json(raw);
+    assert_image_matches(dir, &manifest, fixture, true);
+    manifest
+}
+
+/// Checks a `dir:` copy (`--all`) of an index or manifest list with one child per fixture:
+/// the list bytes, each child's bytes (`<hex>.manifest.json`), digest, size and platform, and
+/// each child's content. Returns the child manifests' bytes by architecture.
+fn assert_dir_list_copy(
+    dir: &Path,
+    raw: &[u8],
+    fixtures: &[&Image],
+    child_type: &str,
+    same_config: bool,
+) -> BTreeMap<String, Vec<u8>> {
+    let list_bytes = read(&dir.join("manifest.json"));
+    assert!(
+        list_bytes == raw,
+        "manifest.json of the copy is not the list Wharf serves"
+    );
+    assert_blob_files_match_their_names(dir);
+    let list = json(raw);
+    let entries = list["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), fixtures.len(), "{list}");
+    let mut children = BTreeMap::new();
+    for entry in entries {
+        assert_eq!(entry["mediaType"], child_type, "{list}");
+        let digest = entry["digest"].as_str().unwrap();
+        let bytes = read(&dir.join(format!("{}.manifest.json", hex(digest))));
+        assert_eq!(sha256(&bytes), digest);
+        assert_eq!(bytes.len() as u64, entry["size"].as_u64().unwrap());
+        let arch = entry["platform"]["architecture"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(entry["platform"]["os"], "linux");
+        let fixture = fixtures
+            .iter()
+            .find(|f| json(&f.config)["architecture"] == arch.as_str())
+            .unwrap_or_else(|| panic!("no fixture for platform {arch}"));
+        let child = json(&bytes);
+        assert_eq!(child["mediaType"], child_type);
+        assert_image_matches(dir, &child, fixture, same_config);
+        children.insert(arch, bytes);
+    }
+    assert_eq!(
+        children.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["amd64", "arm64"]
+    );
+    children
+}
+
+/// Mounts (vfs: no real mount) a pulled image and compares its files with the fixture's.
+fn assert_pulled_files(session: &Session, clients: &Clients, reference: &str, fixture: &Image) {
+    let root = session
+        .ok_with(clients, "podman", &["image", "mount", reference])
+        .text();
+    for (inside, original) in &fixture.files {
+        assert_same_file(
+            &Path::new(&root).join(inside.trim_start_matches('/')),
+            original,
+        );
+    }
+    session.ok_with(clients, "podman", &["image", "unmount", reference]);
+}
+
+fn digest_file(path: &Path) -> String {
+    let text = String::from_utf8(read(path)).unwrap();
+    assert!(
+        text.starts_with("sha256:") && text.trim().len() == 71,
+        "{text:?}"
+    );
+    text.trim().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: built once per test process with buildah, exported to dir: with plain layers
+// ---------------------------------------------------------------------------------------------
+
+/// A fixture image, exported with `buildah push … dir:` (uncompressed layers).
+pub struct Image {
+    /// The `dir:` export.
+    pub dir: PathBuf,
+    /// Its `manifest.json`.
+    pub manifest: Value,
+    /// The configuration blob.
+    pub config: Vec<u8>,
+    /// The uncompressed layers, in manifest order.
+    pub layers: Vec<Vec<u8>>,
+    /// (path in the image, generated file) for each file.
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// `<target>/tmp/clients-fixtures/<pid>`, removing the folders of processes that are gone.
+fn fixture_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients-fixtures");
+        std::fs::create_dir_all(&base).unwrap();
+        let me = std::process::id().to_string();
+        for entry in std::fs::read_dir(&base).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let gone = name.parse::<u32>().is_ok() && !Path::new("/proc").join(&name).exists();
+            if name == me || gone {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let root = base.join(me);
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    })
+}
+
+fn random_file(path: &Path, size: usize) {
+    let mut bytes = vec![0; size];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Builds `localhost/wharf-test/<name>:latest` from scratch, one layer per (path, size) random
+/// file, in `format` (oci or docker), reproducibly (timestamp 0), and exports it to `dir:`.
+fn build_image(name: &str, format: &str, files: &[(&str, usize)], config: &[&str]) -> Image {
+    preflight();
+    let started = Instant::now();
+    let work = fixture_root().join(name);
+    let ctx = work.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let clients = Clients::new(&work.join("env"), &[]);
+    let image = format!("localhost/wharf-test/{name}:latest");
+    let mut generated = Vec::new();
+    let mut base = "scratch".to_owned();
+    for (i, (inside, size)) in files.iter().enumerate() {
+        let source = ctx.join(Path::new(inside).file_name().unwrap());
+        random_file(&source, *size);
+        generated.push(((*inside).to_owned(), source.clone()));
+        let container = format!("{name}-{i}");
+        clients.ok(
+            "buildah",
+            &[
+                "from",
+                "--quiet",
+                "--pull=never",
+                "--name",
+                &container,
+                &base,
+            ],
+        );
+        clients.ok(
+            "buildah",
+            &["copy", "--quiet", &container, s(&source), inside],
+        );
+        if i == 0 {
+            let mut args = vec!["config"];
+            args.extend_from_slice(config);
+            args.push(&container);
+            clients.ok("buildah", &args);
+        }
+        let step = if i + 1 == files.len() {
+            image.clone()
+        } else {
+            format!("localhost/wharf-test/{name}:step{i}")
+        };
+        clients.ok(
+            "buildah",
+            &[
+                "commit",
+                "--quiet",
+                "--rm",
+                "--timestamp",
+                "0",
+                "--identity-label=false",
+                "--format",
+                format,
+                &container,
+                &step,
+            ],
+        );
+        base = step;
+    }
+    let dir = work.join("dir");
+    clients.ok(
+        "buildah",
+        &[
+            "push",
+            "--quiet",
+            "--disable-compression",
+            &image,
+            &format!("dir:{}", s(&dir)),
+        ],
+    );
+    // The storage is not needed any more; the dir: export is.
+    std::fs::remove_dir_all(clients.dir()).unwrap();
+    let manifest = json(&read(&dir.join("manifest.json")));
+    let blob = |d: &Value| read(&dir.join(hex(d["digest"].as_str().unwrap())));
+    let config = blob(&manifest["config"]);
+    let layers: Vec<Vec<u8>> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(blob)
+        .collect();
+    assert_eq!(layers.len(), files.len(), "one layer per file: {manifest}");
+    let diff_ids = json(&config)["rootfs"]["diff_ids"].clone();
+    for (layer, diff_id) in layers.iter().zip(diff_ids.as_array().unwrap()) {
+        assert_eq!(
+            sha256(layer),
+            diff_id.as_str().unwrap(),
+            "an exported layer is compressed"
+        );
+    }
+    eprintln!(
+        "fixture {name} ({format}) built in {:.2?}",
+        started.elapsed()
+    );
+    Image {
+        dir,
+        manifest,
+        config,
+        layers,
+        files: generated,
+    }
+}
+
+/// A three-layer OCI image with a configuration worth keeping.
+fn oci_image() -> &'static Image {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        build_image(
+            "multi-oci",
+            "oci",
+            &[
+                ("/layer1.bin", 100_000),
+                ("/data/layer2.bin", 400_000),
+                ("/data/deep/layer3.bin", 1_600_000),
+            ],
+            &[
+                "--cmd",
+                r#"["/layer1.bin"]"#,
+                "--env",
+                "FOO=bar",
+                "--label",
+                "org.example.test=wharf",
+                "--arch",
+                "amd64",
+                "--os",
+                "linux",
+            ],
+        )
+    })
+}
+
+/// A two-layer Docker schema2 image (`buildah commit --format docker`).
+fn docker_image() -> &'static Image {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let image = build_image(
+            "multi-docker",
+            "docker",
+            &[("/docker1.bin", 300_000), ("/opt/docker2.bin", 700_000)],
+            &[
+                "--cmd",
+                r#"["/docker1.bin"]"#,
+                "--arch",
+                "amd64",
+                "--os",
+                "linux",
+            ],
+        );
+        assert_eq!(
+            image.manifest["mediaType"], DOCKER_MANIFEST,
+            "{}",
+            image.manifest
+        );
+        image
+    })
+}
+
+/// Two one-layer OCI images, linux/amd64 and linux/arm64, with different content.
+fn platform_images() -> &'static [Image; 2] {
+    static IMAGES: OnceLock<[Image; 2]> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        ["amd64", "arm64"].map(|arch| {
+            let payload = format!("/payload-{arch}.bin");
+            build_image(
+                &format!("platform-{arch}"),
+                "oci",
+                &[(payload.as_str(), 50_000)],
+                &["--arch", arch, "--os", "linux"],
+            )
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------------
+
+/// With `--preserve-digests`, skopeo fails rather than change a manifest or blob.
+const EXACT: &[&str] = &["--preserve-digests"];
+
+/// The isolation every client command gets: no machine configuration, a private
+/// `/var/lib/containers` (blob-info cache) and `/var/tmp`, and the environment's own HOME and
+/// TMPDIR.
+#[test]
+fn client_commands_are_isolated() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let clients = Clients::new(&tmp.path().join("clients"), &["127.0.0.1:9"]);
+    // Prints nothing for the hidden folders, then the environment.
+    let script = "find /etc/containers /usr/share/containers -mindepth 1 2>/dev/null; \
+                  touch /var/lib/containers/cache/probe /var/tmp/wharf-probe; \
+                  echo \"HOME=$HOME TMPDIR=$TMPDIR\"";
+    let probe = clients.ok("sh", &["-c", script]);
+    let home = clients.dir().join("home");
+    let tmp_dir = clients.dir().join("tmp");
+    let expected = format!("HOME={} TMPDIR={}", home.display(), tmp_dir.display());
+    assert_eq!(probe.text(), expected, "{probe}");
+    let state = clients.dir().join("state");
+    assert!(state.join("var-lib-containers/cache/probe").exists());
+    assert!(state.join("var-tmp/wharf-probe").exists());
+    assert!(!Path::new("/var/lib/containers/cache/probe").exists());
+    assert!(!Path::new("/var/tmp/wharf-probe").exists());
+}
+
+/// A multi-layer OCI image: `podman push`, then `skopeo inspect --raw`, `skopeo copy` to `dir:`
+/// and `podman pull` (by tag and by digest, into fresh storage) give back exactly what was pushed.
+#[test]
+fn oci_image_podman_push_then_podman_pull_and_skopeo_copy() {
+    let fixture = oci_image();
+    let session = Session::start();
+    session.import(fixture, "localhost/wharf-test/multi:oci");
+    let pushed = session.path("pushed.digest");
+    let target = session.docker("oci-image:v1");
+    let local = "localhost/wharf-test/multi:oci";
+    session.ok(
+        "podman",
+        &[
+            "push",
+            "--quiet",
+            "--digestfile",
+            s(&pushed),
+            local,
+            &target,
+        ],
+    );
+    let digest = digest_file(&pushed);
+
+    // What Wharf serves is what podman pushed: same bytes (same digest), OCI, gzip layers.
+    let raw = session.raw_manifest("oci-image:v1");
+    assert_eq!(
+        sha256(&raw),
+        digest,
+        "the manifest served is not the one pushed"
+    );
+    let manifest = json(&raw);
+    assert_eq!(manifest["mediaType"], OCI_MANIFEST, "{manifest}");
+    assert_eq!(manifest["config"], fixture.manifest["config"]);
+    let config = session.ok("skopeo", &["inspect", "--raw", "--config", &target]);
+    assert!(
+        config.stdout == fixture.config,
+        "the configuration served is not the one pushed"
+    );
+    let by_digest = session.raw_manifest(&format!("oci-image@{digest}"));
+    assert!(by_digest == raw, "by digest and by tag differ");
+
+    // skopeo copy to dir:, byte for byte.
+    let copy = session.path("copy");
+    session.copy(EXACT, &target, &dir(&copy));
+    assert_dir_copy(&copy, &raw, fixture);
+
+    // podman pull into fresh storage (nothing cached), by tag then by digest.
+    let puller = session.more_clients("puller");
+    let tag = session.reference("oci-image:v1");
+    let id = session
+        .ok_with(&puller, "podman", &["pull", "--quiet", &tag])
+        .text();
+    assert_eq!(
+        format!("sha256:{id}"),
+        fixture.manifest["config"]["digest"].as_str().unwrap()
+    );
+    let inspect = ["image", "inspect", "--format", "{{.Digest}}", &tag];
+    assert_eq!(session.ok_with(&puller, "podman", &inspect).text(), digest);
+    assert_pulled_files(&session, &puller, &tag, fixture);
+    let pinned = session.reference(&format!("oci-image@{digest}"));
+    let id_again = session
+        .ok_with(&puller, "podman", &["pull", "--quiet", &pinned])
+        .text();
+    assert_eq!(id_again, id);
+
+    session.assert_fsck_clean();
+}
+
+/// A Docker schema2 image: `buildah push`, then `skopeo copy` to `dir:` gives it back byte for
+/// byte, a second push of that copy (fresh clients: every blob uploaded) stores the same bytes,
+/// and `podman pull` gets the files back.
+#[test]
+fn docker_schema2_image_buildah_push_and_byte_identical_round_trip() {
+    let fixture = docker_image();
+    let session = Session::start();
+    session.import(fixture, "localhost/wharf-test/multi:docker");
+    let pushed = session.path("pushed.digest");
+    let target = session.docker("docker-image:v1");
+    let local = "localhost/wharf-test/multi:docker";
+    session.ok(
+        "buildah",
+        &[
+            "push",
+            "--quiet",
+            "--digestfile",
+            s(&pushed),
+            local,
+            &target,
+        ],
+    );
+    let digest = digest_file(&pushed);
+    let raw = session.raw_manifest("docker-image:v1");
+    assert_eq!(
+        sha256(&raw),
+        digest,
+        "the manifest served is not the one pushed"
+    );
+    let manifest = json(&raw);
+    assert_eq!(manifest["mediaType"], DOCKER_MANIFEST, "{manifest}");
+    assert_eq!(manifest["schemaVersion"], 2);
+
+    let copy = session.path("copy");
+    session.copy(EXACT, &target, &dir(&copy));
+    assert_dir_copy(&copy, &raw, fixture);
+
+    // dir: -> Wharf -> dir: with clients that know nothing: every blob is uploaded as it is.
+    let fresh = session.more_clients("fresh");
+    let again = session.path("again.digest");
+    let options = ["--preserve-digests", "--digestfile", s(&again)];
+    session.copy_with(
+        &fresh,
+        &options,
+        &dir(&copy),
+        &session.docker("docker-copy:v1"),
+    );
+    assert_eq!(digest_file(&again), digest);
+    let uploaded: BTreeSet<String> = session
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.status == 201)
+        .filter(|r| r.path.starts_with("/v2/wharf/docker-copy/blobs/uploads/"))
+        .filter_map(|r| r.query.get("digest").cloned())
+        .collect();
+    let blobs: BTreeSet<String> = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().unwrap())
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        uploaded, blobs,
+        "every blob should have been uploaded to docker-copy"
+    );
+    assert!(session.raw_manifest("docker-copy:v1") == raw);
+    let back = session.path("back");
+    session.copy_with(
+        &fresh,
+        EXACT,
+        &session.docker("docker-copy:v1"),
+        &dir(&back),
+    );
+    assert_same_tree(&copy, &back);
+
+    let puller = session.more_clients("puller");
+    let tag = session.reference("docker-copy:v1");
+    session.ok_with(&puller, "podman", &["pull", "--quiet", &tag]);
+    let inspect = ["image", "inspect", "--format", "{{.Digest}}", &tag];
+    assert_eq!(session.ok_with(&puller, "podman", &inspect).text(), digest);
+    assert_pulled_files(&session, &puller, &tag, fixture);
+
+    session.assert_fsck_clean();
+}
+
+/// Two platforms: `buildah manifest push --all` (an OCI index) and `podman manifest push --all
+/// --format v2s2` (a Docker manifest list), copied back with `skopeo copy --all` byte for byte,
+/// pushed again from the copy, and pulled per platform.
+#[test]
+fn image_index_and_manifest_list_push_all_and_copy_all() {
+    let [amd64, arm64] = platform_images();
+    let session = Session::start();
+    session.import(amd64, "localhost/wharf-test/platform:amd64");
+    session.import(arm64, "localhost/wharf-test/platform:arm64");
+    let children = [
+        "containers-storage:localhost/wharf-test/platform:amd64",
+        "containers-storage:localhost/wharf-test/platform:arm64",
+    ];
+    let all: &[&str] = &["--all", "--preserve-digests"];
+
+    // buildah: an OCI index.
+    let index = "localhost/wharf-test/index:v1";
+    session.ok("buildah", &["manifest", "create", index]);
+    for child in children {
+        session.ok("buildah", &["manifest", "add", index, child]);
+    }
+    let pushed = session.path("index.digest");
+    let target = session.docker("index:v1");
+    let push = [
+        "manifest",
+        "push",
+        "--quiet",
+        "--all",
+        "--digestfile",
+        s(&pushed),
+        index,
+        &target,
+    ];
+    session.ok("buildah", &push);
+    let raw = session.raw_manifest("index:v1");
+    assert_eq!(
+        sha256(&raw),
+        digest_file(&pushed),
+        "the index served is not the one pushed"
+    );
+    assert_eq!(
+        json(&raw)["mediaType"],
+        OCI_INDEX,
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    let copy = session.path("index-copy");
+    session.copy(all, &target, &dir(&copy));
+    let manifests = assert_dir_list_copy(&copy, &raw, &[amd64, arm64], OCI_MANIFEST, true);
+
+    // The copy pushed again (the layers get mounted) and copied back: identical.
+    session.copy(all, &dir(&copy), &session.docker("index-copy:v1"));
+    assert!(session.raw_manifest("index-copy:v1") == raw);
+    let back = session.path("index-back");
+    session.copy(all, &session.docker("index-copy:v1"), &dir(&back));
+    assert_same_tree(&copy, &back);
+
+    // One platform out of the index.
+    let arm = session.path("arm64-only");
+    let args = [
+        "--override-arch",
+        "arm64",
+        "copy",
+        "--quiet",
+        &target,
+        &dir(&arm),
+    ];
+    session.ok("skopeo", &args);
+    assert!(read(&arm.join("manifest.json")) == manifests["arm64"]);
+    assert_image_matches(&arm, &json(&manifests["arm64"]), arm64, true);
+
+    // podman: a Docker manifest list (the children converted to Docker schema2 on the way).
+    let list = "localhost/wharf-test/list:v1";
+    session.ok("podman", &["manifest", "create", list]);
+    for child in children {
+        session.ok("podman", &["manifest", "add", list, child]);
+    }
+    let pushed = session.path("list.digest");
+    let target = session.docker("list:v1");
+    let push = [
+        "manifest",
+        "push",
+        "--quiet",
+        "--all",
+        "--format",
+        "v2s2",
+        "--digestfile",
+        s(&pushed),
+        list,
+        &target,
+    ];
+    session.ok("podman", &push);
+    let raw = session.raw_manifest("list:v1");
+    assert_eq!(
+        sha256(&raw),
+        digest_file(&pushed),
+        "the list served is not the one pushed"
+    );
+    assert_eq!(
+        json(&raw)["mediaType"],
+        DOCKER_LIST,
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    let copy = session.path("list-copy");
+    session.copy(all, &target, &dir(&copy));
+    assert_dir_list_copy(&copy, &raw, &[amd64, arm64], DOCKER_MANIFEST, false);
+
+    // podman pull of one platform of the list, into fresh storage.
+    let puller = session.more_clients("puller");
+    let tag = session.reference("list:v1");
+    session.ok_with(
+        &puller,
+        "podman",
+        &["pull", "--quiet", "--arch", "arm64", &tag],
+    );
+    assert_pulled_files(&session, &puller, &tag, arm64);
+
+    session.assert_fsck_clean();
+}
+
+/// `skopeo copy docker://…/a docker://…/b` with clients that know where the blobs are mounts
+/// every layer (`POST …/b/blobs/uploads/?mount=…&from=a` answered 201) instead of uploading it,
+/// and Wharf then serves them from `b`, also once `a` is deleted and garbage collected.
+#[test]
+fn copy_between_repositories_uses_cross_repository_mount() {
+    let fixture = oci_image();
+    let session = Session::start();
+    let source = session.docker("mount-src:v1");
+    let target = session.docker("mount-dst:v1");
+    // Push, then read back: the clients' blob-info cache now knows the blobs are in mount-src.
+    session.copy(&[], &dir(&fixture.dir), &source);
+    let source_copy = session.path("source");
+    session.copy(EXACT, &source, &dir(&source_copy));
+    let raw = session.raw_manifest("mount-src:v1");
+    let manifest = assert_dir_copy(&source_copy, &raw, fixture);
+    let layers: BTreeSet<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+
+    let before = session.requests().len();
+    session.copy(EXACT, &source, &target);
+    let during: Vec<Served> = session.requests().split_off(before);
+    let listing = || {
+        during
+            .iter()
+            .map(Served::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mounts: Vec<&Served> = during
+        .iter()
+        .filter(|r| r.method == "POST" && r.query.contains_key("mount"))
+        .collect();
+    let mounted: BTreeSet<String> = mounts.iter().map(|r| r.query["mount"].clone()).collect();
+    assert_eq!(
+        mounted,
+        layers,
+        "every layer, and only layers, should be mounted:\n{}",
+        listing()
+    );
+    for mount in &mounts {
+        assert_eq!(mount.path, "/v2/wharf/mount-dst/blobs/uploads/", "{mount}");
+        assert_eq!(
+            mount.query.get("from").map(String::as_str),
+            Some("wharf/mount-src"),
+            "{mount}"
+        );
+        assert_eq!(
+            mount.status,
+            201,
+            "Wharf did not mount: {mount}\n{}",
+            listing()
+        );
+    }
+    for layer in &layers {
+        let moved = during.iter().find(|r| {
+            (r.method == "GET" && r.path.ends_with(&format!("/blobs/{layer}")))
+                || (r.method == "PUT" && r.query.get("digest") == Some(layer))
+        });
+        assert!(
+            moved.is_none(),
+            "{layer} was transferred, not mounted: {moved:?}\n{}",
+            listing()
+        );
+    }
+
+    // Wharf's side: the target serves the same manifest and every blob, to clients that know
+    // nothing.
+    assert!(session.raw_manifest("mount-dst:v1") == raw);
+    let target_copy = session.path("target");
+    session.copy_with(
+        &session.more_clients("fresh"),
+        EXACT,
+        &target,
+        &dir(&target_copy),
+    );
+    assert_same_tree(&source_copy, &target_copy);
+    session.assert_fsck_clean();
+
+    // Delete the source and collect garbage with no grace: the mounted blobs belong to the target.
+    session.ok("skopeo", &["delete", &source]);
+    let gc = Command::new(support::wharf_binary())
+        .arg("--config")
+        .arg(&session.server.config_file)
+        .arg("gc")
+        .env_remove("RUST_LOG")
+        .env("WHARF_GC_GRACE", "0s")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&gc.stdout);
+    assert!(
+        gc.status.success(),
+        "wharf gc: {report}{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    eprintln!("wharf gc: {}", report.trim().replace('\n', "; "));
+    let after_gc = session.path("after-gc");
+    session.copy_with(
+        &session.more_clients("fresher"),
+        EXACT,
+        &target,
+        &dir(&after_gc),
+    );
+    assert_same_tree(&source_copy, &after_gc);
+    session.assert_fsck_clean();
+}
+
+/// `skopeo list-tags` lists the tags; `skopeo delete` removes the manifest (and, like
+/// Distribution, every tag pointing to it), after which pulls by tag or digest fail with
+/// "manifest unknown" while other manifests stay intact.
+#[test]
+fn list_tags_and_delete() {
+    let fixture = oci_image();
+    let session = Session::start();
+    let image = |reference: &str| session.docker(reference);
+    session.copy(&[], &dir(&fixture.dir), &image("tags:v1"));
+    session.copy(&[], &image("tags:v1"), &image("tags:v2"));
+    session.copy(
+        &["--format", "v2s2"],
+        &image("tags:v1"),
+        &image("tags:docker"),
+    );
+    session.copy(&[], &dir(&fixture.dir), &image("other:v1"));
+    assert_eq!(session.tags("tags"), ["docker", "v1", "v2"]);
+    assert_eq!(session.tags("other"), ["v1"]);
+
+    let raw_v1 = session.raw_manifest("tags:v1");
+    let digest_v1 = sha256(&raw_v1);
+    assert!(session.raw_manifest("tags:v2") == raw_v1);
+    let raw_docker = session.raw_manifest("tags:docker");
+    assert_eq!(json(&raw_docker)["mediaType"], DOCKER_MANIFEST);
+    let digest_docker = sha256(&raw_docker);
+    // `skopeo inspect` (not --raw) reads the manifest, the configuration and the tag list.
+    let inspect = session.ok("skopeo", &["inspect", &image("tags:v1")]);
+    let inspected = json(&inspect.stdout);
+    assert_eq!(inspected["Digest"], digest_v1.as_str(), "{inspect}");
+    assert_eq!(
+        inspected["RepoTags"],
+        serde_json::json!(["docker", "v1", "v2"]),
+        "{inspect}"
+    );
+    assert_eq!(inspected["Architecture"], "amd64", "{inspect}");
+    assert_eq!(
+        inspected["Labels"]["org.example.test"], "wharf",
+        "{inspect}"
+    );
+
+    session.ok("skopeo", &["delete", &image("tags:v1")]);
+    assert_eq!(
+        session.tags("tags"),
+        ["docker"],
+        "v1 and v2 named the deleted manifest"
+    );
+    assert_eq!(
+        session.tags("other"),
+        ["v1"],
+        "another repository is not affected"
+    );
+
+    let puller = session.more_clients("puller");
+    let nothing = dir(&session.path("nothing"));
+    for gone in [
+        "tags:v1".to_owned(),
+        "tags:v2".to_owned(),
+        format!("tags@{digest_v1}"),
+    ] {
+        let inspect = ["inspect", "--raw", &image(&gone)];
+        let failed = session.fails_with(&session.clients, "skopeo", &inspect);
+        assert!(failed.stderr.contains("manifest unknown"), "{failed}");
+        let copy = ["copy", "--quiet", &image(&gone), &nothing];
+        let failed = session.fails_with(&session.clients, "skopeo", &copy);
+        assert!(failed.stderr.contains("manifest unknown"), "{failed}");
+        let pull = ["pull", "--quiet", &session.reference(&gone)];
+        let failed = session.fails_with(&puller, "podman", &pull);
+        assert_eq!(failed.code, 125, "{failed}");
+        assert!(failed.stderr.contains("manifest unknown"), "{failed}");
+    }
+
+    // The other manifest of the repository is intact, and so is the other repository.
+    let copy = session.path("docker-copy");
+    session.copy(EXACT, &image("tags:docker"), &dir(&copy));
+    assert!(read(&copy.join("manifest.json")) == raw_docker);
+    assert_image_matches(&copy, &json(&raw_docker), fixture, false);
+    let other = session.reference("other:v1");
+    session.ok_with(&puller, "podman", &["pull", "--quiet", &other]);
+    assert_pulled_files(&session, &puller, &other, fixture);
+
+    // Deleting by digest; deleting again fails.
+    let by_digest = image(&format!("tags@{digest_docker}"));
+    session.ok("skopeo", &["delete", &by_digest]);
+    assert_eq!(session.tags("tags"), Vec::<String>::new());
+    session.fails_with(&session.clients, "skopeo", &["delete", &by_digest]);
+
+    session.assert_fsck_clean();
+}
