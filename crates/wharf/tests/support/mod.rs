@@ -26,6 +26,8 @@ pub struct WharfServer {
     /// The configuration file the server was started with.
     pub config_file: PathBuf,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Reads the server's standard error until it closes (when the server exits).
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WharfServer {
@@ -60,7 +62,7 @@ impl WharfServer {
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let log_writer = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(address) = line.split("serving on http://").nth(1) {
@@ -93,6 +95,7 @@ impl WharfServer {
             data_dir: data_dir.to_owned(),
             config_file,
             log,
+            reader: Some(reader),
         }
     }
 
@@ -101,11 +104,55 @@ impl WharfServer {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Returns once every line the server logged before this call is in [`WharfServer::log`].
+    /// Needs request logging (`tower_http=debug`): a marker request is sent, and since the log
+    /// is one pipe, read in order, seeing the marker's line means every earlier line was read.
+    pub fn log_barrier(&self) {
+        use std::io::{Read, Write};
+        static MARKERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let marker = format!(
+            "log-barrier-{}",
+            MARKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut stream =
+            std::net::TcpStream::connect(&self.address).expect("connect for a log barrier");
+        write!(
+            stream,
+            "GET /v2/?{marker} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address
+        )
+        .expect("send the log barrier");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(&marker))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log barrier never appeared; is request logging (tower_http=debug) on?"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Kills the server with SIGKILL (as a crash would) and waits for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        self.finish_log();
+    }
+
+    /// Waits until every line the exited server wrote is in the log.
+    fn finish_log(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
     }
 
@@ -116,7 +163,9 @@ impl WharfServer {
         };
         let pid = child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        child.wait().map(|status| status.success()).unwrap_or(false)
+        let success = child.wait().map(|status| status.success()).unwrap_or(false);
+        self.finish_log();
+        success
     }
 
     /// The process id, while running.
