@@ -4,6 +4,7 @@
 //! [`RegistryError`], which [`errors`] turns into the OCI error body; a panic, which is a bug,
 //! still answers with a JSON 500 instead of dropping the connection.
 
+pub mod admin;
 mod errors;
 mod headers;
 mod health;
@@ -11,8 +12,11 @@ mod ranges;
 mod route;
 mod v2;
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -22,21 +26,59 @@ pub use route::{Route, RouteError, recognize};
 
 use crate::registry::{Registry, RegistryError};
 
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The registry.
+    pub registry: Registry,
+    /// Access to the admin API.
+    pub admin: Arc<admin::AdminAccess>,
+}
+
+impl FromRef<AppState> for Registry {
+    fn from_ref(state: &AppState) -> Registry {
+        state.registry.clone()
+    }
+}
+
 /// The application: every route, with its middleware.
-pub fn router(registry: Registry) -> Router {
+pub fn router(state: AppState) -> Router {
     let distribution = Router::new()
         .route("/v2", any(v2::dispatch))
         .route("/v2/", any(v2::dispatch))
         .route("/v2/{*path}", any(v2::dispatch))
         .layer(axum::middleware::map_response(api_version));
+    let admin = admin::routes().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        admin::authorize,
+    ));
     Router::new()
         .merge(distribution)
+        .merge(admin)
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics))
         .fallback(|| async { RegistryError::EndpointUnknown })
-        .with_state(registry)
+        .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Prometheus metrics, in the text exposition format.
+async fn metrics(State(registry): State<Registry>) -> Response {
+    // A database that does not answer leaves the last known number of open uploads.
+    let uploads_open = registry.open_uploads().await.ok();
+    let metrics = registry.gate().metrics();
+    let body = match uploads_open {
+        Some(open) => metrics.render(open),
+        None => metrics.render_cached(),
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+        .into_response()
 }
 
 /// Tells clients they talk to a registry, on every `/v2` response (errors included).

@@ -5,6 +5,7 @@
 //! no variable can name a key that does not exist. `wharf config example` prints
 //! [`EXAMPLE`], a fully commented file equal to the defaults (a test keeps them equal).
 
+pub mod reload;
 mod units;
 
 use std::net::SocketAddr;
@@ -16,13 +17,27 @@ use serde_json::Value;
 
 pub use units::{ByteSize, HumanDuration};
 
+use crate::gate::DrainSettings;
 use crate::registry::{DataPaths, GcSettings, Limits};
 
 /// A fully commented configuration file whose values are the defaults.
 pub const EXAMPLE: &str = include_str!("config/example.yaml");
 
+/// The environment variable that may hold the admin token (a secret, so not a configuration key).
+pub const ADMIN_TOKEN_VARIABLE: &str = "WHARF_ADMIN_TOKEN";
+
 /// Environment variables starting with `WHARF_` that are not configuration keys.
-const NON_KEY_VARIABLES: &[&str] = &["WHARF_CONFIG"];
+const NON_KEY_VARIABLES: &[&str] = &["WHARF_CONFIG", ADMIN_TOKEN_VARIABLE];
+
+/// Keys that take effect when the configuration file changes; every other key needs a restart.
+pub const HOT_KEYS: &[&str] = &[
+    "read_only.enabled",
+    "read_only.reason",
+    "drain.timeout",
+    "drain.push_grace",
+    "log.level",
+    "admin.token_file",
+];
 
 /// Wharf's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +53,102 @@ pub struct Config {
     pub gc: GcConfig,
     /// Logging.
     pub log: LogConfig,
+    /// How a drain to read-only behaves.
+    pub drain: DrainConfig,
+    /// Holding the registry read-only from this file.
+    pub read_only: ReadOnlyConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
+}
+
+/// How a drain to read-only behaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrainConfig {
+    /// How long writes admitted before a hold may take to finish; those still running then are
+    /// cancelled cleanly.
+    pub timeout: HumanDuration,
+    /// How long after a client's upload finished it may still put the manifest that completes
+    /// its push.
+    pub push_grace: HumanDuration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        let settings = DrainSettings::default();
+        DrainConfig {
+            timeout: HumanDuration(settings.timeout),
+            push_grace: HumanDuration(settings.push_grace),
+        }
+    }
+}
+
+/// Holding the registry read-only from the configuration file (the hold named `config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadOnlyConfig {
+    /// Hold the registry read-only while true.
+    pub enabled: bool,
+    /// Why, as shown to everyone.
+    pub reason: String,
+}
+
+impl Default for ReadOnlyConfig {
+    fn default() -> Self {
+        ReadOnlyConfig {
+            enabled: false,
+            reason: "set read-only in the configuration file".to_owned(),
+        }
+    }
+}
+
+/// The admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A file holding the admin token (such as a mounted Kubernetes Secret).
+    pub token_file: Option<PathBuf>,
+}
+
+/// A secret that grants the admin API. Its text never appears in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+/// The shortest admin token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl AdminToken {
+    /// Wraps a token, refusing one too short to be a secret.
+    pub fn new(token: &str) -> Result<AdminToken, ConfigError> {
+        let token = token.trim();
+        if token.len() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+            return Err(ConfigError(format!(
+                "the admin token must be at least {MIN_TOKEN_LEN} characters without spaces"
+            )));
+        }
+        Ok(AdminToken(token.to_owned()))
+    }
+
+    /// Compares with a presented token in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        let mut difference = a.len() ^ b.len();
+        for (i, byte) in a.iter().enumerate() {
+            difference |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
+        }
+        difference == 0
+    }
+
+    /// The token's text, to present it (the CLI does).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(redacted)")
+    }
 }
 
 /// The HTTP server.
@@ -219,6 +330,7 @@ impl Config {
         let positive = [
             ("gc.interval", self.gc.interval.0),
             ("gc.upload_expiry", self.gc.upload_expiry.0),
+            ("drain.timeout", self.drain.timeout.0),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -230,6 +342,12 @@ impl Config {
         if self.limits.max_manifest_size.0 < 1024 {
             return Err(ConfigError(
                 "invalid configuration: limits.max_manifest_size must be at least 1KiB".to_owned(),
+            ));
+        }
+        let reason = self.read_only.reason.trim();
+        if reason.is_empty() || reason.len() > crate::gate::holds::MAX_REASON_LEN {
+            return Err(ConfigError(
+                "invalid configuration: read_only.reason must be 1 to 1024 characters".to_owned(),
             ));
         }
         if self.storage.data_dir.as_os_str().is_empty() {
@@ -259,6 +377,59 @@ impl Config {
             grace: self.gc.grace.0,
             upload_expiry: self.gc.upload_expiry.0,
         }
+    }
+
+    /// The drain settings.
+    pub fn drain_settings(&self) -> DrainSettings {
+        DrainSettings {
+            timeout: self.drain.timeout.0,
+            push_grace: self.drain.push_grace.0,
+        }
+    }
+
+    /// The admin token, from `admin.token_file` or the `WHARF_ADMIN_TOKEN` variable (given by
+    /// the caller, normally `std::env::var`), if one is configured.
+    pub fn admin_token(
+        &self,
+        from_environment: Option<String>,
+    ) -> Result<Option<AdminToken>, ConfigError> {
+        let from_environment = from_environment.filter(|t| !t.is_empty());
+        match (&self.admin.token_file, from_environment) {
+            (Some(_), Some(_)) => Err(ConfigError(format!(
+                "the admin token is set twice: by admin.token_file and by {ADMIN_TOKEN_VARIABLE}; keep one"
+            ))),
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "cannot read admin.token_file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                AdminToken::new(&text)
+                    .map(Some)
+                    .map_err(|e| ConfigError(format!("admin.token_file {}: {e}", path.display())))
+            }
+            (None, Some(token)) => AdminToken::new(&token)
+                .map(Some)
+                .map_err(|e| ConfigError(format!("{ADMIN_TOKEN_VARIABLE}: {e}"))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The keys whose values differ between two configurations.
+    pub fn changed_keys(&self, other: &Config) -> Vec<String> {
+        let (mine, theirs) = (
+            serde_json::to_value(self).unwrap_or(Value::Null),
+            serde_json::to_value(other).unwrap_or(Value::Null),
+        );
+        Config::keys()
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| {
+                let path: Vec<&str> = key.split('.').collect();
+                pointer(&mine, &path) != pointer(&theirs, &path)
+            })
+            .collect()
     }
 
     /// Every configuration key (`section.key`) with its environment variable.

@@ -1,25 +1,50 @@
-//! The write gate: the one choke point every write passes through.
+//! The write gate: the one choke point every write passes through, and the read-only mode it
+//! enforces.
 //!
 //! Every mutation — an HTTP handler, a background job, a CLI maintenance command — first asks the
 //! gate for a [`WritePermit`], and every mutating method of the metadata and blob stores takes
 //! `&WritePermit`, so a write that skipped the gate does not compile. The permit is held for as
-//! long as the write runs: the gate therefore knows how many writes are in flight, can wait for
-//! them to finish, and can cancel them cleanly (a cancelled write stops before its commit point,
-//! which calls [`WritePermit::check`], so nothing half-written becomes visible).
+//! long as the write runs, so the gate knows how many writes are in flight, and can cancel them:
+//! a cancelled write stops at its next check, before its commit point ([`WritePermit::check`],
+//! which every metadata transaction calls), so nothing half-written becomes visible.
 //!
-//! Admission takes a [`WriteIntent`] describing what the write is about to do. Today every intent
-//! is admitted; the read-only mode decides from the intent (and the holds) whether a write that
-//! belongs to a push already under way may finish, and this module is the only place that
-//! decision is made.
+//! # Read-only mode
+//!
+//! The registry is desired read-only while at least one [hold](holds) exists (they live in the
+//! metadata database). Each replica's effective [`Mode`] then goes:
+//!
+//! - `read-write` → `draining` the moment a first hold appears: new writes are refused at once;
+//!   writes admitted before the hold may finish — every write in flight, further requests of
+//!   upload sessions opened before the hold, and the manifest put that completes a push in
+//!   progress (same repository and client as an upload that was open at the hold or finished
+//!   within `push_grace` before it). Admission is decided from the database, where sessions are.
+//! - `draining` → `read-only` when nothing admitted is left (see [`controller`]), or at the
+//!   drain timeout, when the writes still running are cancelled cleanly.
+//! - back to `read-write` the moment the last hold is released or expires.
+//!
+//! Admission takes a [`WriteIntent`] saying what the write is for; this module is the only
+//! place the decision is made.
+
+mod controller;
+pub mod holds;
+pub mod mode;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::metadata::UploadSession;
+pub use controller::{EventKind, HoldError, HoldRequest, ModeEvent};
+pub use holds::{Hold, HoldName, HoldSource};
+pub use mode::{DrainSettings, Mode, ModeSnapshot, Transition};
+
+use crate::metadata::{MetadataError, MetadataStore, Millis, UploadSession, now_millis};
+use crate::metrics::Metrics;
 use crate::reference::RepositoryName;
+
+/// The message a denied registry write carries, as Quay users already know it (clients print it
+/// as `denied: System is currently read-only. ...`).
+pub const READ_ONLY_MESSAGE: &str = "System is currently read-only. Pulls will succeed but all write operations are currently suspended.";
 
 /// What a write is about to do, as the gate needs to know it to admit or refuse it.
 #[derive(Debug, Clone, Copy)]
@@ -56,45 +81,222 @@ pub enum WriteIntent<'a> {
 /// Why a write was refused or stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteRefused {
-    /// The write was admitted but cancelled before its commit point (the server is shutting
-    /// down past its grace period); nothing of it became visible.
+    /// The registry is read-only, or draining and the write is not one it lets finish.
+    #[error("{READ_ONLY_MESSAGE}")]
+    ReadOnly {
+        /// The mode that refused it.
+        mode: Mode,
+        /// The holds' reasons.
+        reason: String,
+        /// The holds' names.
+        holds: Vec<String>,
+    },
+    /// The write was admitted but cancelled before its commit point (a drain timeout, or a
+    /// shutdown past its grace period); nothing of it became visible.
     #[error("the write was cancelled before it completed; nothing was stored, retry it")]
     Cancelled,
 }
 
+/// Proof that a write is the control plane's own (holds and the audit trail): the only writes
+/// allowed while read-only. Only this module makes one.
+#[derive(Debug)]
+pub struct ControlWrite(());
+
 /// The registry's write gate. Cheap to clone; all clones share one state.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WriteGate {
     shared: Arc<Shared>,
 }
 
-#[derive(Default)]
 struct Shared {
-    in_flight: AtomicU64,
+    store: Arc<dyn MetadataStore>,
+    /// This replica's name, in the audit trail and the state report.
+    replica: String,
+    inner: std::sync::Mutex<Inner>,
+    /// The snapshot as last published, for waiters and reports.
+    published: watch::Sender<ModeSnapshot>,
+    /// Woken when the controller should look again (a hold changed, a draining write ended).
+    wake: Notify,
     /// Woken whenever the number of writes in flight drops to zero.
     idle: Notify,
-    /// Cancelled to stop every write in flight at its next check.
-    cancel: CancellationToken,
+    /// Cancelled to stop every write, at shutdown past its grace period.
+    shutdown: CancellationToken,
+    /// One evaluation of the mode at a time.
+    evaluating: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+struct Inner {
+    snapshot: ModeSnapshot,
+    in_flight: u64,
+    /// Bumped at every change of mode, so an admission decided on an old mode is retried.
+    generation: u64,
+    /// Cancelled at a drain timeout: the writes admitted so far stop.
+    epoch: CancellationToken,
+    settings: DrainSettings,
+    /// When the drain started, while draining.
+    drain_started: Option<Millis>,
+    /// Set at a drain timeout until read-only: nothing more is admitted.
+    closed: bool,
+}
+
+/// A gate's numbers, for reports.
+#[derive(Debug, Clone)]
+pub struct GateStatus {
+    /// The mode and holds.
+    pub snapshot: ModeSnapshot,
+    /// Writes holding a permit.
+    pub in_flight: u64,
+    /// The drain settings in force.
+    pub settings: DrainSettings,
+    /// This replica's name.
+    pub replica: String,
+    /// When the current drain started, while draining.
+    pub drain_started: Option<Millis>,
 }
 
 impl WriteGate {
-    /// A gate that admits writes.
-    pub fn new() -> Self {
-        Self::default()
+    /// Opens the gate of a registry whose holds are in `store`. With holds in place, the gate
+    /// starts read-only (a process that just started has nothing to drain).
+    pub async fn open(
+        store: Arc<dyn MetadataStore>,
+        settings: DrainSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<WriteGate, MetadataError> {
+        let now = now_millis();
+        let holds: Vec<Hold> = store
+            .holds()
+            .await?
+            .into_iter()
+            .filter(|h| h.is_active(now))
+            .collect();
+        let mode = if holds.is_empty() {
+            Mode::ReadWrite
+        } else {
+            Mode::ReadOnly
+        };
+        let snapshot = ModeSnapshot {
+            mode,
+            since: now,
+            hold_at: holds.iter().map(|h| h.created_at).min(),
+            holds,
+            last_transition: None,
+        };
+        metrics.set_mode(&snapshot);
+        let (published, _) = watch::channel(snapshot.clone());
+        let gate = WriteGate {
+            shared: Arc::new(Shared {
+                store,
+                replica: replica_name(),
+                inner: std::sync::Mutex::new(Inner {
+                    snapshot,
+                    in_flight: 0,
+                    generation: 0,
+                    epoch: CancellationToken::new(),
+                    settings,
+                    drain_started: None,
+                    closed: false,
+                }),
+                published,
+                wake: Notify::new(),
+                idle: Notify::new(),
+                shutdown: CancellationToken::new(),
+                evaluating: tokio::sync::Mutex::new(()),
+                metrics,
+            }),
+        };
+        Ok(gate)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Asks to perform a write. The returned permit must be held for the whole write.
     pub async fn admit(&self, intent: WriteIntent<'_>) -> Result<WritePermit, WriteRefused> {
-        tracing::trace!(?intent, "write admitted");
-        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        Ok(WritePermit {
+        loop {
+            let (snapshot, generation, grace, closed) = {
+                let mut inner = self.lock();
+                if inner.snapshot.mode == Mode::ReadWrite {
+                    return Ok(self.issue(&mut inner));
+                }
+                (
+                    inner.snapshot.clone(),
+                    inner.generation,
+                    inner.settings.push_grace,
+                    inner.closed,
+                )
+            };
+            let admitted = match (snapshot.mode, snapshot.hold_at, closed) {
+                (Mode::Draining, Some(hold_at), false) => {
+                    self.admits_while_draining(intent, hold_at, grace).await
+                }
+                _ => false,
+            };
+            let mut inner = self.lock();
+            if inner.generation != generation {
+                // The mode changed while deciding: decide again under the new one.
+                continue;
+            }
+            if admitted {
+                tracing::debug!(?intent, "write admitted while draining");
+                return Ok(self.issue(&mut inner));
+            }
+            self.shared.metrics.write_denied(snapshot.mode);
+            tracing::debug!(?intent, mode = snapshot.mode.as_str(), "write refused");
+            return Err(WriteRefused::ReadOnly {
+                mode: snapshot.mode,
+                reason: snapshot.reasons(),
+                holds: snapshot.holds.iter().map(|h| h.name.to_string()).collect(),
+            });
+        }
+    }
+
+    /// Whether a write belongs to what the drain lets finish.
+    async fn admits_while_draining(
+        &self,
+        intent: WriteIntent<'_>,
+        hold_at: Millis,
+        grace: std::time::Duration,
+    ) -> bool {
+        match intent {
+            WriteIntent::ContinueUpload { session } => session.created_at < hold_at,
+            WriteIntent::PutManifest { repository, client } => {
+                let grace_start = hold_at - duration_millis(grace);
+                match self
+                    .shared
+                    .store
+                    .push_in_progress(repository, client, hold_at, grace_start)
+                    .await
+                {
+                    Ok(in_progress) => in_progress,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot tell whether a push is in progress; refusing its manifest");
+                        false
+                    }
+                }
+            }
+            WriteIntent::OpenUpload { .. }
+            | WriteIntent::Delete { .. }
+            | WriteIntent::Housekeeping { .. } => false,
+        }
+    }
+
+    fn issue(&self, inner: &mut Inner) -> WritePermit {
+        inner.in_flight += 1;
+        self.shared.metrics.set_writes_in_flight(inner.in_flight);
+        WritePermit {
             shared: Arc::clone(&self.shared),
-        })
+            epoch: inner.epoch.clone(),
+        }
     }
 
     /// How many writes hold a permit right now.
     pub fn in_flight(&self) -> u64 {
-        self.shared.in_flight.load(Ordering::SeqCst)
+        self.lock().in_flight
     }
 
     /// Resolves once no write holds a permit.
@@ -114,7 +316,45 @@ impl WriteGate {
     /// Cancels every write in flight and every write admitted from now on: each stops at its
     /// next check, before its commit point. Used when shutdown outlasts its grace period.
     pub fn cancel_all(&self) {
-        self.shared.cancel.cancel();
+        self.shared.shutdown.cancel();
+    }
+
+    /// The mode and holds as last published.
+    pub fn snapshot(&self) -> ModeSnapshot {
+        self.shared.published.borrow().clone()
+    }
+
+    /// Everything a report needs.
+    pub fn status(&self) -> GateStatus {
+        let inner = self.lock();
+        GateStatus {
+            snapshot: inner.snapshot.clone(),
+            in_flight: inner.in_flight,
+            settings: inner.settings,
+            replica: self.shared.replica.clone(),
+            drain_started: inner.drain_started,
+        }
+    }
+
+    /// Follows the published snapshot (for waiting until read-only is in effect).
+    pub fn subscribe(&self) -> watch::Receiver<ModeSnapshot> {
+        self.shared.published.subscribe()
+    }
+
+    /// Changes the drain settings (the configuration was reloaded).
+    pub fn set_drain_settings(&self, settings: DrainSettings) {
+        self.lock().settings = settings;
+        self.shared.wake.notify_one();
+    }
+
+    /// The metrics the gate keeps.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The metadata store the gate reads holds from.
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.shared.store
     }
 }
 
@@ -123,13 +363,14 @@ impl WriteGate {
 #[must_use = "a permit admits a write only while it is held"]
 pub struct WritePermit {
     shared: Arc<Shared>,
+    epoch: CancellationToken,
 }
 
 impl WritePermit {
     /// Re-checks the gate at a commit point: fails if the write was cancelled meanwhile, so the
     /// caller stops before making anything visible.
     pub fn check(&self) -> Result<(), WriteRefused> {
-        if self.shared.cancel.is_cancelled() {
+        if self.shared.shutdown.is_cancelled() || self.epoch.is_cancelled() {
             Err(WriteRefused::Cancelled)
         } else {
             Ok(())
@@ -138,14 +379,28 @@ impl WritePermit {
 
     /// Resolves when this write is cancelled; long writes (streaming a body) select on it.
     pub async fn cancelled(&self) {
-        self.shared.cancel.cancelled().await;
+        tokio::select! {
+            () = self.shared.shutdown.cancelled() => {}
+            () = self.epoch.cancelled() => {}
+        }
     }
 }
 
 impl Drop for WritePermit {
     fn drop(&mut self) {
-        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let mut inner = self
+            .shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.in_flight -= 1;
+        self.shared.metrics.set_writes_in_flight(inner.in_flight);
+        if inner.in_flight == 0 {
             self.shared.idle.notify_waiters();
+        }
+        if inner.snapshot.mode == Mode::Draining {
+            // A draining write ended: the drain may be over.
+            self.shared.wake.notify_one();
         }
     }
 }
@@ -156,39 +411,16 @@ impl std::fmt::Debug for WritePermit {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn duration_millis(duration: std::time::Duration) -> Millis {
+    Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
+}
 
-    const JOB: WriteIntent<'static> = WriteIntent::Housekeeping { job: "test" };
-
-    #[tokio::test]
-    async fn counts_permits_and_reports_idle() {
-        let gate = WriteGate::new();
-        let a = gate.admit(JOB).await.unwrap();
-        let b = gate.admit(JOB).await.unwrap();
-        assert_eq!(gate.in_flight(), 2);
-
-        let waiter = tokio::spawn({
-            let gate = gate.clone();
-            async move { gate.idle().await }
-        });
-        drop(a);
-        assert_eq!(gate.in_flight(), 1);
-        assert!(!waiter.is_finished());
-        drop(b);
-        waiter.await.unwrap();
-        assert_eq!(gate.in_flight(), 0);
-    }
-
-    #[tokio::test]
-    async fn cancellation_reaches_permits_at_their_next_check() {
-        let gate = WriteGate::new();
-        let permit = gate.admit(JOB).await.unwrap();
-        assert_eq!(permit.check(), Ok(()));
-        gate.cancel_all();
-        assert_eq!(permit.check(), Err(WriteRefused::Cancelled));
-        // The future resolves at once for a cancelled permit.
-        permit.cancelled().await;
-    }
+/// This process's name among replicas: the host name and the process id.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
 }

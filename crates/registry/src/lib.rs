@@ -26,6 +26,7 @@ pub mod digest;
 pub mod gate;
 pub mod manifest;
 pub mod metadata;
+pub mod metrics;
 pub mod reference;
 pub mod registry;
 pub mod server;
@@ -34,4 +35,4 @@ pub mod upload_id;
 
 pub use config::Config;
 pub use registry::{Registry, RegistryError};
-pub use server::{ServeError, serve};
+pub use server::{ServeError, ServeOptions, serve, serve_with};

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 pub use sqlite::SqliteStore;
 
 use crate::digest::{Algorithm, Digest};
-use crate::gate::WritePermit;
+use crate::gate::{ControlWrite, Hold, HoldName, ModeEvent, WritePermit};
 use crate::reference::{Reference, RepositoryName, Tag};
 use crate::storage::StorageKey;
 use crate::upload_id::UploadId;
@@ -190,6 +190,15 @@ pub struct StoredManifest {
     pub manifest: ManifestRecord,
 }
 
+/// What a drain still waits for, as the database knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DrainPending {
+    /// Open upload sessions opened before the hold and active since shortly before it.
+    pub open_uploads: u64,
+    /// When the last upload of a push in progress finished (its manifest may follow).
+    pub last_completion: Option<Millis>,
+}
+
 /// A page of a listing: at most `limit` entries after `last`, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page<'a> {
@@ -281,7 +290,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Forgets an upload session (cancelled, or expired). Returns whether it existed.
     async fn delete_upload(&self, permit: &WritePermit, id: &UploadId) -> Result<bool>;
 
-    /// Links a blob stored in repository `from` into `repository` as well. Returns the blob
+    /// Links a blob stored in repository `from` into `repository` as well, and records the mount
+    /// as an upload by `client` that completed at once (it is part of a push). Returns the blob
     /// when it was linked, `None` when `from` does not have it.
     async fn mount_blob(
         &self,
@@ -289,6 +299,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &RepositoryName,
         digest: &Digest,
         from: &RepositoryName,
+        client: &str,
     ) -> Result<Option<BlobRecord>>;
 
     /// Removes a blob's link from `repository`, unless a manifest there still refers to it.
@@ -323,6 +334,44 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &RepositoryName,
         tag: &Tag,
     ) -> Result<bool>;
+
+    // ---- Read-only mode (the control plane: the only writes allowed while read-only) ----
+
+    /// Every hold, expired ones included (callers decide what is active).
+    async fn holds(&self) -> Result<Vec<Hold>>;
+
+    /// Stores a hold, keeping the creation time of one of the same name. Returns the hold as
+    /// stored and whether it is new.
+    async fn put_hold(&self, control: &ControlWrite, hold: &Hold) -> Result<(Hold, bool)>;
+
+    /// Deletes a hold. Returns it, if it existed.
+    async fn delete_hold(&self, control: &ControlWrite, name: &HoldName) -> Result<Option<Hold>>;
+
+    /// Deletes the holds expired at `now`, and returns them.
+    async fn delete_expired_holds(&self, control: &ControlWrite, now: Millis) -> Result<Vec<Hold>>;
+
+    /// Appends an event to the audit trail.
+    async fn record_mode_event(&self, control: &ControlWrite, event: &ModeEvent) -> Result<()>;
+
+    /// The latest `limit` audit events, newest first.
+    async fn mode_events(&self, limit: u32) -> Result<Vec<ModeEvent>>;
+
+    /// Whether `client` has a push in progress in `repository`: an upload session opened before
+    /// `hold_at` that was still open at `grace_start` or finished after it.
+    async fn push_in_progress(
+        &self,
+        repository: &RepositoryName,
+        client: &str,
+        hold_at: Millis,
+        grace_start: Millis,
+    ) -> Result<bool>;
+
+    /// What a drain that started with a hold at `hold_at` still waits for; uploads idle since
+    /// before `grace_start` are abandoned, not waited for.
+    async fn drain_pending(&self, hold_at: Millis, grace_start: Millis) -> Result<DrainPending>;
+
+    /// How many upload sessions are open.
+    async fn open_upload_count(&self) -> Result<u64>;
 
     // ---- Housekeeping ----
 

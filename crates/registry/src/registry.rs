@@ -22,8 +22,9 @@ pub use listing::ListPage;
 pub use manifests::StoredManifestInfo;
 pub use uploads::{ChunkRange, MountOutcome};
 
-use crate::gate::{WriteGate, WriteIntent, WritePermit};
+use crate::gate::{DrainSettings, WriteGate, WriteIntent, WritePermit};
 use crate::metadata::{MetadataStore, SqliteStore};
+use crate::metrics::Metrics;
 use crate::storage::BlobStore;
 
 /// Size limits on what clients may push.
@@ -89,19 +90,20 @@ impl Registry {
     }
 
     /// Opens (creating if needed) a registry whose metadata is in SQLite and whose blobs are on
-    /// the local file system.
+    /// the local file system, with its write gate (read-only from the start if holds exist).
     pub async fn open_local(
         paths: &DataPaths,
         fsync: bool,
-        gate: WriteGate,
         limits: Limits,
+        drain: DrainSettings,
     ) -> Result<Self, RegistryError> {
         if let Some(parent) = paths.metadata.parent() {
             std::fs::create_dir_all(parent).map_err(RegistryError::internal)?;
         }
-        let metadata = SqliteStore::open(&paths.metadata).await?;
+        let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&paths.metadata).await?);
         let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
-        Ok(Registry::new(Arc::new(metadata), blobs, gate, limits))
+        let gate = WriteGate::open(metadata.clone(), drain, Arc::new(Metrics::new())).await?;
+        Ok(Registry::new(metadata, blobs, gate, limits))
     }
 
     /// The registry's write gate.
@@ -117,6 +119,11 @@ impl Registry {
     /// Checks that the metadata database answers.
     pub async fn check_health(&self) -> Result<(), RegistryError> {
         Ok(self.metadata.ping().await?)
+    }
+
+    /// How many upload sessions are open.
+    pub async fn open_uploads(&self) -> Result<u64, RegistryError> {
+        Ok(self.metadata.open_upload_count().await?)
     }
 
     /// Closes the stores; the registry must not be used afterwards.

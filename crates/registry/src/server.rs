@@ -1,20 +1,32 @@
-//! Running the server: take the data folder, serve the API, collect garbage in the background,
-//! and shut down gracefully.
+//! Running the server: take the data folder, serve the API, follow holds and drains, collect
+//! garbage in the background, follow the configuration file, and shut down gracefully.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
-use crate::gate::WriteGate;
+use crate::api::AppState;
+use crate::api::admin::AdminAccess;
+use crate::config::reload::{Reloader, watch_folder};
+use crate::config::{ADMIN_TOKEN_VARIABLE, Config, ConfigError, HOT_KEYS, ReadOnlyConfig};
+use crate::gate::holds::CONFIG_HOLD;
+use crate::gate::{HoldError, HoldName, HoldRequest, HoldSource, WriteGate};
 use crate::registry::{Registry, RegistryError};
 
 /// How long shutdown waits, after cancelling writes, for the last connections to close.
 const CLOSE_AFTER_CANCEL: Duration = Duration::from_secs(5);
+/// Events in the configuration file's folder come in bursts (an editor's save, a symlink swap):
+/// the file is read once they settle.
+const RELOAD_SETTLE: Duration = Duration::from_millis(100);
+/// Who the configuration file's hold is set by, in the audit trail.
+const CONFIG_ACTOR: &str = "configuration file";
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -32,50 +44,109 @@ pub enum ServeError {
         /// What failed.
         error: std::io::Error,
     },
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The registry could not be opened.
     #[error("cannot open the registry: {0}")]
     Registry(#[from] RegistryError),
+    /// The configuration file's read-only hold could not be applied.
+    #[error("cannot apply read_only from the configuration: {0}")]
+    Hold(#[from] HoldError),
     /// Serving failed.
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Serves the registry configured by `config` on `listener` until `shutdown` resolves, then
-/// lets requests in flight finish for `server.shutdown_grace`, cancels the writes still running
-/// (cleanly: nothing half-written becomes visible) and returns.
+/// Applies a new log filter; the logger belongs to the binary.
+pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What the server needs besides its configuration to follow the configuration's changes.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// The file the configuration was loaded from; its folder is watched for changes.
+    pub config_file: Option<PathBuf>,
+    /// The environment the configuration was loaded with (its `WHARF_*` overrides apply to
+    /// reloads too, and `WHARF_ADMIN_TOKEN` may hold the admin token).
+    pub environment: Vec<(String, String)>,
+    /// Notified to re-read the configuration file and the admin token file (the binary does so
+    /// on SIGHUP).
+    pub reload: Option<Arc<Notify>>,
+    /// Applies `log.level` when it changes.
+    pub set_log_level: Option<LogLevelSetter>,
+}
+
+/// Serves the registry configured by `config` on `listener` until `shutdown` resolves. See
+/// [`serve_with`]; this one does not follow a configuration file.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with(config, listener, shutdown, ServeOptions::default()).await
+}
+
+/// Serves the registry configured by `config` on `listener` until `shutdown` resolves, then
+/// lets requests in flight finish for `server.shutdown_grace`, cancels the writes still running
+/// (cleanly: nothing half-written becomes visible) and returns.
+pub async fn serve_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), ServeError> {
+    let token = config.admin_token(variable(&options.environment, ADMIN_TOKEN_VARIABLE))?;
     let _data_lock = lock_data_folder(&config.storage.data_dir)?;
-    let gate = WriteGate::new();
     let registry = Registry::open_local(
         &config.data_paths(),
         config.storage.fsync,
-        gate.clone(),
         config.limits(),
+        config.drain_settings(),
     )
     .await?;
+    let gate = registry.gate().clone();
+    apply_read_only(&gate, &config.read_only).await?;
+    let admin = Arc::new(AdminAccess::new(token, config.gc_settings()));
 
+    let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
-    let gc = config.gc.enabled.then(|| {
+    background.spawn({
+        let gate = gate.clone();
+        let stop = stop_background.clone();
+        async move { gate.run(stop).await }
+    });
+    if config.gc.enabled {
         let registry = registry.clone();
         let stop = stop_background.clone();
-        let settings = config.gc_settings();
-        let interval = config.gc.interval.0;
-        tokio::spawn(async move {
+        let (settings, interval) = (config.gc_settings(), config.gc.interval.0);
+        background.spawn(async move {
             registry
                 .collect_garbage_periodically(settings, interval, stop.cancelled_owned())
                 .await;
-        })
-    });
+        });
+    }
+    if let Some(path) = options.config_file.clone() {
+        let follower = ConfigFollower {
+            reloader: Reloader::new(path, options.environment.clone()),
+            running: config.clone(),
+            gate: gate.clone(),
+            admin: admin.clone(),
+            environment: options.environment,
+            set_log_level: options.set_log_level,
+        };
+        let requests = options.reload.unwrap_or_default();
+        background.spawn(follower.run(requests, stop_background.clone()));
+    }
+    background.close();
 
     let address = listener.local_addr()?;
     tracing::info!(%address, data = %config.storage.data_dir.display(), "Wharf is serving on http://{address}");
 
-    let app =
-        crate::api::router(registry.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let state = AppState {
+        registry: registry.clone(),
+        admin,
+    };
+    let app = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop_accepting = CancellationToken::new();
     let server =
         axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
@@ -101,12 +172,139 @@ pub async fn serve(
     }
 
     stop_background.cancel();
-    if let Some(gc) = gc {
-        let _ = gc.await;
-    }
+    background.wait().await;
     registry.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn variable(environment: &[(String, String)], name: &str) -> Option<String> {
+    environment
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.clone())
+}
+
+/// Makes the configuration file's hold (`config`) match its `read_only` section.
+async fn apply_read_only(gate: &WriteGate, read_only: &ReadOnlyConfig) -> Result<(), HoldError> {
+    let name: HoldName = CONFIG_HOLD
+        .parse()
+        .map_err(|_| HoldError::ManagedByConfig)?;
+    let current = gate.snapshot().holds.into_iter().find(|h| h.name == name);
+    match (read_only.enabled, current) {
+        (true, Some(hold)) if hold.reason == read_only.reason.trim() => {}
+        (true, _) => {
+            let request = HoldRequest {
+                name,
+                reason: read_only.reason.clone(),
+                ttl: None,
+                actor: CONFIG_ACTOR.to_owned(),
+                source: HoldSource::Config,
+            };
+            gate.set_hold(request).await?;
+        }
+        (false, Some(_)) => {
+            gate.release_hold(&name, CONFIG_ACTOR, HoldSource::Config)
+                .await?;
+        }
+        (false, None) => {}
+    }
+    Ok(())
+}
+
+/// Follows the configuration file: applies what can change at runtime, says what needs a restart.
+struct ConfigFollower {
+    reloader: Reloader,
+    running: Config,
+    gate: WriteGate,
+    admin: Arc<AdminAccess>,
+    environment: Vec<(String, String)>,
+    set_log_level: Option<LogLevelSetter>,
+}
+
+impl ConfigFollower {
+    async fn run(mut self, requests: Arc<Notify>, stop: CancellationToken) {
+        let changes = Arc::new(Notify::new());
+        let _watch = match watch_folder(self.reloader.path(), changes.clone()) {
+            Ok(watch) => Some(watch),
+            Err(error) => {
+                tracing::error!(
+                    file = %self.reloader.path().display(), %error,
+                    "cannot watch the configuration file; it is re-read on SIGHUP only"
+                );
+                None
+            }
+        };
+        // Read once now that the folder is watched: the file may have changed since the running
+        // configuration was loaded, and no event would tell.
+        let mut settled = true;
+        loop {
+            let mut signalled = false;
+            if !settled {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = changes.notified() => {}
+                    () = requests.notified() => signalled = true,
+                }
+                tokio::time::sleep(RELOAD_SETTLE).await;
+            }
+            settled = false;
+            if signalled {
+                self.reload_token();
+            }
+            let changed = self.reloader.reload();
+            let applied = changed.is_some();
+            if let Some(config) = changed {
+                self.apply(config).await;
+            }
+            if signalled {
+                tracing::info!(file = %self.reloader.path().display(), applied, "configuration re-read on SIGHUP");
+            }
+        }
+    }
+
+    async fn apply(&mut self, config: Config) {
+        let changed = self.running.changed_keys(&config);
+        if changed.is_empty() {
+            return;
+        }
+        tracing::info!(file = %self.reloader.path().display(), changed = ?changed, "configuration file changed");
+        for key in changed.iter().filter(|k| !HOT_KEYS.contains(&k.as_str())) {
+            tracing::warn!(
+                "{key} changed in the configuration file; it takes effect after a restart"
+            );
+        }
+        if config.read_only != self.running.read_only
+            && let Err(error) = apply_read_only(&self.gate, &config.read_only).await
+        {
+            tracing::error!(%error, "cannot apply read_only from the configuration file");
+        }
+        if config.drain != self.running.drain {
+            self.gate.set_drain_settings(config.drain_settings());
+        }
+        if config.log.level != self.running.log.level
+            && let Some(set) = &self.set_log_level
+            && let Err(error) = set(&config.log.level)
+        {
+            tracing::error!(%error, "cannot apply log.level from the configuration file");
+        }
+        let token_changed = config.admin != self.running.admin;
+        self.running = config;
+        if token_changed {
+            self.reload_token();
+        }
+    }
+
+    /// Reads the admin token again (the token file may have been rotated).
+    fn reload_token(&self) {
+        match self
+            .running
+            .admin_token(variable(&self.environment, ADMIN_TOKEN_VARIABLE))
+        {
+            Ok(token) => self.admin.set_token(token),
+            Err(error) => tracing::error!(%error, "keeping the previous admin token"),
+        }
+    }
 }
 
 /// Takes an exclusive lock on the data folder (created if missing) for this process's lifetime:

@@ -1,26 +1,41 @@
-//! Logging to standard error, as text or JSON, filtered by `log.level` (or `RUST_LOG`).
+//! Logging to standard error, as text or JSON, filtered by `log.level` (or `RUST_LOG`), with a
+//! filter that can be changed while running (when the configuration file changes).
 
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, reload};
 use wharf_registry::config::{LogConfig, LogFormat};
+use wharf_registry::server::LogLevelSetter;
 
-/// Installs the global logger.
-pub fn init(config: &LogConfig) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
+/// Installs the global logger; returns what changes its level later.
+pub fn init(config: &LogConfig) -> anyhow::Result<LogLevelSetter> {
+    let from_environment = std::env::var("RUST_LOG").ok().filter(|d| !d.is_empty());
+    let filter = match &from_environment {
+        Some(directives) => EnvFilter::try_new(directives)
             .with_context(|| format!("invalid RUST_LOG {directives:?}"))?,
-        _ => EnvFilter::try_new(&config.level)
+        None => EnvFilter::try_new(&config.level)
             .with_context(|| format!("invalid configuration: log.level {:?}", config.level))?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter, handle) = reload::Layer::new(filter);
+    let output = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let logger = tracing_subscriber::registry().with(filter);
     match config.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => logger.with(output).init(),
+        LogFormat::Json => logger.with(output.json()).init(),
     }
-    Ok(())
+    Ok(Box::new(move |level: &str| {
+        if from_environment.is_some() {
+            return Err("RUST_LOG is set; it overrides log.level".to_owned());
+        }
+        let filter =
+            EnvFilter::try_new(level).map_err(|e| format!("invalid log.level {level:?}: {e}"))?;
+        handle.reload(filter).map_err(|e| e.to_string())?;
+        tracing::info!(level, "log level changed");
+        Ok(())
+    }))
 }

@@ -5,17 +5,20 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod logging;
+mod read_only;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use wharf_registry::config::{self, Config};
-use wharf_registry::gate::WriteGate;
+use wharf_registry::gate::WriteRefused;
 use wharf_registry::metadata::now_millis;
 use wharf_registry::registry::FsckReport;
-use wharf_registry::{Registry, serve};
+use wharf_registry::{Registry, RegistryError, ServeOptions, serve_with};
 
 /// Wharf, a container image registry.
 #[derive(Parser)]
@@ -41,6 +44,9 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Hold the registry read-only, release it, or show its state (over the admin API).
+    #[command(subcommand)]
+    ReadOnly(read_only::ReadOnlyCommand),
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -81,48 +87,73 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    Ok(Config::load(cli.config.as_deref(), std::env::vars())?)
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match &cli.command {
+    let Cli {
+        config: config_file,
+        command,
+    } = cli;
+    let load_config = || -> anyhow::Result<Config> {
+        Ok(Config::load(config_file.as_deref(), std::env::vars())?)
+    };
+    match command {
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {
-            let config = load_config(&cli)?;
+            let config = load_config()?;
             let text = serde_saphyr::to_string(&config).context("printing the configuration")?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen, data_dir } => {
-            let mut config = load_config(&cli)?;
+            let mut config = load_config()?;
             if let Some(listen) = listen {
-                config.server.listen = *listen;
+                config.server.listen = listen;
             }
             if let Some(data_dir) = data_dir {
-                config.storage.data_dir.clone_from(data_dir);
+                config.storage.data_dir = data_dir;
             }
-            logging::init(&config.log)?;
+            let set_log_level = logging::init(&config.log)?;
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind(config.server.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-                serve(config, listener, shutdown_signal()).await?;
+                let reload = Arc::new(tokio::sync::Notify::new());
+                tokio::spawn(forward_hangups(reload.clone()));
+                let options = ServeOptions {
+                    config_file: config_file.clone(),
+                    environment: std::env::vars().collect(),
+                    reload: Some(reload),
+                    set_log_level: Some(set_log_level),
+                };
+                serve_with(config, listener, shutdown_signal(), options).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::ReadOnly(command) => {
+            let config = load_config()?;
+            let reached = runtime()?.block_on(read_only::run(command, &config))?;
+            Ok(if reached {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
         Command::Gc { json } => {
-            let config = load_config(&cli)?;
-            logging::init(&config.log)?;
+            let config = load_config()?;
+            let _ = logging::init(&config.log)?;
             runtime()?.block_on(async {
                 let registry = open(&config).await?;
                 let report = registry.collect_garbage(config.gc_settings(), now_millis()).await;
                 registry.close().await;
-                let report = report?;
-                if *json {
+                let report = match report {
+                    Err(RegistryError::Refused(WriteRefused::ReadOnly { reason, .. })) => {
+                        anyhow::bail!("the registry is read-only ({reason}); garbage collection waits until it is read-write")
+                    }
+                    other => other?,
+                };
+                if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
                     println!(
@@ -141,14 +172,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Fsck { quick, json } => {
-            let config = load_config(&cli)?;
-            logging::init(&config.log)?;
+            let config = load_config()?;
+            let _ = logging::init(&config.log)?;
             runtime()?.block_on(async {
                 let registry = open(&config).await?;
                 let report = registry.fsck(!quick).await;
                 registry.close().await;
                 let report = report?;
-                if *json {
+                if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
                     print_fsck(&report);
@@ -182,8 +213,8 @@ async fn open(config: &Config) -> anyhow::Result<Registry> {
     Ok(Registry::open_local(
         &paths,
         config.storage.fsync,
-        WriteGate::new(),
         config.limits(),
+        config.drain_settings(),
     )
     .await?)
 }
@@ -205,6 +236,21 @@ fn print_fsck(report: &FsckReport) {
         println!("{} problems found:", report.problems.len());
         for problem in &report.problems {
             println!("  {}", serde_json::to_string(problem).unwrap_or_default());
+        }
+    }
+}
+
+/// Turns each SIGHUP into a request to re-read the configuration.
+async fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            while hangups.recv().await.is_some() {
+                reload.notify_one();
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP; the configuration file is still watched")
         }
     }
 }

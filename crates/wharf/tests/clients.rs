@@ -436,6 +436,7 @@ impl Session {
 
     /// The requests the server answered so far.
     pub fn requests(&self) -> Vec<Served> {
+        self.server.log_barrier();
         served_requests(&self.server.log())
     }
 
@@ -1546,5 +1547,111 @@ fn list_tags_and_delete() {
     assert_eq!(session.tags("tags"), Vec::<String>::new());
     session.fails_with(&session.clients, "skopeo", &["delete", &by_digest]);
 
+    session.assert_fsck_clean();
+}
+
+/// The line podman, skopeo and buildah print for a write a read-only registry refuses.
+const DENIED: &str = "denied: System is currently read-only. Pulls will succeed but all write operations are currently suspended.";
+
+/// `wharf read-only <args> --url <server>`; must succeed.
+fn read_only_command(session: &Session, args: &[&str]) -> String {
+    let mut args = args.to_vec();
+    args.extend(["--url", &session.server.url]);
+    let (code, stdout, stderr) = support::wharf(
+        &session.server.config_file,
+        &[&["read-only"], &args[..]].concat(),
+    );
+    assert_eq!(code, 0, "wharf read-only {args:?}:\n{stdout}{stderr}");
+    stdout
+}
+
+/// Pushes into a read-only registry fail with the read-only message; pulls work; once read-only
+/// is switched off with `wharf read-only off`, the same pushes succeed.
+#[test]
+fn read_only_refuses_pushes_with_a_clear_message_and_keeps_pulls_working() {
+    let fixture = oci_image();
+    let session = Session::start();
+    session.import(fixture, "localhost/wharf-test/multi:oci");
+    session.ok(
+        "podman",
+        &[
+            "push",
+            "--quiet",
+            "localhost/wharf-test/multi:oci",
+            &session.docker("before:v1"),
+        ],
+    );
+
+    let out = read_only_command(
+        &session,
+        &["on", "--reason", "backup in progress", "--wait"],
+    );
+    assert!(out.contains("registry: read-only"), "{out}");
+
+    let podman = session.fails_with(
+        &session.clients,
+        "podman",
+        &[
+            "push",
+            "--quiet",
+            "localhost/wharf-test/multi:oci",
+            &session.docker("during:v1"),
+        ],
+    );
+    assert!(
+        podman.stderr.contains(DENIED),
+        "podman should print the message:\n{podman}"
+    );
+    let skopeo = session.fails_with(
+        &session.clients,
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &dir(&fixture.dir),
+            &session.docker("during:v1"),
+        ],
+    );
+    assert!(
+        skopeo.stderr.contains(DENIED),
+        "skopeo should print the message:\n{skopeo}"
+    );
+    // Deleting is a write too (skopeo prints the error body as it came, not as `denied: …`).
+    let delete = session.fails_with(
+        &session.clients,
+        "skopeo",
+        &["delete", &session.docker("before:v1")],
+    );
+    assert!(
+        delete.stderr.contains(&DENIED["denied: ".len()..]),
+        "{delete}"
+    );
+    assert!(delete.stderr.contains("405 Method Not Allowed"), "{delete}");
+
+    // Pulls keep working, with fresh clients (nothing cached).
+    let puller = session.more_clients("puller");
+    let copy = session.path("pulled");
+    session.copy_with(&puller, EXACT, &session.docker("before:v1"), &dir(&copy));
+    let raw = session.raw_manifest("before:v1");
+    assert_dir_copy(&copy, &raw, fixture);
+    session.ok_with(
+        &puller,
+        "podman",
+        &["pull", "--quiet", &session.reference("before:v1")],
+    );
+
+    let out = read_only_command(&session, &["off"]);
+    assert!(out.contains("registry: read-write"), "{out}");
+    session.ok(
+        "podman",
+        &[
+            "push",
+            "--quiet",
+            "localhost/wharf-test/multi:oci",
+            &session.docker("during:v1"),
+        ],
+    );
+    session.copy(&[], &dir(&fixture.dir), &session.docker("after:v1"));
+    assert_eq!(session.raw_manifest("during:v1"), raw);
     session.assert_fsck_clean();
 }

@@ -33,6 +33,9 @@ fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         EndpointUnknown => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
         BlobInUse => (StatusCode::CONFLICT, "DENIED"),
+        // 405, as clients (podman, docker, skopeo) print a 405's DENIED message as
+        // `denied: <message>` and give up instead of retrying.
+        Refused(WriteRefused::ReadOnly { .. }) => (StatusCode::METHOD_NOT_ALLOWED, "DENIED"),
         Refused(WriteRefused::Cancelled) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
@@ -50,6 +53,13 @@ impl IntoResponse for RegistryError {
         };
         let detail = match &self {
             RegistryError::ManifestBlobUnknown(digest) => json!({ "digest": digest }),
+            RegistryError::Refused(WriteRefused::ReadOnly {
+                mode,
+                reason,
+                holds,
+            }) => {
+                json!({ "mode": mode, "reason": reason, "holds": holds })
+            }
             _ => json!({}),
         };
         let body = json!({ "errors": [{ "code": code, "message": message, "detail": detail }] });
@@ -71,7 +81,7 @@ impl IntoResponse for RegistryError {
                     headers_out.insert(header::CONTENT_RANGE, value);
                 }
             }
-            RegistryError::Refused(_) => {
+            RegistryError::Refused(WriteRefused::Cancelled) => {
                 headers_out.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
@@ -99,6 +109,28 @@ mod tests {
             body["errors"][0]["detail"]["digest"],
             crate::digest::Digest::sha256_of(b"x").to_string()
         );
+    }
+
+    #[tokio::test]
+    async fn read_only_refusals_carry_the_exact_message() {
+        let refused = WriteRefused::ReadOnly {
+            mode: crate::gate::Mode::ReadOnly,
+            reason: "backup (backup-1)".to_owned(),
+            holds: vec!["backup-1".to_owned()],
+        };
+        let response = RegistryError::Refused(refused).into_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["code"], "DENIED");
+        assert_eq!(
+            body["errors"][0]["message"],
+            "System is currently read-only. Pulls will succeed but all write operations are currently suspended."
+        );
+        assert_eq!(body["errors"][0]["detail"]["reason"], "backup (backup-1)");
+        assert_eq!(body["errors"][0]["detail"]["mode"], "read-only");
     }
 
     #[tokio::test]

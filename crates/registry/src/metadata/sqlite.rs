@@ -14,12 +14,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
-    BlobRecord, BlobUnlink, DanglingReference, ManifestRecord, ManifestRejection, MetadataError,
-    MetadataStore, Millis, NewManifest, Page, Referrer, Result, StoredManifest, UploadCompletion,
-    UploadSession, now_millis,
+    BlobRecord, BlobUnlink, DanglingReference, DrainPending, ManifestRecord, ManifestRejection,
+    MetadataError, MetadataStore, Millis, NewManifest, Page, Referrer, Result, StoredManifest,
+    UploadCompletion, UploadSession, now_millis,
 };
 use crate::digest::{Algorithm, Digest};
-use crate::gate::WritePermit;
+use crate::gate::{ControlWrite, EventKind, Hold, HoldName, Mode, ModeEvent, WritePermit};
 use crate::reference::{Reference, RepositoryName, Tag};
 use crate::storage::StorageKey;
 use crate::upload_id::UploadId;
@@ -62,6 +62,12 @@ impl SqliteStore {
     /// This is a commit point: the permit is re-checked, so a write cancelled meanwhile stops here.
     async fn write(&self, permit: &WritePermit) -> Result<Transaction<'static, Sqlite>> {
         permit.check()?;
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Starts a write transaction of the control plane (holds, audit trail), which the write
+    /// gate allows even while read-only.
+    async fn control_write(&self, _control: &ControlWrite) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -162,6 +168,91 @@ struct ReferrerRow {
     size: i64,
     artifact_type: Option<String>,
     annotations: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct HoldRow {
+    name: String,
+    reason: String,
+    set_by: String,
+    source: String,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: Option<i64>,
+}
+
+impl TryFrom<HoldRow> for Hold {
+    type Error = MetadataError;
+    fn try_from(row: HoldRow) -> Result<Self> {
+        Ok(Hold {
+            name: parse(&row.name, "hold name")?,
+            reason: row.reason,
+            set_by: row.set_by,
+            source: row.source.parse().map_err(corrupt)?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            expires_at: row.expires_at,
+        })
+    }
+}
+
+const HOLD_COLUMNS: &str = "name, reason, set_by, source, created_at, updated_at, expires_at";
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    at: i64,
+    kind: String,
+    hold: Option<String>,
+    actor: String,
+    source: String,
+    reason: String,
+    replica: String,
+    from_state: Option<String>,
+    to_state: Option<String>,
+    drain_ms: Option<i64>,
+    cancelled_writes: Option<i64>,
+    abandoned_uploads: Option<i64>,
+}
+
+fn parse_mode(mode: Option<String>) -> Result<Option<Mode>> {
+    mode.map(|m| match m.as_str() {
+        "read-write" => Ok(Mode::ReadWrite),
+        "draining" => Ok(Mode::Draining),
+        "read-only" => Ok(Mode::ReadOnly),
+        other => Err(corrupt(format!("mode {other:?}"))),
+    })
+    .transpose()
+}
+
+fn optional_count(n: Option<i64>) -> Result<Option<u64>> {
+    n.map(to_u64).transpose()
+}
+
+impl TryFrom<EventRow> for ModeEvent {
+    type Error = MetadataError;
+    fn try_from(row: EventRow) -> Result<Self> {
+        let kind = match row.kind.as_str() {
+            "hold-set" => EventKind::HoldSet,
+            "hold-released" => EventKind::HoldReleased,
+            "hold-expired" => EventKind::HoldExpired,
+            "mode-changed" => EventKind::ModeChanged,
+            other => return Err(corrupt(format!("event kind {other:?}"))),
+        };
+        Ok(ModeEvent {
+            at: row.at,
+            kind,
+            hold: row.hold,
+            actor: row.actor,
+            source: row.source,
+            reason: row.reason,
+            replica: row.replica,
+            from: parse_mode(row.from_state)?,
+            to: parse_mode(row.to_state)?,
+            drain_ms: optional_count(row.drain_ms)?,
+            cancelled_writes: optional_count(row.cancelled_writes)?,
+            abandoned_uploads: optional_count(row.abandoned_uploads)?,
+        })
+    }
 }
 
 const UPLOAD_COLUMNS: &str =
@@ -484,6 +575,7 @@ impl MetadataStore for SqliteStore {
         repository: &RepositoryName,
         digest: &Digest,
         from: &RepositoryName,
+        client: &str,
     ) -> Result<Option<BlobRecord>> {
         let mut tx = self.write(permit).await?;
         let row: Option<BlobRow> = sqlx::query_as(
@@ -502,6 +594,20 @@ impl MetadataStore for SqliteStore {
         let blob = BlobRecord::try_from(row)?;
         let repository_id = repository_id(&mut tx, repository).await?;
         link_blob(&mut tx, repository_id, digest).await?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO upload_sessions (id, repository, client, hash_algorithm, hash_state,
+                                          received, created_at, updated_at, completed_at)
+             VALUES ($1, $2, $3, 'sha256', $4, $5, $6, $6, $6)",
+        )
+        .bind(UploadId::generate().as_str())
+        .bind(repository.as_str())
+        .bind(client)
+        .bind(Vec::<u8>::new())
+        .bind(to_i64(blob.size))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(blob))
     }
@@ -669,6 +775,165 @@ impl MetadataStore for SqliteStore {
         .rows_affected();
         tx.commit().await?;
         Ok(deleted == 1)
+    }
+
+    async fn holds(&self) -> Result<Vec<Hold>> {
+        let rows: Vec<HoldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {HOLD_COLUMNS} FROM read_only_holds ORDER BY created_at, name"
+        )))
+        .fetch_all(&self.reader)
+        .await?;
+        collect(rows)
+    }
+
+    async fn put_hold(&self, control: &ControlWrite, hold: &Hold) -> Result<(Hold, bool)> {
+        let mut tx = self.control_write(control).await?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT created_at FROM read_only_holds WHERE name = $1")
+                .bind(hold.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO read_only_holds (name, reason, set_by, source, created_at, updated_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (name) DO UPDATE SET
+                 reason = excluded.reason, set_by = excluded.set_by, source = excluded.source,
+                 updated_at = excluded.updated_at, expires_at = excluded.expires_at",
+        )
+        .bind(hold.name.as_str())
+        .bind(&hold.reason)
+        .bind(&hold.set_by)
+        .bind(hold.source.as_str())
+        .bind(hold.created_at)
+        .bind(hold.updated_at)
+        .bind(hold.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let stored = Hold {
+            created_at: existing.unwrap_or(hold.created_at),
+            ..hold.clone()
+        };
+        Ok((stored, existing.is_none()))
+    }
+
+    async fn delete_hold(&self, control: &ControlWrite, name: &HoldName) -> Result<Option<Hold>> {
+        let mut tx = self.control_write(control).await?;
+        let row: Option<HoldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM read_only_holds WHERE name = $1 RETURNING {HOLD_COLUMNS}"
+        )))
+        .bind(name.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(Hold::try_from).transpose()
+    }
+
+    async fn delete_expired_holds(&self, control: &ControlWrite, now: Millis) -> Result<Vec<Hold>> {
+        let expired: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM read_only_holds WHERE expires_at IS NOT NULL AND expires_at <= $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await?;
+        // Most evaluations find nothing expired: they need no write transaction.
+        if !expired {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.control_write(control).await?;
+        let rows: Vec<HoldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM read_only_holds WHERE expires_at IS NOT NULL AND expires_at <= $1
+             RETURNING {HOLD_COLUMNS}"
+        )))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        collect(rows)
+    }
+
+    async fn record_mode_event(&self, control: &ControlWrite, event: &ModeEvent) -> Result<()> {
+        let mut tx = self.control_write(control).await?;
+        sqlx::query(
+            "INSERT INTO mode_events (at, kind, hold, actor, source, reason, replica, from_state,
+                                      to_state, drain_ms, cancelled_writes, abandoned_uploads)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(event.at)
+        .bind(event.kind.as_str())
+        .bind(&event.hold)
+        .bind(&event.actor)
+        .bind(&event.source)
+        .bind(&event.reason)
+        .bind(&event.replica)
+        .bind(event.from.map(Mode::as_str))
+        .bind(event.to.map(Mode::as_str))
+        .bind(event.drain_ms.map(to_i64))
+        .bind(event.cancelled_writes.map(to_i64))
+        .bind(event.abandoned_uploads.map(to_i64))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mode_events(&self, limit: u32) -> Result<Vec<ModeEvent>> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT at, kind, hold, actor, source, reason, replica, from_state, to_state,
+                    drain_ms, cancelled_writes, abandoned_uploads
+             FROM mode_events ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        collect(rows)
+    }
+
+    async fn push_in_progress(
+        &self,
+        repository: &RepositoryName,
+        client: &str,
+        hold_at: Millis,
+        grace_start: Millis,
+    ) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM upload_sessions
+                 WHERE repository = $1 AND client = $2 AND created_at < $3
+                   AND (completed_at IS NULL OR completed_at >= $4))",
+        )
+        .bind(repository.as_str())
+        .bind(client)
+        .bind(hold_at)
+        .bind(grace_start)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    async fn drain_pending(&self, hold_at: Millis, grace_start: Millis) -> Result<DrainPending> {
+        let (open_uploads, last_completion): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT
+                 (SELECT COUNT(*) FROM upload_sessions
+                  WHERE completed_at IS NULL AND created_at < $1 AND updated_at >= $2),
+                 (SELECT MAX(completed_at) FROM upload_sessions
+                  WHERE completed_at IS NOT NULL AND created_at < $1 AND completed_at >= $2)",
+        )
+        .bind(hold_at)
+        .bind(grace_start)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(DrainPending {
+            open_uploads: to_u64(open_uploads)?,
+            last_completion,
+        })
+    }
+
+    async fn open_upload_count(&self) -> Result<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM upload_sessions WHERE completed_at IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        to_u64(count)
     }
 
     async fn idle_uploads(&self, idle_since: Millis, limit: u32) -> Result<Vec<UploadSession>> {

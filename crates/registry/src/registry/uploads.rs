@@ -98,7 +98,7 @@ impl Registry {
         let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
         if let Some(blob) = self
             .metadata
-            .mount_blob(&permit, repository, digest, from)
+            .mount_blob(&permit, repository, digest, from, client)
             .await?
         {
             return Ok(MountOutcome::Mounted(blob));

@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wharf_registry::Config;
 use wharf_registry::digest::Digest;
-use wharf_registry::gate::WriteGate;
 use wharf_registry::registry::Registry;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -48,13 +47,47 @@ impl TestApp {
         Self::launch(config, Some(dir)).await
     }
 
+    /// A registry configured by a file (which it follows), with `yaml` as the file's content.
+    /// Returns the app and the file's path.
+    pub async fn start_from_file(yaml: &str) -> (TestApp, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("conf").join("wharf.yaml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let data = dir.path().join("data");
+        let yaml = format!(
+            "storage:\n  data_dir: {}\n  fsync: false\ngc:\n  enabled: false\n{yaml}",
+            data.display()
+        );
+        std::fs::write(&file, yaml).unwrap();
+        let config = Config::load(Some(&file), []).unwrap();
+        let options = wharf_registry::ServeOptions {
+            config_file: Some(file.clone()),
+            ..Default::default()
+        };
+        (Self::launch_with(config, Some(dir), options).await, file)
+    }
+
     async fn launch(config: Config, dir: Option<TempDir>) -> TestApp {
+        Self::launch_with(config, dir, wharf_registry::ServeOptions::default()).await
+    }
+
+    async fn launch_with(
+        config: Config,
+        dir: Option<TempDir>,
+        options: wharf_registry::ServeOptions,
+    ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(wharf_registry::serve(config.clone(), listener, async {
+        let shutdown = async {
             let _ = stopped.await;
-        }));
+        };
+        let task = tokio::spawn(wharf_registry::serve_with(
+            config.clone(),
+            listener,
+            shutdown,
+            options,
+        ));
         TestApp {
             url,
             http: reqwest::Client::builder()
@@ -95,8 +128,8 @@ impl TestApp {
         Registry::open_local(
             &self.config.data_paths(),
             false,
-            WriteGate::new(),
             self.config.limits(),
+            self.config.drain_settings(),
         )
         .await
         .unwrap()
@@ -125,6 +158,55 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str) -> Response {
         self.request(Method::DELETE, path).send().await.unwrap()
+    }
+
+    /// `PUT /api/v1/state/holds/{name}` with a reason (and the query, such as `wait=5s`).
+    pub async fn hold(&self, name: &str, body: Value, query: &str) -> Response {
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        self.request(Method::PUT, &format!("/api/v1/state/holds/{name}{query}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Takes a hold and checks it was accepted.
+    pub async fn hold_read_only(&self, name: &str, reason: &str) {
+        let response = self.hold(name, json!({ "reason": reason }), "").await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// `DELETE /api/v1/state/holds/{name}`.
+    pub async fn release(&self, name: &str) -> Response {
+        self.delete(&format!("/api/v1/state/holds/{name}")).await
+    }
+
+    /// `GET /api/v1/state`.
+    pub async fn state(&self) -> Value {
+        let response = self.get("/api/v1/state").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Waits until the registry's effective mode is `mode` (polling the state report).
+    pub async fn wait_for_mode(&self, mode: &str) -> Value {
+        for _ in 0..1500 {
+            let state = self.state().await;
+            if state["effective"] == mode {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the registry did not become {mode}: {}", self.state().await);
     }
 
     /// Opens an upload session and returns its Location.

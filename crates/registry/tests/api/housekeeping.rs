@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use wharf_registry::digest::Digest;
-use wharf_registry::gate::{WriteGate, WriteIntent};
+use wharf_registry::gate::{DrainSettings, WriteGate, WriteIntent};
 use wharf_registry::metadata::{MetadataStore, SqliteStore, now_millis};
+use wharf_registry::metrics::Metrics;
 use wharf_registry::registry::{FsckProblem, GcSettings, Limits, Registry};
 use wharf_registry::storage::BlobStore;
 
@@ -187,12 +188,18 @@ async fn leftovers_of_a_crash_are_swept_after_the_grace_period() {
 #[tokio::test]
 async fn a_blob_uploaded_again_while_being_collected_is_not_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = WriteGate::new();
     let metadata: Arc<SqliteStore> = Arc::new(
         SqliteStore::open(&dir.path().join("metadata.db"))
             .await
             .unwrap(),
     );
+    let gate = WriteGate::open(
+        metadata.clone(),
+        DrainSettings::default(),
+        Arc::new(Metrics::new()),
+    )
+    .await
+    .unwrap();
     let blobs = BlobStore::filesystem(&dir.path().join("storage"), false).unwrap();
     let registry = Registry::new(
         metadata.clone(),

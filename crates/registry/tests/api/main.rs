@@ -7,8 +7,10 @@ mod app;
 
 mod base;
 mod blobs;
+mod config_reload;
 mod housekeeping;
 mod listing;
 mod manifests;
+mod read_only;
 mod shutdown;
 mod uploads;

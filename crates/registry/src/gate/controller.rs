@@ -1,0 +1,506 @@
+//! Deciding the mode: taking and releasing holds, noticing expiries and holds set elsewhere,
+//! following a drain to its end, cancelling what outlasts the drain timeout, and recording every
+//! change in the audit trail.
+//!
+//! A drain is over when, on this replica, no admitted write is in flight, and, in the database,
+//! no upload session opened before the hold is still active (it received bytes within
+//! `push_grace` before the hold, or since), and `push_grace` has passed since the last such upload
+//! finished (its client may still put the manifest that completes its push). Uploads idle since
+//! before that are abandoned, not waited for. At the drain timeout, the writes still running are
+//! cancelled (each stops before its commit point) and the transition records how many.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::holds::{Hold, HoldName, HoldSource, MAX_REASON_LEN};
+use super::mode::{Mode, ModeSnapshot, Transition, reasons};
+use super::{ControlWrite, Inner, WriteGate, duration_millis};
+use crate::metadata::{MetadataError, Millis, now_millis};
+
+/// How often the holds are re-read even without a notification (holds set by another process).
+const POLL: Duration = Duration::from_secs(2);
+/// How long cancelled writes get to stop before the drain ends regardless.
+const STRAGGLER_STOP: Duration = Duration::from_secs(10);
+
+/// A request to take (or renew) a hold.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    /// The hold's name.
+    pub name: HoldName,
+    /// Why, for everyone who sees the registry read-only.
+    pub reason: String,
+    /// How long until it ends by itself, if it should.
+    pub ttl: Option<Duration>,
+    /// Who asks.
+    pub actor: String,
+    /// Where from.
+    pub source: HoldSource,
+}
+
+/// What kind of change an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A hold was taken or renewed.
+    HoldSet,
+    /// A hold was released.
+    HoldReleased,
+    /// A hold expired.
+    HoldExpired,
+    /// The effective mode changed.
+    ModeChanged,
+}
+
+impl EventKind {
+    /// The kind as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::HoldSet => "hold-set",
+            EventKind::HoldReleased => "hold-released",
+            EventKind::HoldExpired => "hold-expired",
+            EventKind::ModeChanged => "mode-changed",
+        }
+    }
+}
+
+/// An entry of the audit trail: who changed what, when, why, from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModeEvent {
+    /// When.
+    #[serde(serialize_with = "super::mode::serialize_time")]
+    pub at: Millis,
+    /// What happened.
+    pub kind: EventKind,
+    /// The hold concerned, if any.
+    pub hold: Option<String>,
+    /// Who did it.
+    pub actor: String,
+    /// From where.
+    pub source: String,
+    /// Why.
+    pub reason: String,
+    /// The replica that recorded it.
+    pub replica: String,
+    /// For a mode change: the mode before.
+    pub from: Option<Mode>,
+    /// For a mode change: the mode after.
+    pub to: Option<Mode>,
+    /// For the end of a drain: how long it took, in milliseconds.
+    pub drain_ms: Option<u64>,
+    /// For the end of a drain: writes cancelled at the timeout.
+    pub cancelled_writes: Option<u64>,
+    /// For the end of a drain: uploads still open, which can no longer continue.
+    pub abandoned_uploads: Option<u64>,
+}
+
+/// An audit event before the replica's name is added.
+pub(super) struct Event(ModeEvent);
+
+impl Event {
+    pub(super) fn hold(kind: EventKind, hold: &Hold, actor: &str, source: HoldSource) -> Event {
+        Event(ModeEvent {
+            at: now_millis(),
+            kind,
+            hold: Some(hold.name.to_string()),
+            actor: actor.to_owned(),
+            source: source.as_str().to_owned(),
+            reason: hold.reason.clone(),
+            replica: String::new(),
+            from: None,
+            to: None,
+            drain_ms: None,
+            cancelled_writes: None,
+            abandoned_uploads: None,
+        })
+    }
+
+    pub(super) fn state(
+        from: Mode,
+        to: Mode,
+        reason: &str,
+        transition: Option<&Transition>,
+    ) -> Event {
+        Event(ModeEvent {
+            at: transition.map_or_else(now_millis, |t| t.at),
+            kind: EventKind::ModeChanged,
+            hold: None,
+            actor: "wharf".to_owned(),
+            source: HoldSource::System.as_str().to_owned(),
+            reason: reason.to_owned(),
+            replica: String::new(),
+            from: Some(from),
+            to: Some(to),
+            drain_ms: transition.and_then(|t| t.drain_ms),
+            cancelled_writes: transition
+                .filter(|t| t.drain_ms.is_some())
+                .map(|t| t.cancelled_writes),
+            abandoned_uploads: transition
+                .filter(|t| t.drain_ms.is_some())
+                .map(|t| t.abandoned_uploads),
+        })
+    }
+}
+
+/// Why a hold cannot be taken or released.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    /// The reason is empty or too long.
+    #[error("a hold needs a reason of 1 to {MAX_REASON_LEN} characters")]
+    Reason,
+    /// The TTL is zero.
+    #[error("a hold's ttl must be longer than 0s")]
+    Ttl,
+    /// The hold belongs to the configuration file.
+    #[error(
+        "the hold `config` follows the configuration file's read_only section; change the file instead"
+    )]
+    ManagedByConfig,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+impl WriteGate {
+    /// Takes (or renews) a hold. The registry is draining when this returns, if it was
+    /// read-write. Returns the hold and whether it is new.
+    pub async fn set_hold(&self, request: HoldRequest) -> Result<(Hold, bool), HoldError> {
+        let reason = request.reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
+            return Err(HoldError::Reason);
+        }
+        if request.ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return Err(HoldError::Ttl);
+        }
+        if request.name.is_config() != (request.source == HoldSource::Config) {
+            return Err(HoldError::ManagedByConfig);
+        }
+        let now = now_millis();
+        let hold = Hold {
+            name: request.name,
+            reason: reason.to_owned(),
+            set_by: request.actor.clone(),
+            source: request.source,
+            created_at: now,
+            updated_at: now,
+            expires_at: request
+                .ttl
+                .map(|ttl| now.saturating_add(duration_millis(ttl))),
+        };
+        let (stored, created) = self.shared.store.put_hold(&ControlWrite(()), &hold).await?;
+        tracing::warn!(
+            hold = %stored.name, reason = %stored.reason, by = %request.actor, source = request.source.as_str(),
+            expires = ?stored.expires_at.map(super::mode::format_time),
+            "read-only hold {}", if created { "taken" } else { "renewed" }
+        );
+        self.record_event(Event::hold(
+            EventKind::HoldSet,
+            &stored,
+            &request.actor,
+            request.source,
+        ))
+        .await;
+        self.evaluate().await?;
+        Ok((stored, created))
+    }
+
+    /// Releases a hold; the registry is read-write when this returns if it was the last.
+    /// Returns the released hold, or `None` if there was none of that name.
+    pub async fn release_hold(
+        &self,
+        name: &HoldName,
+        actor: &str,
+        source: HoldSource,
+    ) -> Result<Option<Hold>, HoldError> {
+        if name.is_config() != (source == HoldSource::Config) {
+            return Err(HoldError::ManagedByConfig);
+        }
+        let released = self
+            .shared
+            .store
+            .delete_hold(&ControlWrite(()), name)
+            .await?;
+        if let Some(hold) = &released {
+            tracing::warn!(hold = %hold.name, by = %actor, source = source.as_str(), "read-only hold released");
+            self.record_event(Event::hold(EventKind::HoldReleased, hold, actor, source))
+                .await;
+        }
+        self.evaluate().await?;
+        Ok(released)
+    }
+
+    /// The audit trail, newest first.
+    pub async fn events(&self, limit: u32) -> Result<Vec<ModeEvent>, MetadataError> {
+        self.shared.store.mode_events(limit).await
+    }
+
+    /// Waits until this replica is read-only, at most `timeout`; returns whether it is.
+    pub async fn wait_for_read_only(&self, timeout: Duration) -> bool {
+        let mut updates = self.subscribe();
+        let read_only = updates.wait_for(|snapshot| snapshot.mode == Mode::ReadOnly);
+        matches!(tokio::time::timeout(timeout, read_only).await, Ok(Ok(_)))
+    }
+
+    /// Follows holds and drains until `stop` is cancelled: re-evaluates the mode when a hold
+    /// changes, a draining write ends, a deadline passes, and every few seconds (holds set by
+    /// another process).
+    pub async fn run(&self, stop: CancellationToken) {
+        let snapshot = self.snapshot();
+        if snapshot.mode == Mode::ReadOnly {
+            let reason = format!("started read-only: {}", snapshot.reasons());
+            tracing::warn!(holds = %snapshot.reasons(), "the registry starts read-only");
+            self.record_event(Event::state(Mode::ReadOnly, Mode::ReadOnly, &reason, None))
+                .await;
+        }
+        loop {
+            if let Err(error) = self.evaluate().await {
+                tracing::error!(%error, "cannot evaluate the read-only state; keeping the current one");
+            }
+            let wait = self.next_wait();
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.shared.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// How long until something may change by itself: a hold expiring, a drain deadline.
+    fn next_wait(&self) -> Duration {
+        let now = now_millis();
+        let inner = self.lock();
+        let mut next = now + duration_millis(POLL);
+        for hold in &inner.snapshot.holds {
+            if let Some(expires) = hold.expires_at {
+                next = next.min(expires);
+            }
+        }
+        if let Some(started) = inner.drain_started {
+            next = next.min(started + duration_millis(inner.settings.timeout));
+            // While draining, look again soon: the end of a push's grace is a time, not an event.
+            next = next.min(now + 100);
+        }
+        Duration::from_millis(u64::try_from(next - now).unwrap_or(0).max(5))
+    }
+
+    /// Brings the mode up to date with the holds and the drain. One at a time.
+    pub(super) async fn evaluate(&self) -> Result<(), MetadataError> {
+        let _one_at_a_time = self.shared.evaluating.lock().await;
+        let store = &self.shared.store;
+        let now = now_millis();
+        for hold in store.delete_expired_holds(&ControlWrite(()), now).await? {
+            tracing::warn!(hold = %hold.name, reason = %hold.reason, "read-only hold expired");
+            self.record_event(Event::hold(
+                EventKind::HoldExpired,
+                &hold,
+                "wharf",
+                HoldSource::System,
+            ))
+            .await;
+        }
+        let holds: Vec<Hold> = store
+            .holds()
+            .await?
+            .into_iter()
+            .filter(|h| h.is_active(now))
+            .collect();
+        let mode = self.lock().snapshot.mode;
+        match (mode, holds.is_empty()) {
+            (Mode::ReadWrite, true) => Ok(()),
+            (Mode::ReadWrite, false) => {
+                let hold_at = holds.iter().map(|h| h.created_at).min();
+                let reason = format!("held read-only: {}", reasons(&holds));
+                self.switch(Mode::Draining, holds, hold_at, &reason).await;
+                self.follow_drain().await
+            }
+            (Mode::Draining | Mode::ReadOnly, true) => {
+                self.switch(Mode::ReadWrite, holds, None, "the last hold was released")
+                    .await;
+                Ok(())
+            }
+            (Mode::Draining, false) => {
+                self.update_holds(holds);
+                self.follow_drain().await
+            }
+            (Mode::ReadOnly, false) => {
+                self.update_holds(holds);
+                Ok(())
+            }
+        }
+    }
+
+    /// While draining: ends the drain if nothing admitted is left, or at the timeout.
+    async fn follow_drain(&self) -> Result<(), MetadataError> {
+        let (hold_at, started, settings) = {
+            let inner = self.lock();
+            match (inner.snapshot.hold_at, inner.drain_started) {
+                (Some(hold_at), Some(started)) => (hold_at, started, inner.settings),
+                _ => return Ok(()),
+            }
+        };
+        let grace = duration_millis(settings.push_grace);
+        let pending = self
+            .shared
+            .store
+            .drain_pending(hold_at, hold_at - grace)
+            .await?;
+        let now = now_millis();
+        let pushes_settled = pending
+            .last_completion
+            .is_none_or(|finished| finished + grace <= now);
+        if pending.open_uploads == 0 && pushes_settled {
+            // Under the lock: no write may be admitted between this check and the switch.
+            let drained = {
+                let mut inner = self.lock();
+                (inner.in_flight == 0).then(|| {
+                    self.enter_read_only(&mut inner, now - started, 0, 0, "drain complete")
+                })
+            };
+            if let Some((snapshot, transition)) = drained {
+                self.announce(Mode::Draining, snapshot, &transition).await;
+            }
+            return Ok(());
+        }
+        if now < started + duration_millis(settings.timeout) {
+            return Ok(());
+        }
+        // The timeout: stop admitting, cancel what runs, let it stop, then read-only.
+        let cancelled = {
+            let mut inner = self.lock();
+            inner.generation += 1;
+            let cancelled = inner.in_flight;
+            inner.epoch.cancel();
+            inner.epoch = CancellationToken::new();
+            inner.closed = true;
+            cancelled
+        };
+        tracing::warn!(
+            cancelled_writes = cancelled,
+            abandoned_uploads = pending.open_uploads,
+            "drain timeout: cancelling the writes still under way"
+        );
+        if tokio::time::timeout(STRAGGLER_STOP, self.idle())
+            .await
+            .is_err()
+        {
+            tracing::error!("cancelled writes did not stop in time; going read-only regardless");
+        }
+        let (snapshot, transition) = {
+            let mut inner = self.lock();
+            let now = now_millis();
+            self.enter_read_only(
+                &mut inner,
+                now - started,
+                cancelled,
+                pending.open_uploads,
+                "drain timeout",
+            )
+        };
+        self.announce(Mode::Draining, snapshot, &transition).await;
+        Ok(())
+    }
+
+    fn enter_read_only(
+        &self,
+        inner: &mut Inner,
+        drain_ms: Millis,
+        cancelled_writes: u64,
+        abandoned_uploads: u64,
+        why: &str,
+    ) -> (ModeSnapshot, Transition) {
+        let now = now_millis();
+        let drain_ms = u64::try_from(drain_ms).unwrap_or(0);
+        let transition = Transition {
+            from: Mode::Draining,
+            to: Mode::ReadOnly,
+            at: now,
+            drain_ms: Some(drain_ms),
+            cancelled_writes,
+            abandoned_uploads,
+            reason: why.to_owned(),
+        };
+        inner.generation += 1;
+        inner.snapshot.mode = Mode::ReadOnly;
+        inner.snapshot.since = now;
+        inner.snapshot.last_transition = Some(transition.clone());
+        inner.drain_started = None;
+        self.shared
+            .metrics
+            .drain_finished(Duration::from_millis(drain_ms));
+        (inner.snapshot.clone(), transition)
+    }
+
+    /// Switches to `to` (read-write or draining) with the given holds.
+    async fn switch(&self, to: Mode, holds: Vec<Hold>, hold_at: Option<Millis>, why: &str) {
+        let (from, snapshot, transition) = {
+            let mut inner = self.lock();
+            let now = now_millis();
+            let from = inner.snapshot.mode;
+            let transition = Transition {
+                from,
+                to,
+                at: now,
+                drain_ms: None,
+                cancelled_writes: 0,
+                abandoned_uploads: 0,
+                reason: why.to_owned(),
+            };
+            inner.generation += 1;
+            inner.closed = false;
+            inner.snapshot = ModeSnapshot {
+                mode: to,
+                since: now,
+                hold_at,
+                holds,
+                last_transition: Some(transition.clone()),
+            };
+            inner.drain_started = (to == Mode::Draining).then_some(now);
+            (from, inner.snapshot.clone(), transition)
+        };
+        self.announce(from, snapshot, &transition).await;
+    }
+
+    /// Publishes a new mode, logs it and records it in the audit trail.
+    async fn announce(&self, from: Mode, snapshot: ModeSnapshot, transition: &Transition) {
+        self.shared.metrics.set_mode(&snapshot);
+        self.shared.metrics.transitioned();
+        tracing::warn!(
+            from = from.as_str(), to = snapshot.mode.as_str(), reason = %transition.reason,
+            drain_ms = ?transition.drain_ms, cancelled_writes = transition.cancelled_writes,
+            abandoned_uploads = transition.abandoned_uploads,
+            "the registry is now {}", snapshot.mode.as_str()
+        );
+        let to = snapshot.mode;
+        self.shared.published.send_replace(snapshot);
+        self.record_event(Event::state(from, to, &transition.reason, Some(transition)))
+            .await;
+    }
+
+    fn update_holds(&self, holds: Vec<Hold>) {
+        let snapshot = {
+            let mut inner = self.lock();
+            if inner.snapshot.holds == holds {
+                return;
+            }
+            inner.snapshot.holds = holds;
+            inner.snapshot.clone()
+        };
+        self.shared.metrics.set_mode(&snapshot);
+        self.shared.published.send_replace(snapshot);
+    }
+
+    /// Records an audit event; a failure is logged, never fatal (the change itself happened).
+    pub(super) async fn record_event(&self, event: Event) {
+        let mut event = event.0;
+        event.replica.clone_from(&self.shared.replica);
+        if let Err(error) = self
+            .shared
+            .store
+            .record_mode_event(&ControlWrite(()), &event)
+            .await
+        {
+            tracing::error!(%error, kind = event.kind.as_str(), "cannot record an audit event");
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! `wharf read-only on|off|status`: the admin API's holds and state, from the command line.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use wharf_registry::Config;
+use wharf_registry::config::{ADMIN_TOKEN_VARIABLE, HumanDuration};
+
+/// The hold the command takes and releases unless told another.
+const DEFAULT_HOLD: &str = "admin";
+
+#[derive(Subcommand)]
+pub enum ReadOnlyCommand {
+    /// Take a hold: the registry drains (writes under way finish) and becomes read-only.
+    On {
+        /// Why, as shown to clients and in the audit trail.
+        #[arg(long)]
+        reason: String,
+        /// The hold's name; each actor uses its own, so holds do not undo each other.
+        #[arg(long, default_value = DEFAULT_HOLD)]
+        hold: String,
+        /// Release the hold by itself after this long (such as 30m or 2h).
+        #[arg(long)]
+        ttl: Option<HumanDuration>,
+        /// Wait until read-only is in effect on every replica.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up waiting after this long (the hold stays).
+        #[arg(long, default_value = "10m")]
+        timeout: HumanDuration,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Release a hold: the registry is read-write again once no hold is left.
+    Off {
+        /// The hold's name.
+        #[arg(long, default_value = DEFAULT_HOLD)]
+        hold: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show the registry's mode, holds, writes in flight and last transition.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which registry to talk to, and how.
+#[derive(clap::Args)]
+pub struct Target {
+    /// The registry's URL (default: the configuration's server.listen, on loopback).
+    #[arg(long, env = "WHARF_URL")]
+    url: Option<String>,
+    /// Print the API's JSON answer instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command; returns whether it reached what it was asked for.
+pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bool> {
+    match command {
+        ReadOnlyCommand::On {
+            reason,
+            hold,
+            ttl,
+            wait,
+            timeout,
+            target,
+        } => {
+            let client = Client::new(&target, config)?;
+            let mut path = format!("/api/v1/state/holds/{hold}");
+            if wait {
+                path.push_str(&format!("?wait={timeout}"));
+            }
+            let body = json!({ "reason": reason, "ttl": ttl.map(|t| t.to_string()) });
+            let timeout = if wait {
+                timeout.0 + Duration::from_secs(30)
+            } else {
+                Duration::from_secs(30)
+            };
+            let (status, answer) = client
+                .send(reqwest::Method::PUT, &path, Some(body), timeout)
+                .await?;
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let created = answer["created"].as_bool().unwrap_or(false);
+                println!(
+                    "hold {hold:?} {}: {reason}",
+                    if created { "taken" } else { "renewed" }
+                );
+                print_state(&answer["state"]);
+                if wait && status == reqwest::StatusCode::ACCEPTED {
+                    println!(
+                        "read-only is not in effect yet after {timeout:?}; the drain goes on and the hold stays"
+                    );
+                }
+            }
+            Ok(!wait || status == reqwest::StatusCode::OK)
+        }
+        ReadOnlyCommand::Off { hold, target } => {
+            let client = Client::new(&target, config)?;
+            let path = format!("/api/v1/state/holds/{hold}");
+            let (_, answer) = client
+                .send(
+                    reqwest::Method::DELETE,
+                    &path,
+                    None,
+                    Duration::from_secs(30),
+                )
+                .await?;
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!("hold {hold:?} released");
+                print_state(&answer["state"]);
+            }
+            Ok(true)
+        }
+        ReadOnlyCommand::Status { target } => {
+            let client = Client::new(&target, config)?;
+            let (_, answer) = client
+                .send(
+                    reqwest::Method::GET,
+                    "/api/v1/state",
+                    None,
+                    Duration::from_secs(30),
+                )
+                .await?;
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print_state(&answer);
+            }
+            Ok(true)
+        }
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(target: &Target, config: &Config) -> anyhow::Result<Client> {
+        let url = match &target.url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let mut address = config.server.listen;
+                if address.ip().is_unspecified() {
+                    address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{address}")
+            }
+        };
+        let token = config
+            .admin_token(std::env::var(ADMIN_TOKEN_VARIABLE).ok())?
+            .map(|t| t.expose().to_owned());
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client { http, url, token })
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the registry at {}", self.url))?;
+        let status = response.status();
+        let answer: Value = response.json().await.with_context(|| {
+            format!(
+                "the registry at {} gave an answer that is not JSON",
+                self.url
+            )
+        })?;
+        if !status.is_success() {
+            let message = answer["errors"][0]["message"]
+                .as_str()
+                .unwrap_or("no message");
+            bail!("the registry refused ({status}): {message}");
+        }
+        Ok((status, answer))
+    }
+}
+
+/// Prints a state report for people.
+fn print_state(state: &Value) {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    println!(
+        "registry: {} since {} (desired {}; read-only on {} replicas)",
+        text(&state["effective"]),
+        text(&state["since"]),
+        text(&state["desired"]),
+        text(&state["replicas_read_only"]),
+    );
+    let holds = state["holds"].as_array().cloned().unwrap_or_default();
+    if holds.is_empty() {
+        println!("holds: none");
+    } else {
+        println!("holds:");
+        for hold in holds {
+            let expires = hold["expires_at"]
+                .as_str()
+                .map(|e| format!(", expires {e}"))
+                .unwrap_or_default();
+            println!(
+                "  {}: {} (by {} via {}, since {}{expires})",
+                text(&hold["name"]),
+                text(&hold["reason"]),
+                text(&hold["set_by"]),
+                text(&hold["source"]),
+                text(&hold["created_at"]),
+            );
+        }
+    }
+    println!(
+        "writes in flight: {}, uploads open: {}",
+        state["writes_in_flight"], state["uploads_open"]
+    );
+    if let Some(drain) = state["drain"].as_object() {
+        println!(
+            "draining since {} (timeout {}, deadline {})",
+            text(&drain["started_at"]),
+            text(&drain["timeout"]),
+            text(&drain["deadline"])
+        );
+    }
+    let last = &state["last_transition"];
+    if last.is_object() {
+        let drain = last["drain_ms"]
+            .as_u64()
+            .map(|ms| {
+                format!(
+                    "; drain took {}, {} writes cancelled, {} uploads abandoned",
+                    humantime::format_duration(Duration::from_millis(ms)),
+                    last["cancelled_writes"],
+                    last["abandoned_uploads"]
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "last transition: {} -> {} at {} ({}){drain}",
+            text(&last["from"]),
+            text(&last["to"]),
+            text(&last["at"]),
+            text(&last["reason"]),
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! Read-only mode through the real binary: `wharf read-only on|off|status`, SIGHUP, the admin
+//! token, and maintenance commands that wait while the registry is read-only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{WharfServer, wharf, wharf_binary};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// `wharf --config <file> <args>` with extra environment; returns (status, stdout, stderr).
+fn wharf_with(
+    config_file: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut command = Command::new(wharf_binary());
+    command
+        .arg("--config")
+        .arg(config_file)
+        .args(args)
+        .env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `wharf read-only status --json`, without the server's configuration file (which a test may
+/// have broken on purpose); the token, if any, comes from the file.
+fn status_json(server: &WharfServer) -> Value {
+    let config = std::fs::read_to_string(&server.config_file).unwrap_or_default();
+    let token = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token_file: "))
+        .map(|path| std::fs::read_to_string(path.trim()).unwrap());
+    let mut command = Command::new(wharf_binary());
+    command
+        .args(["read-only", "status", "--json", "--url", &server.url])
+        .env_remove("RUST_LOG");
+    if let Some(token) = token {
+        command.env("WHARF_ADMIN_TOKEN", token.trim());
+    }
+    let output = command.output().unwrap();
+    let (code, stdout, stderr) = (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn wait_for(server: &WharfServer, mode: &str) -> Value {
+    for _ in 0..1000 {
+        let state = status_json(server);
+        if state["effective"] == mode {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("never {mode}: {}", status_json(server));
+}
+
+/// Sends SIGHUP and waits until the server has handled it.
+fn sighup(server: &WharfServer) {
+    let handled = "configuration re-read on SIGHUP";
+    let before = server.log().matches(handled).count();
+    let pid = server.pid().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..1000 {
+        if server.log().matches(handled).count() > before {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the SIGHUP was not handled:\n{}", server.log());
+}
+
+/// The status of `GET path` with a bearer token, over a plain socket.
+fn status_with_token(server: &WharfServer, path: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        server.address
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn the_command_line_takes_and_releases_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let server = WharfServer::start(
+        &dir.path().join("data"),
+        &format!("admin:\n  token_file: {}\n", token_file.display()),
+    );
+    let url = server.url.as_str();
+    let config = &server.config_file;
+
+    let (code, stdout, stderr) = wharf(
+        config,
+        &[
+            "read-only",
+            "on",
+            "--reason",
+            "upgrade to 2.0",
+            "--ttl",
+            "2h",
+            "--wait",
+            "--url",
+            url,
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("hold \"admin\" taken: upgrade to 2.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("registry: read-only"), "{stdout}");
+    assert!(stdout.contains("read-only on 1/1 replicas"), "{stdout}");
+    assert!(
+        stdout.contains("admin: upgrade to 2.0 (by admin (token) via api"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("expires"), "{stdout}");
+
+    let (code, stdout, _) = wharf(
+        config,
+        &[
+            "read-only",
+            "on",
+            "--reason",
+            "backup",
+            "--hold",
+            "backup-1",
+            "--url",
+            url,
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(stdout.contains("hold \"backup-1\" taken"), "{stdout}");
+
+    let (code, stdout, _) = wharf(config, &["read-only", "status", "--url", url]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("admin: upgrade to 2.0") && stdout.contains("backup-1: backup"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("last transition: draining -> read-only"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = wharf(config, &["read-only", "off", "--url", url]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("hold \"admin\" released"), "{stdout}");
+    assert!(
+        stdout.contains("registry: read-only"),
+        "backup-1 still holds it: {stdout}"
+    );
+    let (code, stdout, _) = wharf(
+        config,
+        &[
+            "read-only",
+            "off",
+            "--hold",
+            "backup-1",
+            "--json",
+            "--url",
+            url,
+        ],
+    );
+    assert_eq!(code, 0);
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["state"]["effective"], "read-write");
+    assert_eq!(answer["released"]["name"], "backup-1");
+
+    // Errors say what is wrong.
+    let (code, _, stderr) = wharf(
+        config,
+        &["read-only", "off", "--hold", "nobody", "--url", url],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("there is no hold named nobody"), "{stderr}");
+    let (code, _, stderr) = wharf_with(
+        config,
+        &["read-only", "status", "--url", url],
+        &[("WHARF_ADMIN_TOKEN", "not-the-right-token-at-all")],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("set twice"),
+        "both a token file and a variable: {stderr}"
+    );
+    let (code, _, stderr) = wharf(
+        config,
+        &["read-only", "status", "--url", "http://127.0.0.1:1"],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("cannot reach the registry at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+    // The token never shows in the server's log.
+    assert!(!server.log().contains(TOKEN));
+}
+
+#[test]
+fn sighup_rereads_the_configuration_and_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("secrets").join("token");
+    std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let server = WharfServer::start(
+        &dir.path().join("data"),
+        &format!("admin:\n  token_file: {}\n", token_file.display()),
+    );
+    let config = &server.config_file;
+    assert_eq!(status_json(&server)["effective"], "read-write");
+
+    // The token file is not watched (it lives elsewhere): rotating it takes a SIGHUP.
+    assert_eq!(status_with_token(&server, "/api/v1/state", TOKEN), 200);
+    let rotated = "rotated-admin-token-9876543210";
+    std::fs::write(&token_file, rotated).unwrap();
+    assert_eq!(
+        status_with_token(&server, "/api/v1/state", TOKEN),
+        200,
+        "not before the signal"
+    );
+    sighup(&server);
+    assert_eq!(
+        status_with_token(&server, "/api/v1/state", TOKEN),
+        401,
+        "the old token is revoked"
+    );
+    assert_eq!(status_with_token(&server, "/api/v1/state", rotated), 200);
+    // The command line reads the same file, so it follows.
+    assert_eq!(status_json(&server)["effective"], "read-write");
+
+    // The configuration file, edited and signalled.
+    let original = std::fs::read_to_string(config).unwrap();
+    std::fs::write(
+        config,
+        format!("{original}read_only:\n  enabled: true\n  reason: signalled\n"),
+    )
+    .unwrap();
+    sighup(&server);
+    let state = wait_for(&server, "read-only");
+    assert_eq!(state["holds"][0]["name"], "config");
+    assert_eq!(state["holds"][0]["reason"], "signalled");
+    std::fs::write(config, &original).unwrap();
+    sighup(&server);
+    wait_for(&server, "read-write");
+}
+
+#[test]
+fn an_invalid_configuration_file_is_refused_with_one_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = WharfServer::start(
+        &dir.path().join("data"),
+        "read_only:\n  enabled: true\n  reason: before\n",
+    );
+    wait_for(&server, "read-only");
+    let original = std::fs::read_to_string(&server.config_file).unwrap();
+    let broken = original.replace("reason: before", "reason: before\n  enabld: false");
+    std::fs::write(&server.config_file, &broken).unwrap();
+    let refused = "ignoring the changed configuration file, keeping the running configuration";
+    for _ in 0..1000 {
+        if server.log().contains(refused) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(refused))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("enabld"), "the line names the key: {line}");
+    // The same content again (a SIGHUP) is not judged twice; the state did not change.
+    sighup(&server);
+    let state = status_json(&server);
+    assert_eq!(state["effective"], "read-only");
+    assert_eq!(state["holds"][0]["reason"], "before");
+    assert_eq!(server.log().matches(refused).count(), 1, "{}", server.log());
+}
+
+#[test]
+fn maintenance_commands_wait_while_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = WharfServer::start(&dir.path().join("data"), "");
+    let (code, _, stderr) = wharf(
+        &server.config_file,
+        &[
+            "read-only",
+            "on",
+            "--reason",
+            "backup",
+            "--wait",
+            "--url",
+            &server.url,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = wharf(&server.config_file, &["gc"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("the registry is read-only (backup (admin)); garbage collection waits"),
+        "{stderr}"
+    );
+    // fsck only reads: it works.
+    let (code, stdout, stderr) = wharf(&server.config_file, &["fsck"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(server.terminate());
+}
