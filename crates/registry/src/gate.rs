@@ -164,12 +164,7 @@ impl WriteGate {
         metrics: Arc<Metrics>,
     ) -> Result<WriteGate, MetadataError> {
         let now = now_millis();
-        let holds: Vec<Hold> = store
-            .holds()
-            .await?
-            .into_iter()
-            .filter(|h| h.is_active(now))
-            .collect();
+        let holds = holds::active_holds(store.as_ref(), now).await?;
         let mode = if holds.is_empty() {
             Mode::ReadWrite
         } else {

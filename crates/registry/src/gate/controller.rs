@@ -299,12 +299,7 @@ impl WriteGate {
             ))
             .await;
         }
-        let holds: Vec<Hold> = store
-            .holds()
-            .await?
-            .into_iter()
-            .filter(|h| h.is_active(now))
-            .collect();
+        let holds = super::holds::active_holds(store.as_ref(), now).await?;
         let mode = self.lock().snapshot.mode;
         match (mode, holds.is_empty()) {
             (Mode::ReadWrite, true) => Ok(()),

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::metadata::Millis;
+use crate::metadata::{MetadataError, MetadataStore, Millis};
 
 /// The longest reason kept with a hold.
 pub const MAX_REASON_LEN: usize = 1024;
@@ -127,6 +127,19 @@ impl Hold {
     pub fn is_active(&self, now: Millis) -> bool {
         self.expires_at.is_none_or(|expires| expires > now)
     }
+}
+
+/// The holds in `store` that still hold at `now`.
+pub async fn active_holds(
+    store: &dyn MetadataStore,
+    now: Millis,
+) -> Result<Vec<Hold>, MetadataError> {
+    Ok(store
+        .holds()
+        .await?
+        .into_iter()
+        .filter(|h| h.is_active(now))
+        .collect())
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ use crate::reference::{Reference, RepositoryName, Tag};
 use crate::storage::StorageKey;
 use crate::upload_id::UploadId;
 
+/// A statement with its parameters bound.
+type Statement<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
 /// Readers kept open; SQLite readers in WAL mode run concurrently with each other and the writer.
 const READERS: u32 = 8;
 
@@ -63,6 +66,14 @@ impl SqliteStore {
     async fn write(&self, permit: &WritePermit) -> Result<Transaction<'static, Sqlite>> {
         permit.check()?;
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Runs one statement as a write (re-checking the permit first); returns the rows affected.
+    async fn execute(&self, permit: &WritePermit, statement: Statement<'_>) -> Result<u64> {
+        let mut tx = self.write(permit).await?;
+        let affected = statement.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(affected)
     }
 
     /// Starts a write transaction of the control plane (holds, audit trail), which the write
@@ -440,8 +451,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn open_upload(&self, permit: &WritePermit, session: &UploadSession) -> Result<()> {
-        let mut tx = self.write(permit).await?;
-        sqlx::query(
+        let statement = sqlx::query(
             "INSERT INTO upload_sessions
                  (id, repository, client, hash_algorithm, hash_state, received, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -453,10 +463,8 @@ impl MetadataStore for SqliteStore {
         .bind(&session.hash_state)
         .bind(to_i64(session.received))
         .bind(session.created_at)
-        .bind(session.updated_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .bind(session.updated_at);
+        self.execute(permit, statement).await?;
         Ok(())
     }
 
@@ -468,20 +476,20 @@ impl MetadataStore for SqliteStore {
         received: u64,
         hash_state: &[u8],
     ) -> Result<bool> {
-        let mut tx = self.write(permit).await?;
-        let updated = sqlx::query(
-            "UPDATE upload_sessions SET received = $3, hash_state = $4, updated_at = $5
-             WHERE id = $1 AND received = $2 AND completed_at IS NULL",
-        )
-        .bind(id.as_str())
-        .bind(to_i64(expected))
-        .bind(to_i64(received))
-        .bind(hash_state)
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
+        let updated = self
+            .execute(
+                permit,
+                sqlx::query(
+                    "UPDATE upload_sessions SET received = $3, hash_state = $4, updated_at = $5
+                     WHERE id = $1 AND received = $2 AND completed_at IS NULL",
+                )
+                .bind(id.as_str())
+                .bind(to_i64(expected))
+                .bind(to_i64(received))
+                .bind(hash_state)
+                .bind(now_millis()),
+            )
+            .await?;
         Ok(updated == 1)
     }
 
@@ -763,17 +771,17 @@ impl MetadataStore for SqliteStore {
         repository: &RepositoryName,
         tag: &Tag,
     ) -> Result<bool> {
-        let mut tx = self.write(permit).await?;
-        let deleted = sqlx::query(
-            "DELETE FROM tags
-             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
-        )
-        .bind(repository.as_str())
-        .bind(tag.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
+        let deleted = self
+            .execute(
+                permit,
+                sqlx::query(
+                    "DELETE FROM tags
+                     WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
+                )
+                .bind(repository.as_str())
+                .bind(tag.as_str()),
+            )
+            .await?;
         Ok(deleted == 1)
     }
 
@@ -950,32 +958,32 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn forget_completed_uploads(&self, permit: &WritePermit, before: Millis) -> Result<u64> {
-        let mut tx = self.write(permit).await?;
-        let deleted = sqlx::query(
+        let deleted = self
+            .execute(
+                permit,
+                sqlx::query(
             "DELETE FROM upload_sessions WHERE completed_at IS NOT NULL AND completed_at < $1",
         )
-        .bind(before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
+        .bind(before),
+            )
+            .await?;
         Ok(deleted)
     }
 
     async fn prune_blob_links(&self, permit: &WritePermit, before: Millis) -> Result<u64> {
-        let mut tx = self.write(permit).await?;
-        let deleted = sqlx::query(
-            "DELETE FROM repository_blobs
-             WHERE linked_at < $1 AND NOT EXISTS (
-                 SELECT 1 FROM manifest_references mr
-                 WHERE mr.repository_id = repository_blobs.repository_id
-                   AND mr.child_kind = 'blob' AND mr.child_digest = repository_blobs.digest)",
-        )
-        .bind(before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
+        let deleted = self
+            .execute(
+                permit,
+                sqlx::query(
+                    "DELETE FROM repository_blobs
+                     WHERE linked_at < $1 AND NOT EXISTS (
+                     SELECT 1 FROM manifest_references mr
+                     WHERE mr.repository_id = repository_blobs.repository_id
+                     AND mr.child_kind = 'blob' AND mr.child_digest = repository_blobs.digest)",
+                )
+                .bind(before),
+            )
+            .await?;
         Ok(deleted)
     }
 
@@ -1022,15 +1030,15 @@ impl MetadataStore for SqliteStore {
         digest: &Digest,
         storage_key: &StorageKey,
     ) -> Result<()> {
-        let mut tx = self.write(permit).await?;
-        sqlx::query(
-            "DELETE FROM blobs WHERE digest = $1 AND state = 'deleting' AND storage_key = $2",
+        self.execute(
+            permit,
+            sqlx::query(
+                "DELETE FROM blobs WHERE digest = $1 AND state = 'deleting' AND storage_key = $2",
+            )
+            .bind(digest.to_string())
+            .bind(storage_key.as_str()),
         )
-        .bind(digest.to_string())
-        .bind(storage_key.as_str())
-        .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
