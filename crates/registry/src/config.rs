@@ -344,10 +344,10 @@ impl Config {
                 "invalid configuration: limits.max_manifest_size must be at least 1KiB".to_owned(),
             ));
         }
-        let reason = self.read_only.reason.trim();
-        if reason.is_empty() || reason.len() > crate::gate::holds::MAX_REASON_LEN {
+        if !crate::gate::holds::is_valid_reason(self.read_only.reason.trim()) {
             return Err(ConfigError(
-                "invalid configuration: read_only.reason must be 1 to 1024 characters".to_owned(),
+                "invalid configuration: read_only.reason must be 1 to 1024 characters on one line"
+                    .to_owned(),
             ));
         }
         if self.storage.data_dir.as_os_str().is_empty() {

@@ -136,8 +136,16 @@ struct Inner {
     settings: DrainSettings,
     /// When the drain started, while draining.
     drain_started: Option<Millis>,
-    /// Set at a drain timeout until read-only: nothing more is admitted.
-    closed: bool,
+    /// Set at a drain timeout, with what it cut off, until read-only: nothing more is
+    /// admitted, and read-only follows once the cancelled writes have stopped.
+    timed_out: Option<DrainCounts>,
+}
+
+/// What a drain cut off, recorded with its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DrainCounts {
+    cancelled_writes: u64,
+    abandoned_uploads: u64,
 }
 
 /// A gate's numbers, for reports.
@@ -190,7 +198,7 @@ impl WriteGate {
                     epoch: CancellationToken::new(),
                     settings,
                     drain_started: None,
-                    closed: false,
+                    timed_out: None,
                 }),
                 published,
                 wake: Notify::new(),
@@ -222,7 +230,7 @@ impl WriteGate {
                     inner.snapshot.clone(),
                     inner.generation,
                     inner.settings.push_grace,
-                    inner.closed,
+                    inner.timed_out.is_some(),
                 )
             };
             let admitted = match (snapshot.mode, snapshot.hold_at, closed) {

@@ -195,6 +195,8 @@ pub struct StoredManifest {
 pub struct DrainPending {
     /// Open upload sessions opened before the hold and active since shortly before it.
     pub open_uploads: u64,
+    /// Open upload sessions opened before the hold but idle since before that: abandoned.
+    pub idle_uploads: u64,
     /// When the last upload of a push in progress finished (its manifest may follow).
     pub last_completion: Option<Millis>,
 }
@@ -340,15 +342,32 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Every hold, expired ones included (callers decide what is active).
     async fn holds(&self) -> Result<Vec<Hold>>;
 
-    /// Stores a hold, keeping the creation time of one of the same name. Returns the hold as
-    /// stored and whether it is new.
-    async fn put_hold(&self, control: &ControlWrite, hold: &Hold) -> Result<(Hold, bool)>;
+    /// Stores a hold, keeping the creation time of one of the same name, and records `event` in
+    /// the audit trail in the same transaction. Returns the hold as stored and whether it is new.
+    async fn put_hold(
+        &self,
+        control: &ControlWrite,
+        hold: &Hold,
+        event: &ModeEvent,
+    ) -> Result<(Hold, bool)>;
 
-    /// Deletes a hold. Returns it, if it existed.
-    async fn delete_hold(&self, control: &ControlWrite, name: &HoldName) -> Result<Option<Hold>>;
+    /// Deletes a hold and, in the same transaction, records `event` with the hold's name and
+    /// reason. Returns the hold, if it existed (nothing is recorded otherwise).
+    async fn delete_hold(
+        &self,
+        control: &ControlWrite,
+        name: &HoldName,
+        event: &ModeEvent,
+    ) -> Result<Option<Hold>>;
 
-    /// Deletes the holds expired at `now`, and returns them.
-    async fn delete_expired_holds(&self, control: &ControlWrite, now: Millis) -> Result<Vec<Hold>>;
+    /// Deletes the holds expired at `now` and, in the same transaction, records `event` for each,
+    /// with its name and reason. Returns them.
+    async fn delete_expired_holds(
+        &self,
+        control: &ControlWrite,
+        now: Millis,
+        event: &ModeEvent,
+    ) -> Result<Vec<Hold>>;
 
     /// Appends an event to the audit trail.
     async fn record_mode_event(&self, control: &ControlWrite, event: &ModeEvent) -> Result<()>;
@@ -357,7 +376,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn mode_events(&self, limit: u32) -> Result<Vec<ModeEvent>>;
 
     /// Whether `client` has a push in progress in `repository`: an upload session opened before
-    /// `hold_at` that was still open at `grace_start` or finished after it.
+    /// `hold_at` that was active (received bytes, or finished) at `grace_start` or later.
     async fn push_in_progress(
         &self,
         repository: &RepositoryName,

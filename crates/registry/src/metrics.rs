@@ -18,6 +18,7 @@ const HOLDS: &str = "wharf_read_only_holds";
 const WRITES_IN_FLIGHT: &str = "wharf_writes_in_flight";
 const UPLOADS_OPEN: &str = "wharf_uploads_open";
 const WRITES_DENIED: &str = "wharf_writes_denied_total";
+const WRITES_CANCELLED: &str = "wharf_writes_cancelled_total";
 const DRAIN_SECONDS: &str = "wharf_drain_duration_seconds";
 const TRANSITIONS: &str = "wharf_mode_transitions_total";
 
@@ -36,6 +37,7 @@ pub struct Metrics {
     uploads_open: Gauge,
     denied_read_only: Counter,
     denied_draining: Counter,
+    cancelled: Counter,
     drain_seconds: Histogram,
     transitions: Counter,
 }
@@ -73,7 +75,15 @@ impl Metrics {
         recorder.describe_gauge(name, None, help);
         let (name, help) = describe(UPLOADS_OPEN, "Blob upload sessions open.");
         recorder.describe_gauge(name, None, help);
-        let (name, help) = describe(WRITES_DENIED, "Writes refused by the write gate, by mode.");
+        let (name, help) = describe(
+            WRITES_DENIED,
+            "Writes refused by the write gate, by reason: draining or read-only.",
+        );
+        recorder.describe_counter(name, None, help);
+        let (name, help) = describe(
+            WRITES_CANCELLED,
+            "Admitted writes cancelled at a drain timeout.",
+        );
         recorder.describe_counter(name, None, help);
         let (name, help) = describe(
             DRAIN_SECONDS,
@@ -83,9 +93,9 @@ impl Metrics {
         let (name, help) = describe(TRANSITIONS, "Changes of mode.");
         recorder.describe_counter(name, None, help);
 
-        let denied = |mode: &'static str| {
+        let denied = |reason: &'static str| {
             recorder.register_counter(
-                &Key::from_parts(WRITES_DENIED, vec![Label::new("mode", mode)]),
+                &Key::from_parts(WRITES_DENIED, vec![Label::new("reason", reason)]),
                 &metadata,
             )
         };
@@ -98,6 +108,7 @@ impl Metrics {
             uploads_open: recorder.register_gauge(&Key::from_name(UPLOADS_OPEN), &metadata),
             denied_read_only: denied(Mode::ReadOnly.as_str()),
             denied_draining: denied(Mode::Draining.as_str()),
+            cancelled: recorder.register_counter(&Key::from_name(WRITES_CANCELLED), &metadata),
             drain_seconds: recorder.register_histogram(&Key::from_name(DRAIN_SECONDS), &metadata),
             transitions: recorder.register_counter(&Key::from_name(TRANSITIONS), &metadata),
             handle: recorder.handle(),
@@ -138,6 +149,10 @@ impl Metrics {
             Mode::Draining => self.denied_draining.increment(1),
             Mode::ReadOnly | Mode::ReadWrite => self.denied_read_only.increment(1),
         }
+    }
+
+    pub(crate) fn writes_cancelled(&self, count: u64) {
+        self.cancelled.increment(count);
     }
 
     pub(crate) fn drain_finished(&self, duration: Duration) {

@@ -25,6 +25,9 @@ const CLOSE_AFTER_CANCEL: Duration = Duration::from_secs(5);
 /// Events in the configuration file's folder come in bursts (an editor's save, a symlink swap):
 /// the file is read once they settle.
 const RELOAD_SETTLE: Duration = Duration::from_millis(100);
+/// How often the configuration file's hold is checked against the file even without a change
+/// (applying it may have failed, say, on a busy database).
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 /// Who the configuration file's hold is set by, in the audit trail.
 const CONFIG_ACTOR: &str = "configuration file";
 
@@ -245,6 +248,10 @@ impl ConfigFollower {
                     () = stop.cancelled() => return,
                     () = changes.notified() => {}
                     () = requests.notified() => signalled = true,
+                    () = tokio::time::sleep(RECONCILE_EVERY) => {
+                        self.reconcile_read_only().await;
+                        continue;
+                    }
                 }
                 tokio::time::sleep(RELOAD_SETTLE).await;
             }
@@ -274,11 +281,7 @@ impl ConfigFollower {
                 "{key} changed in the configuration file; it takes effect after a restart"
             );
         }
-        if config.read_only != self.running.read_only
-            && let Err(error) = apply_read_only(&self.gate, &config.read_only).await
-        {
-            tracing::error!(%error, "cannot apply read_only from the configuration file");
-        }
+        let read_only_changed = config.read_only != self.running.read_only;
         if config.drain != self.running.drain {
             self.gate.set_drain_settings(config.drain_settings());
         }
@@ -290,8 +293,18 @@ impl ConfigFollower {
         }
         let token_changed = config.admin != self.running.admin;
         self.running = config;
+        if read_only_changed {
+            self.reconcile_read_only().await;
+        }
         if token_changed {
             self.reload_token();
+        }
+    }
+
+    /// Makes the `config` hold match the running configuration (a no-op when it does).
+    async fn reconcile_read_only(&self) {
+        if let Err(error) = apply_read_only(&self.gate, &self.running.read_only).await {
+            tracing::error!(%error, "cannot apply read_only from the configuration file; retrying");
         }
     }
 
@@ -307,9 +320,15 @@ impl ConfigFollower {
     }
 }
 
-/// Takes an exclusive lock on the data folder (created if missing) for this process's lifetime:
-/// uploads in progress are coordinated in memory, so two servers must not share a folder.
-fn lock_data_folder(path: &Path) -> Result<std::fs::File, ServeError> {
+/// The exclusive right to a data folder, held until dropped.
+#[derive(Debug)]
+pub struct DataFolderLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes an exclusive lock on the data folder (created if missing): uploads in progress are
+/// coordinated in memory, so two servers must not share a folder, and a maintenance command
+/// that writes must go through the server's gate when one runs. Fails with
+/// [`ServeError::DataFolderInUse`] when another process holds it.
+pub fn lock_data_folder(path: &Path) -> Result<DataFolderLock, ServeError> {
     let folder_error = |error| ServeError::DataFolder {
         path: path.display().to_string(),
         error,
@@ -322,7 +341,7 @@ fn lock_data_folder(path: &Path) -> Result<std::fs::File, ServeError> {
         .open(path.join(".lock"))
         .map_err(folder_error)?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(DataFolderLock(file)),
         Err(std::fs::TryLockError::WouldBlock) => {
             Err(ServeError::DataFolderInUse(path.display().to_string()))
         }

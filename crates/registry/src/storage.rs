@@ -191,11 +191,8 @@ impl BlobStore {
     }
 
     /// Deletes the object `key`; deleting a missing object succeeds.
-    pub async fn delete(
-        &self,
-        _permit: &WritePermit,
-        key: &StorageKey,
-    ) -> Result<(), StorageError> {
+    pub async fn delete(&self, permit: &WritePermit, key: &StorageKey) -> Result<(), StorageError> {
+        permit.check()?;
         match self.objects.delete(&key.path()).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -279,9 +276,10 @@ impl BlobStore {
     /// Deletes an upload's staged bytes.
     pub async fn discard_upload(
         &self,
-        _permit: &WritePermit,
+        permit: &WritePermit,
         id: &UploadId,
     ) -> Result<(), StorageError> {
+        permit.check()?;
         self.staging.discard(id).await
     }
 

@@ -4,6 +4,7 @@
 // commands print is their interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod admin_client;
 mod logging;
 mod read_only;
 
@@ -14,11 +15,15 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use std::time::Duration;
 use wharf_registry::config::{self, Config};
 use wharf_registry::gate::WriteRefused;
 use wharf_registry::metadata::now_millis;
-use wharf_registry::registry::FsckReport;
-use wharf_registry::{Registry, RegistryError, ServeOptions, serve_with};
+
+use admin_client::AdminClient;
+use wharf_registry::registry::{FsckReport, GcReport};
+use wharf_registry::server::lock_data_folder;
+use wharf_registry::{Registry, RegistryError, ServeError, ServeOptions, serve_with};
 
 /// Wharf, a container image registry.
 #[derive(Parser)]
@@ -51,10 +56,15 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Collect garbage once: expired uploads, and blobs no manifest uses (after gc.grace).
+    /// When a server runs on the data folder, it does the collection (through its admin API),
+    /// so the collection is one of its writes.
     Gc {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The running server's URL (default: the configuration's server.listen, on loopback).
+        #[arg(long, env = "WHARF_URL")]
+        url: Option<String>,
     },
     /// Check that every manifest's blobs and children exist and every blob matches its digest.
     /// Exits with status 1 when something is wrong.
@@ -140,19 +150,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             })
         }
-        Command::Gc { json } => {
+        Command::Gc { json, url } => {
             let config = load_config()?;
             let _ = logging::init(&config.log)?;
             runtime()?.block_on(async {
-                let registry = open(&config).await?;
-                let report = registry.collect_garbage(config.gc_settings(), now_millis()).await;
-                registry.close().await;
-                let report = match report {
-                    Err(RegistryError::Refused(WriteRefused::ReadOnly { reason, .. })) => {
-                        anyhow::bail!("the registry is read-only ({reason}); garbage collection waits until it is read-write")
-                    }
-                    other => other?,
-                };
+                let report = collect_garbage(&config, url.as_deref()).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
@@ -191,6 +193,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             })
         }
+    }
+}
+
+/// One garbage collection: by the server running on the data folder if there is one, else here,
+/// holding the data folder so that no server starts meanwhile.
+async fn collect_garbage(config: &Config, url: Option<&str>) -> anyhow::Result<GcReport> {
+    let data_dir = &config.storage.data_dir;
+    if !config.data_paths().metadata.exists() {
+        anyhow::bail!("no registry in {}", data_dir.display());
+    }
+    let _lock = match lock_data_folder(data_dir) {
+        Ok(lock) => lock,
+        Err(ServeError::DataFolderInUse(_)) => {
+            let client = AdminClient::new(url, config)?;
+            let (_, answer) = client
+                .send(
+                    reqwest::Method::POST,
+                    "/api/v1/gc",
+                    None,
+                    Duration::from_secs(24 * 3600),
+                )
+                .await
+                .context("a server runs on this data folder; asking it to collect garbage")?;
+            return Ok(serde_json::from_value(answer)?);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let registry = open(config).await?;
+    let report = registry
+        .collect_garbage(config.gc_settings(), now_millis())
+        .await;
+    registry.close().await;
+    match report {
+        Err(RegistryError::Refused(WriteRefused::ReadOnly { reason, .. })) => anyhow::bail!(
+            "the registry is read-only ({reason}); garbage collection waits until it is read-write"
+        ),
+        other => Ok(other?),
     }
 }
 

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use wharf_registry::Config;
-use wharf_registry::config::{ADMIN_TOKEN_VARIABLE, HumanDuration};
+use wharf_registry::config::HumanDuration;
+
+use crate::admin_client::AdminClient;
 
 /// The hold the command takes and releases unless told another.
 const DEFAULT_HOLD: &str = "admin";
@@ -53,7 +54,7 @@ pub enum ReadOnlyCommand {
 pub struct Target {
     /// The registry's URL (default: the configuration's server.listen, on loopback).
     #[arg(long, env = "WHARF_URL")]
-    url: Option<String>,
+    pub url: Option<String>,
     /// Print the API's JSON answer instead of a summary.
     #[arg(long)]
     json: bool,
@@ -70,7 +71,7 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             timeout,
             target,
         } => {
-            let client = Client::new(&target, config)?;
+            let client = AdminClient::new(target.url.as_deref(), config)?;
             let mut path = format!("/api/v1/state/holds/{hold}");
             if wait {
                 path.push_str(&format!("?wait={timeout}"));
@@ -102,7 +103,7 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             Ok(!wait || status == reqwest::StatusCode::OK)
         }
         ReadOnlyCommand::Off { hold, target } => {
-            let client = Client::new(&target, config)?;
+            let client = AdminClient::new(target.url.as_deref(), config)?;
             let path = format!("/api/v1/state/holds/{hold}");
             let (_, answer) = client
                 .send(
@@ -121,7 +122,7 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             Ok(true)
         }
         ReadOnlyCommand::Status { target } => {
-            let client = Client::new(&target, config)?;
+            let client = AdminClient::new(target.url.as_deref(), config)?;
             let (_, answer) = client
                 .send(
                     reqwest::Method::GET,
@@ -137,71 +138,6 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             }
             Ok(true)
         }
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: Option<String>,
-}
-
-impl Client {
-    fn new(target: &Target, config: &Config) -> anyhow::Result<Client> {
-        let url = match &target.url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let mut address = config.server.listen;
-                if address.ip().is_unspecified() {
-                    address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                format!("http://{address}")
-            }
-        };
-        let token = config
-            .admin_token(std::env::var(ADMIN_TOKEN_VARIABLE).ok())?
-            .map(|t| t.expose().to_owned());
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Client { http, url, token })
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        timeout: Duration,
-    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .timeout(timeout);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the registry at {}", self.url))?;
-        let status = response.status();
-        let answer: Value = response.json().await.with_context(|| {
-            format!(
-                "the registry at {} gave an answer that is not JSON",
-                self.url
-            )
-        })?;
-        if !status.is_success() {
-            let message = answer["errors"][0]["message"]
-                .as_str()
-                .unwrap_or("no message");
-            bail!("the registry refused ({status}): {message}");
-        }
-        Ok((status, answer))
     }
 }
 

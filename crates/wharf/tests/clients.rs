@@ -1438,7 +1438,7 @@ fn copy_between_repositories_uses_cross_repository_mount() {
     let gc = Command::new(support::wharf_binary())
         .arg("--config")
         .arg(&session.server.config_file)
-        .arg("gc")
+        .args(["gc", "--url", &session.server.url])
         .env_remove("RUST_LOG")
         .env("WHARF_GC_GRACE", "0s")
         .output()

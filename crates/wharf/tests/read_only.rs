@@ -313,11 +313,21 @@ fn an_invalid_configuration_file_is_refused_with_one_log_line() {
 }
 
 #[test]
-fn maintenance_commands_wait_while_read_only() {
+fn maintenance_commands_go_through_the_server_and_wait_while_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = WharfServer::start(&dir.path().join("data"), "");
+    let config = &server.config_file.clone();
+    let url = server.url.clone();
+
+    // With a server on the data folder, `wharf gc` asks it to collect: the collection is one of
+    // the server's writes, which its drain sees.
+    let (code, stdout, stderr) = wharf(config, &["gc", "--json", "--url", &url]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["deleted_blobs"], 0);
+
     let (code, _, stderr) = wharf(
-        &server.config_file,
+        config,
         &[
             "read-only",
             "on",
@@ -325,18 +335,27 @@ fn maintenance_commands_wait_while_read_only() {
             "backup",
             "--wait",
             "--url",
-            &server.url,
+            &url,
         ],
     );
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = wharf(&server.config_file, &["gc"]);
+    let (code, _, stderr) = wharf(config, &["gc", "--url", &url]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("503 Service Unavailable"), "{stderr}");
+    assert!(
+        stderr.contains("the registry is read-only (backup (admin)): garbage collection waits until it is read-write"),
+        "{stderr}"
+    );
+    // fsck only reads: it works.
+    let (code, stdout, stderr) = wharf(config, &["fsck"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(server.terminate());
+
+    // Without a server, `wharf gc` works on the data folder itself, and still respects the hold.
+    let (code, _, stderr) = wharf(config, &["gc"]);
     assert_ne!(code, 0);
     assert!(
         stderr.contains("the registry is read-only (backup (admin)); garbage collection waits"),
         "{stderr}"
     );
-    // fsck only reads: it works.
-    let (code, stdout, stderr) = wharf(&server.config_file, &["fsck"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(server.terminate());
 }

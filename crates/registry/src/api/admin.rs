@@ -42,6 +42,12 @@ impl AdminAccess {
 
     /// Replaces the token (the token file changed).
     pub fn set_token(&self, token: Option<AdminToken>) {
+        let had = self.token.load().is_some();
+        if had && token.is_none() {
+            tracing::warn!(
+                "the admin token was removed: the admin API now answers only direct loopback clients"
+            );
+        }
         self.token.store(token.map(Arc::new));
     }
 }
@@ -78,8 +84,8 @@ pub async fn authorize(
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if !presented.is_some_and(|presented| token.matches(presented.trim())) {
+                .and_then(bearer_token);
+            if !presented.is_some_and(|presented| token.matches(presented)) {
                 let mut response = AdminError::new(
                     StatusCode::UNAUTHORIZED,
                     "UNAUTHORIZED",
@@ -94,19 +100,41 @@ pub async fn authorize(
             }
             "admin (token)".to_owned()
         }
-        None if peer.ip().is_loopback() => format!("local admin ({})", peer.ip()),
+        // A request a proxy forwarded comes from the proxy's address, which may be local: only
+        // a direct local caller is trusted without a token.
+        None if peer.ip().to_canonical().is_loopback() && !is_forwarded(request.headers()) => {
+            format!("local admin ({})", peer.ip().to_canonical())
+        }
         None => {
             return AdminError::new(
                 StatusCode::FORBIDDEN,
                 "DENIED",
-                "the admin API answers only on loopback until an admin token is configured \
-                 (admin.token_file or WHARF_ADMIN_TOKEN)",
+                "the admin API answers only direct loopback clients until an admin token is \
+                 configured (admin.token_file or WHARF_ADMIN_TOKEN)",
             )
             .into_response();
         }
     };
     request.extensions_mut().insert(Actor(actor));
     next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether a proxy says it forwarded the request.
+fn is_forwarded(headers: &axum::http::HeaderMap) -> bool {
+    [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-real-ip",
+    ]
+    .iter()
+    .any(|name| headers.contains_key(*name))
 }
 
 /// An admin API error: `{"errors":[{"code","message"}]}` with a status.
@@ -157,5 +185,19 @@ impl IntoResponse for AdminError {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
     }
 }

@@ -16,13 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::holds::{Hold, HoldName, HoldSource, MAX_REASON_LEN};
 use super::mode::{Mode, ModeSnapshot, Transition, reasons};
-use super::{ControlWrite, Inner, WriteGate, duration_millis};
-use crate::metadata::{MetadataError, Millis, now_millis};
+use super::{ControlWrite, DrainCounts, Inner, WriteGate, duration_millis};
+use crate::metadata::{DrainPending, MetadataError, Millis, now_millis};
 
 /// How often the holds are re-read even without a notification (holds set by another process).
 const POLL: Duration = Duration::from_secs(2);
-/// How long cancelled writes get to stop before the drain ends regardless.
-const STRAGGLER_STOP: Duration = Duration::from_secs(10);
 
 /// A request to take (or renew) a hold.
 #[derive(Debug, Clone)]
@@ -99,14 +97,21 @@ pub struct ModeEvent {
 pub(super) struct Event(ModeEvent);
 
 impl Event {
-    pub(super) fn hold(kind: EventKind, hold: &Hold, actor: &str, source: HoldSource) -> Event {
+    /// An event about a hold; for a release or an expiry the store fills in the hold's name and
+    /// reason from the row it deletes.
+    pub(super) fn hold(
+        kind: EventKind,
+        hold: Option<&Hold>,
+        actor: &str,
+        source: HoldSource,
+    ) -> Event {
         Event(ModeEvent {
             at: now_millis(),
             kind,
-            hold: Some(hold.name.to_string()),
+            hold: hold.map(|h| h.name.to_string()),
             actor: actor.to_owned(),
             source: source.as_str().to_owned(),
-            reason: hold.reason.clone(),
+            reason: hold.map(|h| h.reason.clone()).unwrap_or_default(),
             replica: String::new(),
             from: None,
             to: None,
@@ -146,8 +151,8 @@ impl Event {
 /// Why a hold cannot be taken or released.
 #[derive(Debug, thiserror::Error)]
 pub enum HoldError {
-    /// The reason is empty or too long.
-    #[error("a hold needs a reason of 1 to {MAX_REASON_LEN} characters")]
+    /// The reason is empty, too long, or has control characters.
+    #[error("a hold needs a reason of 1 to {MAX_REASON_LEN} characters, on one line")]
     Reason,
     /// The TTL is zero.
     #[error("a hold's ttl must be longer than 0s")]
@@ -167,7 +172,7 @@ impl WriteGate {
     /// read-write. Returns the hold and whether it is new.
     pub async fn set_hold(&self, request: HoldRequest) -> Result<(Hold, bool), HoldError> {
         let reason = request.reason.trim();
-        if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
+        if !super::holds::is_valid_reason(reason) {
             return Err(HoldError::Reason);
         }
         if request.ttl.is_some_and(|ttl| ttl.is_zero()) {
@@ -188,19 +193,22 @@ impl WriteGate {
                 .ttl
                 .map(|ttl| now.saturating_add(duration_millis(ttl))),
         };
-        let (stored, created) = self.shared.store.put_hold(&ControlWrite(()), &hold).await?;
+        let event = self.stamp(Event::hold(
+            EventKind::HoldSet,
+            Some(&hold),
+            &request.actor,
+            request.source,
+        ));
+        let (stored, created) = self
+            .shared
+            .store
+            .put_hold(&ControlWrite(()), &hold, &event)
+            .await?;
         tracing::warn!(
             hold = %stored.name, reason = %stored.reason, by = %request.actor, source = request.source.as_str(),
             expires = ?stored.expires_at.map(super::mode::format_time),
             "read-only hold {}", if created { "taken" } else { "renewed" }
         );
-        self.record_event(Event::hold(
-            EventKind::HoldSet,
-            &stored,
-            &request.actor,
-            request.source,
-        ))
-        .await;
         self.evaluate().await?;
         Ok((stored, created))
     }
@@ -216,15 +224,14 @@ impl WriteGate {
         if name.is_config() != (source == HoldSource::Config) {
             return Err(HoldError::ManagedByConfig);
         }
+        let event = self.stamp(Event::hold(EventKind::HoldReleased, None, actor, source));
         let released = self
             .shared
             .store
-            .delete_hold(&ControlWrite(()), name)
+            .delete_hold(&ControlWrite(()), name, &event)
             .await?;
         if let Some(hold) = &released {
             tracing::warn!(hold = %hold.name, by = %actor, source = source.as_str(), "read-only hold released");
-            self.record_event(Event::hold(EventKind::HoldReleased, hold, actor, source))
-                .await;
         }
         self.evaluate().await?;
         Ok(released)
@@ -289,24 +296,28 @@ impl WriteGate {
         let _one_at_a_time = self.shared.evaluating.lock().await;
         let store = &self.shared.store;
         let now = now_millis();
-        for hold in store.delete_expired_holds(&ControlWrite(()), now).await? {
+        let expiry = self.stamp(Event::hold(
+            EventKind::HoldExpired,
+            None,
+            "wharf",
+            HoldSource::System,
+        ));
+        for hold in store
+            .delete_expired_holds(&ControlWrite(()), now, &expiry)
+            .await?
+        {
             tracing::warn!(hold = %hold.name, reason = %hold.reason, "read-only hold expired");
-            self.record_event(Event::hold(
-                EventKind::HoldExpired,
-                &hold,
-                "wharf",
-                HoldSource::System,
-            ))
-            .await;
         }
         let holds = super::holds::active_holds(store.as_ref(), now).await?;
         let mode = self.lock().snapshot.mode;
         match (mode, holds.is_empty()) {
             (Mode::ReadWrite, true) => Ok(()),
             (Mode::ReadWrite, false) => {
-                let hold_at = holds.iter().map(|h| h.created_at).min();
+                // Writes admitted until this very switch were admitted before the hold: the
+                // switch, not the hold's creation, is the cutoff.
                 let reason = format!("held read-only: {}", reasons(&holds));
-                self.switch(Mode::Draining, holds, hold_at, &reason).await;
+                self.switch(Mode::Draining, holds, Some(now_millis()), &reason)
+                    .await;
                 self.follow_drain().await
             }
             (Mode::Draining | Mode::ReadOnly, true) => {
@@ -327,81 +338,91 @@ impl WriteGate {
 
     /// While draining: ends the drain if nothing admitted is left, or at the timeout.
     async fn follow_drain(&self) -> Result<(), MetadataError> {
-        let (hold_at, started, settings) = {
+        let (cutoff, started, settings, timed_out) = {
             let inner = self.lock();
             match (inner.snapshot.hold_at, inner.drain_started) {
-                (Some(hold_at), Some(started)) => (hold_at, started, inner.settings),
+                (Some(cutoff), Some(started)) => (cutoff, started, inner.settings, inner.timed_out),
                 _ => return Ok(()),
             }
         };
+        // Timed out already: read-only once the cancelled writes have stopped.
+        if let Some(counts) = timed_out {
+            self.enter_read_only_if_idle(started, counts, "drain timeout")
+                .await;
+            return Ok(());
+        }
+        let grace_start = cutoff - duration_millis(settings.push_grace);
+        // The deadline comes first: neither a write that never ends nor a database that does
+        // not answer may keep the drain going past it.
+        if now_millis() >= started + duration_millis(settings.timeout) {
+            let pending = match self.shared.store.drain_pending(cutoff, grace_start).await {
+                Ok(pending) => pending,
+                Err(error) => {
+                    tracing::error!(%error, "cannot count the uploads the drain cuts off");
+                    DrainPending::default()
+                }
+            };
+            let counts = {
+                let mut inner = self.lock();
+                let counts = DrainCounts {
+                    cancelled_writes: inner.in_flight,
+                    abandoned_uploads: pending.open_uploads + pending.idle_uploads,
+                };
+                inner.generation += 1;
+                inner.epoch.cancel();
+                inner.epoch = CancellationToken::new();
+                inner.timed_out = Some(counts);
+                counts
+            };
+            self.shared
+                .metrics
+                .writes_cancelled(counts.cancelled_writes);
+            tracing::warn!(
+                cancelled_writes = counts.cancelled_writes,
+                abandoned_uploads = counts.abandoned_uploads,
+                "drain timeout: cancelling the writes still under way"
+            );
+            self.enter_read_only_if_idle(started, counts, "drain timeout")
+                .await;
+            return Ok(());
+        }
+        let pending = self.shared.store.drain_pending(cutoff, grace_start).await?;
         let grace = duration_millis(settings.push_grace);
-        let pending = self
-            .shared
-            .store
-            .drain_pending(hold_at, hold_at - grace)
-            .await?;
-        let now = now_millis();
         let pushes_settled = pending
             .last_completion
-            .is_none_or(|finished| finished + grace <= now);
+            .is_none_or(|finished| finished + grace <= now_millis());
         if pending.open_uploads == 0 && pushes_settled {
-            // Under the lock: no write may be admitted between this check and the switch.
-            let drained = {
-                let mut inner = self.lock();
-                (inner.in_flight == 0).then(|| {
-                    self.enter_read_only(&mut inner, now - started, 0, 0, "drain complete")
-                })
+            let counts = DrainCounts {
+                cancelled_writes: 0,
+                abandoned_uploads: pending.idle_uploads,
             };
-            if let Some((snapshot, transition)) = drained {
-                self.announce(Mode::Draining, snapshot, &transition).await;
-            }
-            return Ok(());
+            self.enter_read_only_if_idle(started, counts, "drain complete")
+                .await;
         }
-        if now < started + duration_millis(settings.timeout) {
-            return Ok(());
-        }
-        // The timeout: stop admitting, cancel what runs, let it stop, then read-only.
-        let cancelled = {
-            let mut inner = self.lock();
-            inner.generation += 1;
-            let cancelled = inner.in_flight;
-            inner.epoch.cancel();
-            inner.epoch = CancellationToken::new();
-            inner.closed = true;
-            cancelled
-        };
-        tracing::warn!(
-            cancelled_writes = cancelled,
-            abandoned_uploads = pending.open_uploads,
-            "drain timeout: cancelling the writes still under way"
-        );
-        if tokio::time::timeout(STRAGGLER_STOP, self.idle())
-            .await
-            .is_err()
-        {
-            tracing::error!("cancelled writes did not stop in time; going read-only regardless");
-        }
-        let (snapshot, transition) = {
-            let mut inner = self.lock();
-            let now = now_millis();
-            self.enter_read_only(
-                &mut inner,
-                now - started,
-                cancelled,
-                pending.open_uploads,
-                "drain timeout",
-            )
-        };
-        self.announce(Mode::Draining, snapshot, &transition).await;
         Ok(())
+    }
+
+    /// Switches to read-only, if no write holds a permit: the check and the switch happen under
+    /// the gate's lock, so nothing can be admitted in between, and a replica never reports
+    /// read-only while something is being written.
+    async fn enter_read_only_if_idle(&self, started: Millis, counts: DrainCounts, why: &str) {
+        let switched = {
+            let mut inner = self.lock();
+            (inner.in_flight == 0).then(|| {
+                let drain_ms = now_millis() - started;
+                self.enter_read_only(&mut inner, drain_ms, counts, why)
+            })
+        };
+        if let Some((snapshot, transition)) = switched {
+            self.announce(Mode::Draining, snapshot, &transition).await;
+        }
     }
 
     fn enter_read_only(
         &self,
         inner: &mut Inner,
         drain_ms: Millis,
-        cancelled_writes: u64,
-        abandoned_uploads: u64,
+        counts: DrainCounts,
         why: &str,
     ) -> (ModeSnapshot, Transition) {
         let now = now_millis();
@@ -411,8 +432,8 @@ impl WriteGate {
             to: Mode::ReadOnly,
             at: now,
             drain_ms: Some(drain_ms),
-            cancelled_writes,
-            abandoned_uploads,
+            cancelled_writes: counts.cancelled_writes,
+            abandoned_uploads: counts.abandoned_uploads,
             reason: why.to_owned(),
         };
         inner.generation += 1;
@@ -420,6 +441,7 @@ impl WriteGate {
         inner.snapshot.since = now;
         inner.snapshot.last_transition = Some(transition.clone());
         inner.drain_started = None;
+        inner.timed_out = None;
         self.shared
             .metrics
             .drain_finished(Duration::from_millis(drain_ms));
@@ -442,7 +464,7 @@ impl WriteGate {
                 reason: why.to_owned(),
             };
             inner.generation += 1;
-            inner.closed = false;
+            inner.timed_out = None;
             inner.snapshot = ModeSnapshot {
                 mode: to,
                 since: now,
@@ -485,10 +507,18 @@ impl WriteGate {
         self.shared.published.send_replace(snapshot);
     }
 
-    /// Records an audit event; a failure is logged, never fatal (the change itself happened).
+    /// The audit event, signed with this replica's name.
+    fn stamp(&self, event: Event) -> ModeEvent {
+        ModeEvent {
+            replica: self.shared.replica.clone(),
+            ..event.0
+        }
+    }
+
+    /// Records an audit event of a change of mode; a failure is logged, never fatal (the change
+    /// itself happened, and is logged).
     pub(super) async fn record_event(&self, event: Event) {
-        let mut event = event.0;
-        event.replica.clone_from(&self.shared.replica);
+        let event = self.stamp(event);
         if let Err(error) = self
             .shared
             .store

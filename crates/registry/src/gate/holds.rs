@@ -12,6 +12,13 @@ use crate::metadata::{MetadataError, MetadataStore, Millis};
 /// The longest reason kept with a hold.
 pub const MAX_REASON_LEN: usize = 1024;
 
+/// Whether `reason` (trimmed) may explain a hold: 1 to [`MAX_REASON_LEN`] characters, no
+/// control characters (it is shown to clients and written to logs).
+pub fn is_valid_reason(reason: &str) -> bool {
+    let length = reason.chars().count();
+    (1..=MAX_REASON_LEN).contains(&length) && !reason.chars().any(char::is_control)
+}
+
 /// The hold the configuration file's `read_only.enabled` manages.
 pub const CONFIG_HOLD: &str = "config";
 

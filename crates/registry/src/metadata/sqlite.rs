@@ -72,7 +72,7 @@ impl SqliteStore {
     async fn execute(&self, permit: &WritePermit, statement: Statement<'_>) -> Result<u64> {
         let mut tx = self.write(permit).await?;
         let affected = statement.execute(&mut *tx).await?.rows_affected();
-        tx.commit().await?;
+        commit(tx, permit).await?;
         Ok(affected)
     }
 
@@ -81,6 +81,14 @@ impl SqliteStore {
     async fn control_write(&self, _control: &ControlWrite) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// Commits a write transaction at its commit point: the permit is checked once more, so a write
+/// cancelled while it waited for the database (or ran) stops here, with nothing visible.
+async fn commit(tx: Transaction<'static, Sqlite>, permit: &WritePermit) -> Result<()> {
+    permit.check()?;
+    tx.commit().await?;
+    Ok(())
 }
 
 // ---- Row types and their decoding ----
@@ -274,6 +282,39 @@ where
     T: TryFrom<R, Error = MetadataError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+/// Appends an event to the audit trail inside `tx`.
+async fn insert_event(tx: &mut Transaction<'static, Sqlite>, event: &ModeEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO mode_events (at, kind, hold, actor, source, reason, replica, from_state,
+                                  to_state, drain_ms, cancelled_writes, abandoned_uploads)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(event.at)
+    .bind(event.kind.as_str())
+    .bind(&event.hold)
+    .bind(&event.actor)
+    .bind(&event.source)
+    .bind(&event.reason)
+    .bind(&event.replica)
+    .bind(event.from.map(Mode::as_str))
+    .bind(event.to.map(Mode::as_str))
+    .bind(event.drain_ms.map(to_i64))
+    .bind(event.cancelled_writes.map(to_i64))
+    .bind(event.abandoned_uploads.map(to_i64))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// `event` about the hold `name` held for `reason`.
+fn event_for(event: &ModeEvent, name: &str, reason: &str) -> ModeEvent {
+    ModeEvent {
+        hold: Some(name.to_owned()),
+        reason: reason.to_owned(),
+        ..event.clone()
+    }
 }
 
 /// Returns the id of the repository `name`, creating it if needed, inside `tx`.
@@ -558,7 +599,7 @@ impl MetadataStore for SqliteStore {
         .bind(to_i64(size))
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        commit(tx, permit).await?;
         Ok(UploadCompletion::Committed {
             blob,
             reused_existing,
@@ -573,7 +614,7 @@ impl MetadataStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        tx.commit().await?;
+        commit(tx, permit).await?;
         Ok(deleted == 1)
     }
 
@@ -616,7 +657,7 @@ impl MetadataStore for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx, permit).await?;
         Ok(Some(blob))
     }
 
@@ -648,7 +689,7 @@ impl MetadataStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        tx.commit().await?;
+        commit(tx, permit).await?;
         Ok(if deleted == 1 {
             BlobUnlink::Unlinked
         } else {
@@ -740,7 +781,7 @@ impl MetadataStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        commit(tx, permit).await?;
         Ok(Ok(()))
     }
 
@@ -761,7 +802,7 @@ impl MetadataStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        tx.commit().await?;
+        commit(tx, permit).await?;
         Ok(deleted == 1)
     }
 
@@ -794,7 +835,12 @@ impl MetadataStore for SqliteStore {
         collect(rows)
     }
 
-    async fn put_hold(&self, control: &ControlWrite, hold: &Hold) -> Result<(Hold, bool)> {
+    async fn put_hold(
+        &self,
+        control: &ControlWrite,
+        hold: &Hold,
+        event: &ModeEvent,
+    ) -> Result<(Hold, bool)> {
         let mut tx = self.control_write(control).await?;
         let existing: Option<i64> =
             sqlx::query_scalar("SELECT created_at FROM read_only_holds WHERE name = $1")
@@ -817,6 +863,7 @@ impl MetadataStore for SqliteStore {
         .bind(hold.expires_at)
         .execute(&mut *tx)
         .await?;
+        insert_event(&mut tx, event).await?;
         tx.commit().await?;
         let stored = Hold {
             created_at: existing.unwrap_or(hold.created_at),
@@ -825,7 +872,12 @@ impl MetadataStore for SqliteStore {
         Ok((stored, existing.is_none()))
     }
 
-    async fn delete_hold(&self, control: &ControlWrite, name: &HoldName) -> Result<Option<Hold>> {
+    async fn delete_hold(
+        &self,
+        control: &ControlWrite,
+        name: &HoldName,
+        event: &ModeEvent,
+    ) -> Result<Option<Hold>> {
         let mut tx = self.control_write(control).await?;
         let row: Option<HoldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "DELETE FROM read_only_holds WHERE name = $1 RETURNING {HOLD_COLUMNS}"
@@ -833,11 +885,19 @@ impl MetadataStore for SqliteStore {
         .bind(name.as_str())
         .fetch_optional(&mut *tx)
         .await?;
+        if let Some(row) = &row {
+            insert_event(&mut tx, &event_for(event, &row.name, &row.reason)).await?;
+        }
         tx.commit().await?;
         row.map(Hold::try_from).transpose()
     }
 
-    async fn delete_expired_holds(&self, control: &ControlWrite, now: Millis) -> Result<Vec<Hold>> {
+    async fn delete_expired_holds(
+        &self,
+        control: &ControlWrite,
+        now: Millis,
+        event: &ModeEvent,
+    ) -> Result<Vec<Hold>> {
         let expired: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM read_only_holds WHERE expires_at IS NOT NULL AND expires_at <= $1)",
         )
@@ -856,31 +916,16 @@ impl MetadataStore for SqliteStore {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
+        for row in &rows {
+            insert_event(&mut tx, &event_for(event, &row.name, &row.reason)).await?;
+        }
         tx.commit().await?;
         collect(rows)
     }
 
     async fn record_mode_event(&self, control: &ControlWrite, event: &ModeEvent) -> Result<()> {
         let mut tx = self.control_write(control).await?;
-        sqlx::query(
-            "INSERT INTO mode_events (at, kind, hold, actor, source, reason, replica, from_state,
-                                      to_state, drain_ms, cancelled_writes, abandoned_uploads)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(event.at)
-        .bind(event.kind.as_str())
-        .bind(&event.hold)
-        .bind(&event.actor)
-        .bind(&event.source)
-        .bind(&event.reason)
-        .bind(&event.replica)
-        .bind(event.from.map(Mode::as_str))
-        .bind(event.to.map(Mode::as_str))
-        .bind(event.drain_ms.map(to_i64))
-        .bind(event.cancelled_writes.map(to_i64))
-        .bind(event.abandoned_uploads.map(to_i64))
-        .execute(&mut *tx)
-        .await?;
+        insert_event(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -908,7 +953,7 @@ impl MetadataStore for SqliteStore {
             "SELECT EXISTS (
                  SELECT 1 FROM upload_sessions
                  WHERE repository = $1 AND client = $2 AND created_at < $3
-                   AND (completed_at IS NULL OR completed_at >= $4))",
+                   AND (completed_at >= $4 OR (completed_at IS NULL AND updated_at >= $4)))",
         )
         .bind(repository.as_str())
         .bind(client)
@@ -919,19 +964,23 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn drain_pending(&self, hold_at: Millis, grace_start: Millis) -> Result<DrainPending> {
-        let (open_uploads, last_completion): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT
+        let (open_uploads, idle_uploads, last_completion): (i64, i64, Option<i64>) =
+            sqlx::query_as(
+                "SELECT
                  (SELECT COUNT(*) FROM upload_sessions
                   WHERE completed_at IS NULL AND created_at < $1 AND updated_at >= $2),
+                 (SELECT COUNT(*) FROM upload_sessions
+                  WHERE completed_at IS NULL AND created_at < $1 AND updated_at < $2),
                  (SELECT MAX(completed_at) FROM upload_sessions
                   WHERE completed_at IS NOT NULL AND created_at < $1 AND completed_at >= $2)",
-        )
-        .bind(hold_at)
-        .bind(grace_start)
-        .fetch_one(&self.reader)
-        .await?;
+            )
+            .bind(hold_at)
+            .bind(grace_start)
+            .fetch_one(&self.reader)
+            .await?;
         Ok(DrainPending {
             open_uploads: to_u64(open_uploads)?,
+            idle_uploads: to_u64(idle_uploads)?,
             last_completion,
         })
     }
@@ -1009,7 +1058,7 @@ impl MetadataStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx, permit).await?;
         collect(rows)
     }
 

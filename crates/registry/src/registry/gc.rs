@@ -31,7 +31,7 @@ pub struct GcSettings {
 }
 
 /// What one collection did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     /// Upload sessions expired for being idle, with their staged bytes.
     pub expired_uploads: u64,
@@ -164,7 +164,8 @@ impl Registry {
         cutoff: Millis,
         report: &mut GcReport,
     ) -> Result<(), RegistryError> {
-        let permit = self.housekeeping().await?;
+        // Listing only reads; each deletion is its own write, so a drain never waits for a
+        // sweep through a large store.
         let mut objects = self.blobs.list_objects();
         while let Some(object) = objects.next().await {
             let object = object?;
@@ -175,6 +176,7 @@ impl Registry {
                     key = object.key.as_str(),
                     "deleting an object no blob record uses"
                 );
+                let permit = self.housekeeping().await?;
                 self.blobs.delete(&permit, &object.key).await?;
                 report.orphan_objects += 1;
             }
@@ -187,6 +189,7 @@ impl Registry {
                 continue;
             };
             if self.metadata.upload(&id).await?.is_none() {
+                let permit = self.housekeeping().await?;
                 self.blobs.discard_upload(&permit, &id).await?;
                 report.orphan_staging += 1;
             }

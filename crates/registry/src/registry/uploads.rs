@@ -205,7 +205,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let (_lock, session, permit) = self.continue_session(repository, id, None).await?;
         self.metadata.delete_upload(&permit, &session.id).await?;
-        self.blobs.discard_upload(&permit, &session.id).await?;
+        self.discard_after_commit(&permit, &session.id).await;
         Ok(())
     }
 
@@ -325,7 +325,7 @@ impl Registry {
                 completion?
             }
             committed => {
-                self.blobs.discard_upload(permit, id).await?;
+                self.discard_after_commit(permit, id).await;
                 committed
             }
         };
@@ -335,6 +335,16 @@ impl Registry {
             UploadCompletion::ContentNeeded => Err(RegistryError::internal(
                 "the metadata store asked again for content it was given",
             )),
+        }
+    }
+}
+
+impl Registry {
+    /// Deletes an upload's staged bytes after its fate was committed: a failure (or a cancelled
+    /// permit) leaves them to the garbage collector rather than failing what already succeeded.
+    async fn discard_after_commit(&self, permit: &WritePermit, id: &UploadId) {
+        if let Err(error) = self.blobs.discard_upload(permit, id).await {
+            tracing::warn!(upload = %id, %error, "staged upload data left for the garbage collector");
         }
     }
 }

@@ -225,6 +225,11 @@ async fn a_stalled_upload_is_cancelled_at_the_drain_timeout() {
     let transition = &state["last_transition"];
     assert_eq!(transition["reason"], "drain timeout");
     assert_eq!(transition["cancelled_writes"], 2, "{state}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("wharf_writes_cancelled_total 2"),
+        "{metrics}"
+    );
     assert!(transition["drain_ms"].as_u64().unwrap() >= 500);
     assert_eq!(state["writes_in_flight"], 0);
 
@@ -541,6 +546,8 @@ async fn holds_are_validated() {
         ("admin", json!({ "reason": "x", "ttl": "0s" })),
         ("admin", json!({ "reason": "x", "ttl": "soon" })),
         ("admin", json!({ "reason": "x", "extra": 1 })),
+        ("admin", json!({ "reason": "two\nlines" })),
+        ("admin", json!({ "reason": "x".repeat(1025) })),
     ];
     for (name, body) in cases {
         let response = app.hold(name, body.clone(), "").await;
@@ -617,8 +624,8 @@ async fn metrics_report_the_mode() {
     app.hold_read_only("admin", "metrics").await;
     let state = app.wait_for_mode("read-only").await;
     assert_eq!(
-        state["last_transition"]["abandoned_uploads"], 0,
-        "an idle session is not waited for"
+        state["last_transition"]["abandoned_uploads"], 1,
+        "an idle session is not waited for, and is counted as abandoned"
     );
     expect_denied(
         app.request(Method::POST, "/v2/r/blobs/uploads/")
@@ -636,7 +643,7 @@ async fn metrics_report_the_mode() {
     assert_eq!(metric(&text, "wharf_writes_in_flight "), 0.0);
     assert_eq!(metric(&text, "wharf_uploads_open "), 1.0);
     assert_eq!(
-        metric(&text, "wharf_writes_denied_total{mode=\"read-only\"}"),
+        metric(&text, "wharf_writes_denied_total{reason=\"read-only\"}"),
         1.0
     );
     assert_eq!(metric(&text, "wharf_drain_duration_seconds_count"), 1.0);
@@ -705,4 +712,109 @@ async fn every_kind_of_write_is_denied_while_read_only() {
         "MANIFEST_UNKNOWN",
     )
     .await;
+}
+
+/// Without a token, the admin API trusts only direct loopback callers: not a remote address,
+/// and not a request a local proxy forwarded. The router is driven directly, with the peer
+/// address the server would give it, since this machine may have no other interface to call from.
+#[tokio::test]
+async fn without_a_token_only_direct_loopback_callers_reach_the_admin_api() {
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt;
+    use wharf_registry::api::AppState;
+    use wharf_registry::api::admin::AdminAccess;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = wharf_registry::Config::default();
+    config.storage.data_dir = dir.path().join("data");
+    let registry = wharf_registry::Registry::open_local(
+        &config.data_paths(),
+        false,
+        config.limits(),
+        config.drain_settings(),
+    )
+    .await
+    .unwrap();
+    let state = AppState {
+        registry,
+        admin: Arc::new(AdminAccess::new(None, config.gc_settings())),
+    };
+    let app = wharf_registry::api::router(state);
+    let status = |peer: &str, forwarded: Option<(&str, &str)>| {
+        let mut request = axum::http::Request::get("/api/v1/state")
+            .extension(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+        if let Some((name, value)) = forwarded {
+            request = request.header(name, value);
+        }
+        let request = request.body(axum::body::Body::empty()).unwrap();
+        let app = app.clone();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    assert_eq!(status("127.0.0.1:40000", None).await, StatusCode::OK);
+    assert_eq!(status("[::1]:40000", None).await, StatusCode::OK);
+    assert_eq!(
+        status("[::ffff:127.0.0.1]:40000", None).await,
+        StatusCode::OK
+    );
+    assert_eq!(status("10.1.2.3:40000", None).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status("[2001:db8::1]:40000", None).await,
+        StatusCode::FORBIDDEN
+    );
+    for header in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=203.0.113.9"),
+        ("x-real-ip", "203.0.113.9"),
+    ] {
+        assert_eq!(
+            status("127.0.0.1:40000", Some(header)).await,
+            StatusCode::FORBIDDEN,
+            "{header:?}"
+        );
+    }
+    // The registry API itself is for everyone.
+    let request = axum::http::Request::get("/v2/")
+        .extension(ConnectInfo(
+            "10.1.2.3:40000".parse::<std::net::SocketAddr>().unwrap(),
+        ))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(request).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+/// A write in flight whose session the database shows as idle (it started sending long before
+/// the hold) is not waited for past the drain timeout: it is cancelled like any other.
+#[tokio::test]
+async fn a_write_the_database_does_not_show_is_cancelled_at_the_timeout() {
+    let app = TestApp::start_with(|c| {
+        no_grace(c);
+        c.drain.timeout = HumanDuration(Duration::from_millis(300));
+    })
+    .await;
+    let session = app.open_upload("r").await;
+    let (body, request_body) = HeldBody::new();
+    let patch = tokio::spawn(
+        app.request(Method::PATCH, &session)
+            .body(request_body)
+            .send(),
+    );
+    body.send(&vec![3; 2 * MIB]).await;
+    wait_for_writes_in_flight(&app, 1).await;
+
+    app.hold_read_only("admin", "stalled client").await;
+    let state = app.wait_for_mode("read-only").await;
+    let transition = &state["last_transition"];
+    assert_eq!(transition["reason"], "drain timeout");
+    assert_eq!(transition["cancelled_writes"], 1);
+    assert_eq!(transition["abandoned_uploads"], 1);
+    assert_eq!(
+        state["writes_in_flight"], 0,
+        "read-only only once nothing is written"
+    );
+    drop(body);
+    let _ = patch.await;
+    assert_eq!(header(&app.get(&session).await, "range"), "0-0");
 }

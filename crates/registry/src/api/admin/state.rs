@@ -39,7 +39,7 @@ pub struct StateReport {
     since: Millis,
     holds: Vec<Hold>,
     writes_in_flight: u64,
-    uploads_open: u64,
+    uploads_open: Option<u64>,
     /// While draining: when it started, and the settings.
     drain: Option<DrainReport>,
     last_transition: Option<Transition>,
@@ -67,14 +67,18 @@ struct ReplicaReport {
     writes_in_flight: u64,
 }
 
-/// Builds the state report of the registry behind `gate`.
-async fn report(registry: &Registry) -> Result<StateReport, AdminError> {
+/// Builds the state report of `registry`.
+async fn report(registry: &Registry) -> StateReport {
     let gate: &WriteGate = registry.gate();
     let status = gate.status();
-    let uploads_open = registry
-        .open_uploads()
-        .await
-        .map_err(AdminError::internal)?;
+    // The rest of the report is in memory: a database that does not answer only loses this.
+    let uploads_open = match registry.open_uploads().await {
+        Ok(open) => Some(open),
+        Err(error) => {
+            tracing::warn!(%error, "cannot count the open uploads for the state report");
+            None
+        }
+    };
     let snapshot = &status.snapshot;
     let replicas = vec![ReplicaReport {
         name: status.replica.clone(),
@@ -84,7 +88,7 @@ async fn report(registry: &Registry) -> Result<StateReport, AdminError> {
     }];
     let read_only = replicas.iter().filter(|r| r.mode == Mode::ReadOnly).count();
     let millis = |d: Duration| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX);
-    Ok(StateReport {
+    StateReport {
         desired: if snapshot.desired_read_only() {
             "read-only"
         } else {
@@ -106,11 +110,11 @@ async fn report(registry: &Registry) -> Result<StateReport, AdminError> {
         }),
         last_transition: snapshot.last_transition.clone(),
         replicas,
-    })
+    }
 }
 
 pub(super) async fn show(State(state): State<AppState>) -> Result<Response, AdminError> {
-    Ok(axum::Json(report(&state.registry).await?).into_response())
+    Ok(axum::Json(report(&state.registry).await).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,7 +182,7 @@ pub(super) async fn set_hold(
     } else {
         StatusCode::OK
     };
-    let body = json!({ "hold": hold, "created": created, "state": report(&state.registry).await? });
+    let body = json!({ "hold": hold, "created": created, "state": report(&state.registry).await });
     Ok((status, axum::Json(body)).into_response())
 }
 
@@ -201,7 +205,7 @@ pub(super) async fn release_hold(
             format!("there is no hold named {name}"),
         ));
     };
-    let body = json!({ "released": hold, "state": report(&state.registry).await? });
+    let body = json!({ "released": hold, "state": report(&state.registry).await });
     Ok(axum::Json(body).into_response())
 }
 
