@@ -26,8 +26,14 @@ pub const EXAMPLE: &str = include_str!("config/example.yaml");
 /// The environment variable that may hold the admin token (a secret, so not a configuration key).
 pub const ADMIN_TOKEN_VARIABLE: &str = "WHARF_ADMIN_TOKEN";
 
-/// Environment variables starting with `WHARF_` that are not configuration keys.
-const NON_KEY_VARIABLES: &[&str] = &["WHARF_CONFIG", ADMIN_TOKEN_VARIABLE];
+/// Environment variables starting with `WHARF_` that are not configuration keys: the
+/// configuration file, the admin token, the command line's registry URL, a test's failpoint.
+const NON_KEY_VARIABLES: &[&str] = &[
+    "WHARF_CONFIG",
+    ADMIN_TOKEN_VARIABLE,
+    "WHARF_URL",
+    crate::failpoint::VARIABLE,
+];
 
 /// Keys that take effect when the configuration file changes; every other key needs a restart.
 pub const HOT_KEYS: &[&str] = &[
@@ -632,6 +638,7 @@ mod tests {
                 ("WHARF_STORAGE_DATA_DIR", "/srv/wharf"),
                 ("WHARF_LIMITS_MAX_BLOB_SIZE", "10MiB"),
                 ("WHARF_CONFIG", "ignored.yaml"),
+                ("WHARF_URL", "http://127.0.0.1:5000"),
                 ("HOME", "/root"),
             ],
         )

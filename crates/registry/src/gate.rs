@@ -102,6 +102,13 @@ pub enum WriteRefused {
 #[derive(Debug)]
 pub struct ControlWrite(());
 
+impl ControlWrite {
+    /// The proof, for the crate's control-plane writes (holds, their audit trail, backup leases).
+    pub(crate) fn new() -> Self {
+        ControlWrite(())
+    }
+}
+
 /// The registry's write gate. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct WriteGate {

@@ -10,6 +10,7 @@
 //! - [`gate`]: the write gate; every mutation holds a [`gate::WritePermit`].
 //! - [`metadata`]: the metadata store trait and its SQLite implementation.
 //! - [`storage`]: blob storage on `object_store`, and upload staging.
+//! - [`backup`]: consistent online backups (snapshot, lease, copy), verification, restore.
 //! - [`config`]: loading and validating the configuration.
 //! - [`digest`], [`reference`], [`manifest`], [`upload_id`]: parsing and validating what clients
 //!   send.
@@ -21,8 +22,10 @@
 //! use `anyhow` on top.
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod digest;
+pub mod failpoint;
 pub mod gate;
 pub mod manifest;
 pub mod metadata;

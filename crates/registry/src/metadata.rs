@@ -10,7 +10,7 @@ mod sqlite;
 
 use async_trait::async_trait;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SnapshotCounts, SqliteSnapshot, SqliteStore};
 
 use crate::digest::{Algorithm, Digest};
 use crate::gate::{ControlWrite, Hold, HoldName, ModeEvent, WritePermit};
@@ -188,6 +188,20 @@ pub struct StoredManifest {
     pub repository: RepositoryName,
     /// The manifest itself.
     pub manifest: ManifestRecord,
+}
+
+/// A backup lease: while it is active, garbage collection keeps every blob created at or before
+/// `snapshot_at`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupLease {
+    /// The backup's id.
+    pub id: String,
+    /// When the backup's metadata snapshot was taken.
+    pub snapshot_at: Millis,
+    /// When the lease was taken.
+    pub created_at: Millis,
+    /// When it ends by itself.
+    pub expires_at: Millis,
 }
 
 /// What a drain still waits for, as the database knows it.
@@ -392,6 +406,24 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// How many upload sessions are open.
     async fn open_upload_count(&self) -> Result<u64>;
 
+    // ---- Backups ----
+
+    /// Writes a consistent copy of the whole database to the new file `path`.
+    async fn snapshot(&self, path: &std::path::Path) -> Result<()>;
+
+    /// Takes a backup lease (a control-plane write: it is taken while the registry is
+    /// read-only).
+    async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()>;
+
+    /// Releases a backup lease. Returns whether it existed.
+    async fn delete_backup_lease(&self, control: &ControlWrite, id: &str) -> Result<bool>;
+
+    /// Every backup lease, expired ones included.
+    async fn backup_leases(&self) -> Result<Vec<BackupLease>>;
+
+    /// The live blob `digest`, whatever repositories link it.
+    async fn live_blob(&self, digest: &Digest) -> Result<Option<BlobRecord>>;
+
     // ---- Housekeeping ----
 
     /// Open upload sessions that received nothing since `idle_since`.
@@ -404,12 +436,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// repository refers to. Returns how many.
     async fn prune_blob_links(&self, permit: &WritePermit, before: Millis) -> Result<u64>;
 
-    /// Marks up to `limit` blobs created before `before` that no repository links and no manifest
-    /// refers to as being deleted (invisible from now on), and returns them.
+    /// Marks up to `limit` blobs created before `before` that no repository links, no manifest
+    /// refers to and no backup lease active at `now` keeps as being deleted (invisible from now
+    /// on), and returns them.
     async fn claim_unreferenced_blobs(
         &self,
         permit: &WritePermit,
         before: Millis,
+        now: Millis,
         limit: u32,
     ) -> Result<Vec<BlobRecord>>;
 

@@ -12,7 +12,7 @@ mod listing;
 mod manifests;
 mod uploads;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::RegistryError;
@@ -48,19 +48,23 @@ impl Default for Limits {
 /// The registry. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Registry {
-    metadata: Arc<dyn MetadataStore>,
-    blobs: BlobStore,
+    pub(crate) metadata: Arc<dyn MetadataStore>,
+    pub(crate) blobs: BlobStore,
     gate: WriteGate,
     limits: Limits,
+    /// Where backup snapshots are kept while their backups run.
+    pub(crate) backups_dir: PathBuf,
 }
 
 /// Where the registry keeps its data on one machine.
 #[derive(Debug, Clone)]
 pub struct DataPaths {
     /// The SQLite database file.
-    pub metadata: std::path::PathBuf,
+    pub metadata: PathBuf,
     /// The blob storage folder.
-    pub storage: std::path::PathBuf,
+    pub storage: PathBuf,
+    /// Where backup snapshots are kept while their backups run.
+    pub backups: PathBuf,
 }
 
 impl DataPaths {
@@ -69,23 +73,26 @@ impl DataPaths {
         DataPaths {
             metadata: data_dir.join("metadata.db"),
             storage: data_dir.join("storage"),
+            backups: data_dir.join("backups"),
         }
     }
 }
 
 impl Registry {
-    /// A registry over the given stores.
+    /// A registry over the given stores, keeping backup snapshots in `backups_dir`.
     pub fn new(
         metadata: Arc<dyn MetadataStore>,
         blobs: BlobStore,
         gate: WriteGate,
         limits: Limits,
+        backups_dir: PathBuf,
     ) -> Self {
         Registry {
             metadata,
             blobs,
             gate,
             limits,
+            backups_dir,
         }
     }
 
@@ -103,7 +110,13 @@ impl Registry {
         let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&paths.metadata).await?);
         let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
         let gate = WriteGate::open(metadata.clone(), drain, Arc::new(Metrics::new())).await?;
-        Ok(Registry::new(metadata, blobs, gate, limits))
+        Ok(Registry::new(
+            metadata,
+            blobs,
+            gate,
+            limits,
+            paths.backups.clone(),
+        ))
     }
 
     /// The registry's write gate.

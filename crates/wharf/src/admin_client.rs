@@ -37,6 +37,36 @@ impl AdminClient {
         Ok(AdminClient { http, url, token })
     }
 
+    /// The registry's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Streams the body of `GET path` (a download); a refusal becomes an error.
+    pub async fn stream(&self, path: &str) -> anyhow::Result<wharf_registry::storage::BlobStream> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let mut request = self.http.get(format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the registry at {}", self.url))?;
+        let status = response.status();
+        if !status.is_success() {
+            let answer: Value = response.json().await.unwrap_or_default();
+            let message = answer["errors"][0]["message"]
+                .as_str()
+                .unwrap_or("no message");
+            bail!("the registry refused ({status}): {message}");
+        }
+        Ok(response
+            .bytes_stream()
+            .map_err(std::io::Error::other)
+            .boxed())
+    }
+
     /// Sends a request; a refusal becomes an error with the registry's message.
     pub async fn send(
         &self,

@@ -5,7 +5,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod admin_client;
+mod backup;
 mod logging;
+mod progress;
 mod read_only;
 
 use std::path::PathBuf;
@@ -52,6 +54,21 @@ enum Command {
     /// Hold the registry read-only, release it, or show its state (over the admin API).
     #[command(subcommand)]
     ReadOnly(read_only::ReadOnlyCommand),
+    /// Back up the registry consistently, or check a backup.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restore a backup into an empty data folder (then checked with fsck).
+    Restore {
+        /// The backup folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data folder to create (it must not exist, or be empty).
+        #[arg(long)]
+        data: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -139,6 +156,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 serve_with(config, listener, shutdown_signal(), options).await?;
                 Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Backup(command) => {
+            let config = load_config()?;
+            let _ = logging::init(&config.log)?;
+            let succeeded = runtime()?.block_on(backup::run(command, &config))?;
+            Ok(if succeeded {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Restore { from, data, json } => {
+            let config = load_config()?;
+            let _ = logging::init(&config.log)?;
+            let clean = runtime()?.block_on(backup::restore(&from, &data, &config, json))?;
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         Command::ReadOnly(command) => {

@@ -1655,3 +1655,171 @@ fn read_only_refuses_pushes_with_a_clear_message_and_keeps_pulls_working() {
     assert_eq!(session.raw_manifest("during:v1"), raw);
     session.assert_fsck_clean();
 }
+
+/// One push of the push loop that runs during a backup.
+struct Push {
+    tag: String,
+    started: std::time::SystemTime,
+    ended: std::time::SystemTime,
+    outcome: Outcome,
+}
+
+/// Pushes go on while `wharf backup create` runs. The backup holds every push that completed
+/// before read-only took effect, none that started after the registry was writable again, and
+/// each push it holds is complete: restored, every tag pulls byte-identical with skopeo, and
+/// fsck is clean. Pushes refused in between are clean denials.
+#[test]
+fn a_backup_taken_during_pushes_restores_byte_identical() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let fixture = oci_image();
+    let session = Session::start_with("drain:\n  push_grace: 200ms\n");
+    session.copy(EXACT, &dir(&fixture.dir), &session.docker("seed:v1"));
+
+    let pushes: Arc<Mutex<Vec<Push>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = session.more_clients("pusher");
+    let successes = |pushes: &Mutex<Vec<Push>>| {
+        pushes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.outcome.success())
+            .count()
+    };
+    let backup = session.path("backup");
+    let report = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let tag = format!("t{i}");
+                let target = session.docker(&format!("loop:{tag}"));
+                let started = std::time::SystemTime::now();
+                let outcome = pusher.run(
+                    "skopeo",
+                    &[
+                        "copy",
+                        "--quiet",
+                        "--preserve-digests",
+                        &dir(&fixture.dir),
+                        &target,
+                    ],
+                );
+                let ended = std::time::SystemTime::now();
+                pushes.lock().unwrap().push(Push {
+                    tag,
+                    started,
+                    ended,
+                    outcome,
+                });
+            }
+        });
+        // Some pushes complete before the backup, some after it.
+        while successes(&pushes) < 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (code, stdout, stderr) = support::wharf(
+            &session.server.config_file,
+            &[
+                "backup",
+                "create",
+                "--to",
+                s(&backup),
+                "--url",
+                &session.server.url,
+                "--json",
+            ],
+        );
+        assert_eq!(code, 0, "wharf backup create:\n{stdout}{stderr}");
+        let after = successes(&pushes);
+        while successes(&pushes) < after + 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    });
+    let time = |field: &str| {
+        humantime::parse_rfc3339(report["read_only"][field].as_str().unwrap()).unwrap()
+    };
+    let (read_only_from, read_only_until) = (time("from"), time("until"));
+    let pushes = Arc::into_inner(pushes).unwrap().into_inner().unwrap();
+    for push in pushes.iter().filter(|p| !p.outcome.success()) {
+        assert!(
+            push.outcome.stderr.contains(DENIED),
+            "a push failed other than by a clean denial:\n{}",
+            push.outcome
+        );
+    }
+
+    let restored_data = session.path("restored");
+    let (code, stdout, stderr) = support::wharf(
+        &session.server.config_file,
+        &["restore", "--from", s(&backup), "--data", s(&restored_data)],
+    );
+    assert_eq!(code, 0, "wharf restore:\n{stdout}{stderr}");
+    let restored = WharfServer::start(&restored_data, "");
+    let clients = Clients::new(&session.path("restored-clients"), &[&restored.address]);
+    let restored_ref = |reference: &str| format!("docker://{}/wharf/{reference}", restored.address);
+    let listing = clients.run("skopeo", &["list-tags", &restored_ref("loop")]);
+    assert!(listing.success(), "{listing}");
+    let tags: Vec<String> = json(&listing.stdout)["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    let (mut before, mut after) = (0, 0);
+    for push in &pushes {
+        let held = tags.contains(&push.tag);
+        if push.outcome.success() && push.ended < read_only_from {
+            assert!(
+                held,
+                "{} completed before read-only, but is not in the backup",
+                push.tag
+            );
+            before += 1;
+        }
+        if push.started > read_only_until {
+            assert!(
+                !held,
+                "{} started after the backup's read-only window, but is in it",
+                push.tag
+            );
+            after += 1;
+        }
+    }
+    assert!(
+        before >= 2 && after >= 2,
+        "the loop pushed around the backup: {before} before, {after} after"
+    );
+    for tag in tags
+        .iter()
+        .map(|t| format!("loop:{t}"))
+        .chain(["seed:v1".to_owned()])
+    {
+        let copy = session.path(&format!("pulled-{}", tag.replace(':', "-")));
+        let out = clients.run(
+            "skopeo",
+            &[
+                "copy",
+                "--quiet",
+                "--preserve-digests",
+                &restored_ref(&tag),
+                &dir(&copy),
+            ],
+        );
+        assert!(out.success(), "{out}");
+        assert_same_tree(&fixture.dir, &copy);
+    }
+    let (code, stdout, stderr) = support::wharf(&restored.config_file, &["fsck"]);
+    assert_eq!(code, 0, "fsck of the restored registry:\n{stdout}{stderr}");
+    eprintln!(
+        "backup during pushes: {} pushes ({before} before read-only, {after} after), {} restored tags, read-only for {} ms",
+        pushes.len(),
+        tags.len(),
+        report["read_only"]["read_only_ms"]
+    );
+}

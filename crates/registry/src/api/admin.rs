@@ -5,6 +5,7 @@
 //! request must carry `Authorization: Bearer <token>`; without one, only clients on a loopback
 //! address are answered. Errors have the same JSON shape as the registry API's.
 
+mod backups;
 mod maintenance;
 mod state;
 
@@ -66,6 +67,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/events", get(state::events))
         .route("/api/v1/gc", post(maintenance::collect_garbage))
+        .route("/api/v1/backups", post(backups::create))
+        .route("/api/v1/backups/{id}", axum::routing::delete(backups::end))
+        .route("/api/v1/backups/{id}/metadata", get(backups::metadata))
+        .route("/api/v1/backups/{id}/blobs", get(backups::blobs))
+        .route("/api/v1/backups/{id}/blobs/{digest}", get(backups::blob))
         .fallback(|| async {
             AdminError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such admin endpoint")
         })

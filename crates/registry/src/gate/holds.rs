@@ -79,6 +79,8 @@ pub enum HoldSource {
     Api,
     /// The configuration file's `read_only` section.
     Config,
+    /// The command line, working on a stopped registry's data.
+    Cli,
     /// The registry itself (an expiry, a start-up).
     System,
 }
@@ -89,6 +91,7 @@ impl HoldSource {
         match self {
             HoldSource::Api => "api",
             HoldSource::Config => "config",
+            HoldSource::Cli => "cli",
             HoldSource::System => "system",
         }
     }
@@ -101,6 +104,7 @@ impl FromStr for HoldSource {
         match s {
             "api" => Ok(HoldSource::Api),
             "config" => Ok(HoldSource::Config),
+            "cli" => Ok(HoldSource::Cli),
             "system" => Ok(HoldSource::System),
             other => Err(format!("unknown hold source {other:?}")),
         }

@@ -14,9 +14,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
-    BlobRecord, BlobUnlink, DanglingReference, DrainPending, ManifestRecord, ManifestRejection,
-    MetadataError, MetadataStore, Millis, NewManifest, Page, Referrer, Result, StoredManifest,
-    UploadCompletion, UploadSession, now_millis,
+    BackupLease, BlobRecord, BlobUnlink, DanglingReference, DrainPending, ManifestRecord,
+    ManifestRejection, MetadataError, MetadataStore, Millis, NewManifest, Page, Referrer, Result,
+    StoredManifest, UploadCompletion, UploadSession, now_millis,
 };
 use crate::digest::{Algorithm, Digest};
 use crate::gate::{ControlWrite, EventKind, Hold, HoldName, Mode, ModeEvent, WritePermit};
@@ -993,6 +993,78 @@ impl MetadataStore for SqliteStore {
         to_u64(count)
     }
 
+    async fn snapshot(&self, path: &Path) -> Result<()> {
+        let path = path
+            .to_str()
+            .ok_or_else(|| corrupt(format!("snapshot path {} is not UTF-8", path.display())))?;
+        // VACUUM INTO reads in one transaction: a consistent copy, compacted, while others read.
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.reader)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()> {
+        let mut tx = self.control_write(control).await?;
+        sqlx::query(
+            "INSERT INTO backup_leases (id, snapshot_at, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&lease.id)
+        .bind(lease.snapshot_at)
+        .bind(lease.created_at)
+        .bind(lease.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_backup_lease(&self, control: &ControlWrite, id: &str) -> Result<bool> {
+        let mut tx = self.control_write(control).await?;
+        let deleted = sqlx::query("DELETE FROM backup_leases WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+
+    async fn backup_leases(&self) -> Result<Vec<BackupLease>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: String,
+            snapshot_at: i64,
+            created_at: i64,
+            expires_at: i64,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, snapshot_at, created_at, expires_at FROM backup_leases ORDER BY created_at",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| BackupLease {
+                id: r.id,
+                snapshot_at: r.snapshot_at,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+            })
+            .collect())
+    }
+
+    async fn live_blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        let row: Option<BlobRow> = sqlx::query_as(
+            "SELECT digest, size, storage_key FROM blobs WHERE digest = $1 AND state = 'live'",
+        )
+        .bind(digest.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(BlobRecord::try_from).transpose()
+    }
+
     async fn idle_uploads(&self, idle_since: Millis, limit: u32) -> Result<Vec<UploadSession>> {
         let rows: Vec<UploadRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {UPLOAD_COLUMNS} FROM upload_sessions
@@ -1040,6 +1112,7 @@ impl MetadataStore for SqliteStore {
         &self,
         permit: &WritePermit,
         before: Millis,
+        now: Millis,
         limit: u32,
     ) -> Result<Vec<BlobRecord>> {
         let mut tx = self.write(permit).await?;
@@ -1051,11 +1124,14 @@ impl MetadataStore for SqliteStore {
                    AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
                    AND NOT EXISTS (SELECT 1 FROM manifest_references mr
                                    WHERE mr.child_kind = 'blob' AND mr.child_digest = b.digest)
+                   AND NOT EXISTS (SELECT 1 FROM backup_leases l
+                                   WHERE l.expires_at > $3 AND b.created_at <= l.snapshot_at)
                  ORDER BY b.digest LIMIT $2)
              RETURNING digest, size, storage_key",
         )
         .bind(before)
         .bind(i64::from(limit))
+        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         commit(tx, permit).await?;
@@ -1198,5 +1274,106 @@ impl MetadataStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?)
+    }
+}
+
+/// What a metadata snapshot holds, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotCounts {
+    /// Repositories.
+    pub repositories: u64,
+    /// Manifests.
+    pub manifests: u64,
+    /// Tags.
+    pub tags: u64,
+    /// Live blobs.
+    pub blobs: u64,
+    /// Bytes those blobs hold.
+    pub bytes: u64,
+}
+
+/// A metadata snapshot file (a backup's `metadata.db`), opened as it is: read-only, immutable,
+/// without migrations.
+pub struct SqliteSnapshot {
+    pool: SqlitePool,
+}
+
+impl SqliteSnapshot {
+    /// Opens the snapshot at `path`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .read_only(true)
+            .immutable(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteSnapshot { pool })
+    }
+
+    /// What the snapshot holds.
+    pub async fn counts(&self) -> Result<SnapshotCounts> {
+        let (repositories, manifests, tags, blobs, bytes): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT
+                 (SELECT COUNT(*) FROM repositories),
+                 (SELECT COUNT(*) FROM manifests),
+                 (SELECT COUNT(*) FROM tags),
+                 (SELECT COUNT(*) FROM blobs WHERE state = 'live'),
+                 (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE state = 'live')",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(SnapshotCounts {
+            repositories: to_u64(repositories)?,
+            manifests: to_u64(manifests)?,
+            tags: to_u64(tags)?,
+            blobs: to_u64(blobs)?,
+            bytes: to_u64(bytes)?,
+        })
+    }
+
+    /// A page of the snapshot's live blobs, ordered by digest, after the digest `page.last`.
+    pub async fn live_blobs(&self, page: Page<'_>) -> Result<Vec<BlobRecord>> {
+        let rows: Vec<BlobRow> = sqlx::query_as(
+            "SELECT digest, size, storage_key FROM blobs
+             WHERE state = 'live' AND digest > $1 ORDER BY digest LIMIT $2",
+        )
+        .bind(page.last.unwrap_or(""))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        collect(rows)
+    }
+
+    /// Closes the file.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl SqliteStore {
+    /// Forgets what a restored copy must not bring back: holds (a restored registry starts
+    /// read-write), upload sessions (their bytes are not backed up), backup leases, and blobs
+    /// that were being deleted. Returns how many rows of each went, for the report.
+    pub async fn forget_transient_state(&self) -> Result<[u64; 4]> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut counts = [0; 4];
+        let statements = [
+            "DELETE FROM read_only_holds",
+            "DELETE FROM upload_sessions",
+            "DELETE FROM backup_leases",
+            "DELETE FROM blobs WHERE state = 'deleting'",
+        ];
+        for (count, statement) in counts.iter_mut().zip(statements) {
+            *count = sqlx::query(statement)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(counts)
     }
 }

@@ -47,6 +47,9 @@ pub struct GcReport {
     pub orphan_objects: u64,
     /// Staged upload files no session used (left by a crash), deleted.
     pub orphan_staging: u64,
+    /// Backup leases that expired (their backups died), forgotten with their snapshots.
+    #[serde(default)]
+    pub expired_backups: u64,
 }
 
 fn before(now: Millis, age: Duration) -> Millis {
@@ -83,7 +86,7 @@ impl Registry {
             let permit = self.housekeeping().await?;
             let claimed = self
                 .metadata
-                .claim_unreferenced_blobs(&permit, grace_cutoff, BATCH)
+                .claim_unreferenced_blobs(&permit, grace_cutoff, now, BATCH)
                 .await?;
             if claimed.is_empty() {
                 break;
@@ -92,6 +95,10 @@ impl Registry {
         }
 
         self.delete_orphans(grace_cutoff, &mut report).await?;
+        report.expired_backups = self
+            .expire_backups(now, settings.grace)
+            .await
+            .map_err(RegistryError::internal)?;
         if report != GcReport::default() {
             tracing::info!(?report, "garbage collected");
         }

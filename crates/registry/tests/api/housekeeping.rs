@@ -206,6 +206,7 @@ async fn a_blob_uploaded_again_while_being_collected_is_not_lost() {
         blobs.clone(),
         gate.clone(),
         Limits::default(),
+        dir.path().join("backups"),
     );
     let repository = "r".parse().unwrap();
     let content = random_bytes(10_000);
@@ -226,7 +227,7 @@ async fn a_blob_uploaded_again_while_being_collected_is_not_lost() {
         .await
         .unwrap();
     let claimed = metadata
-        .claim_unreferenced_blobs(&permit, now_millis() + HOUR, 10)
+        .claim_unreferenced_blobs(&permit, now_millis() + HOUR, now_millis(), 10)
         .await
         .unwrap();
     assert_eq!(claimed, vec![first.clone()]);

@@ -5,6 +5,7 @@
 
 mod app;
 
+mod backup;
 mod base;
 mod blobs;
 mod config_reload;

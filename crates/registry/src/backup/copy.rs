@@ -1,0 +1,133 @@
+//! Step 4 of a backup: copying the snapshot and its blobs to the destination.
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::manifest::{BackupManifest, FORMAT_VERSION, MetadataFile, ReadOnlyWindow};
+use super::{BackupError, BackupSnapshot, BackupSource, Destination};
+use crate::digest::{ContentHasher, Digest};
+use crate::gate::mode::format_time;
+use crate::metadata::now_millis;
+
+/// How many blobs are listed at a time.
+const PAGE: u32 = 500;
+/// How many blobs are copied at once (a remote source is faster with several streams).
+const CONCURRENT_BLOBS: usize = 4;
+
+/// What copying a backup did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyReport {
+    /// Blobs the backup holds.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Blobs copied this time.
+    pub copied: u64,
+    /// Bytes copied this time.
+    pub copied_bytes: u64,
+    /// Blobs already in the destination (from an earlier backup), not copied again.
+    pub reused: u64,
+}
+
+/// Follows a copy's progress (a progress bar, log lines).
+pub trait Progress: Send + Sync {
+    /// The copy of `blobs` blobs of `bytes` bytes in all begins.
+    fn start(&self, blobs: u64, bytes: u64);
+    /// `bytes` more bytes are done (copied, or found already there).
+    fn advance(&self, bytes: u64);
+    /// One more blob is done.
+    fn blob_done(&self, copied: bool);
+}
+
+/// Copies the snapshot and every blob it references from `source` to `destination`, verifying
+/// each, and completes the destination. `label` says where the backup comes from.
+pub async fn copy_backup(
+    snapshot: &BackupSnapshot,
+    source: &dyn BackupSource,
+    destination: Destination,
+    progress: &dyn Progress,
+    label: &str,
+) -> Result<BackupManifest, BackupError> {
+    let metadata = source.metadata().await?;
+    destination
+        .write_metadata(&snapshot.metadata_digest, snapshot.metadata_size, metadata)
+        .await?;
+    crate::failpoint::hit("backup-metadata-copied");
+    progress.start(snapshot.counts.blobs, snapshot.counts.bytes);
+
+    let mut report = CopyReport::default();
+    let mut list = ContentHasher::new(crate::digest::Algorithm::Sha256);
+    let mut last: Option<Digest> = None;
+    loop {
+        let page = source.blobs(last.as_ref(), PAGE).await?;
+        let Some((final_digest, _)) = page.last() else {
+            break;
+        };
+        last = Some(final_digest.clone());
+        for (digest, size) in &page {
+            list.update(format!("{digest} {size}\n").as_bytes());
+            report.blobs += 1;
+            report.bytes += size;
+        }
+        let destination = &destination;
+        let copied: Vec<(bool, u64)> = futures_util::stream::iter(page)
+            .map(|(digest, size)| async move {
+                if destination.has_blob(&digest, size) {
+                    progress.advance(size);
+                    progress.blob_done(false);
+                    return Ok::<_, BackupError>((false, size));
+                }
+                let content = source
+                    .blob(&digest)
+                    .await?
+                    .inspect_ok(|chunk| progress.advance(chunk.len() as u64));
+                destination.write_blob(&digest, size, content).await?;
+                crate::failpoint::hit("backup-blob-copied");
+                progress.blob_done(true);
+                Ok((true, size))
+            })
+            .buffer_unordered(CONCURRENT_BLOBS)
+            .try_collect()
+            .await?;
+        for (was_copied, size) in copied {
+            if was_copied {
+                report.copied += 1;
+                report.copied_bytes += size;
+            } else {
+                report.reused += 1;
+            }
+        }
+    }
+    if report.blobs != snapshot.counts.blobs || report.bytes != snapshot.counts.bytes {
+        return Err(BackupError::Corrupt(format!(
+            "the snapshot lists {} blobs ({} bytes) but {} ({} bytes) were read",
+            snapshot.counts.blobs, snapshot.counts.bytes, report.blobs, report.bytes
+        )));
+    }
+
+    let manifest = BackupManifest {
+        format: FORMAT_VERSION,
+        wharf_version: env!("CARGO_PKG_VERSION").to_owned(),
+        id: snapshot.id.to_string(),
+        source: label.to_owned(),
+        snapshot_at: format_time(snapshot.snapshot_at),
+        completed_at: format_time(now_millis()),
+        read_only: ReadOnlyWindow {
+            from: format_time(snapshot.read_only_from),
+            until: format_time(snapshot.read_only_until),
+            read_only_ms: snapshot.read_only_ms(),
+            drain_ms: snapshot.drain_ms(),
+        },
+        metadata: MetadataFile {
+            file: super::destination::METADATA.to_owned(),
+            size: snapshot.metadata_size,
+            digest: snapshot.metadata_digest.to_string(),
+        },
+        counts: snapshot.counts,
+        blobs_list_sha256: list.finish().to_string(),
+        copy: report,
+    };
+    crate::failpoint::hit("backup-finishing");
+    destination.finish(&manifest)?;
+    Ok(manifest)
+}

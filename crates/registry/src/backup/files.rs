@@ -1,0 +1,121 @@
+//! Writing content-addressed files safely: into a temporary file, hashed as they arrive, checked
+//! against the expected digest and size, flushed, then renamed into place — so a file at its
+//! final path is always complete and correct.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+use super::BackupError;
+use crate::digest::{Algorithm, ContentHasher, Digest};
+
+/// Where a blob lives in a backup folder: `blobs/<algorithm>/<xx>/<hex>`.
+pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
+    root.join("blobs")
+        .join(digest.algorithm().name())
+        .join(&digest.hex()[..2])
+        .join(digest.hex())
+}
+
+/// Writes `content` to `target`, through a temporary file in `scratch`, if it has `digest` and
+/// `size`; otherwise writes nothing and fails.
+pub async fn write_verified<E: std::fmt::Display>(
+    mut content: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    target: &Path,
+    scratch: &Path,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), BackupError> {
+    tokio::fs::create_dir_all(scratch)
+        .await
+        .map_err(BackupError::io(format!("creating {}", scratch.display())))?;
+    let temporary = scratch.join(uuid::Uuid::new_v4().simple().to_string());
+    let written = async {
+        let mut file = tokio::fs::File::create(&temporary)
+            .await
+            .map_err(BackupError::io(format!("creating {}", temporary.display())))?;
+        let mut hasher = ContentHasher::new(digest.algorithm());
+        let mut length = 0u64;
+        while let Some(chunk) = content.next().await {
+            let chunk = chunk.map_err(|e| BackupError::Source(format!("reading {digest}: {e}")))?;
+            hasher.update(&chunk);
+            length += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(BackupError::io(format!("writing {}", temporary.display())))?;
+        }
+        let actual = hasher.finish();
+        if actual != *digest || length != size {
+            return Err(BackupError::Corrupt(format!(
+                "{digest}: the content read has digest {actual} and {length} bytes, not {size}"
+            )));
+        }
+        file.sync_all()
+            .await
+            .map_err(BackupError::io(format!("flushing {}", temporary.display())))?;
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(BackupError::io(format!("creating {}", parent.display())))?;
+        }
+        tokio::fs::rename(&temporary, target)
+            .await
+            .map_err(BackupError::io(format!(
+                "moving {} into place",
+                target.display()
+            )))
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&temporary).await;
+    }
+    written
+}
+
+/// The size and SHA-256 digest of a file.
+pub async fn digest_file(path: &Path) -> Result<(u64, Digest), BackupError> {
+    let (size, digest) = hash_file(path, Algorithm::Sha256).await?;
+    Ok((size, digest))
+}
+
+/// The size and digest (under `algorithm`) of a file.
+pub async fn hash_file(path: &Path, algorithm: Algorithm) -> Result<(u64, Digest), BackupError> {
+    let path = path.to_owned();
+    let what = format!("reading {}", path.display());
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = ContentHasher::new(algorithm);
+        let mut buffer = vec![0; 1024 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buffer[..n]);
+        }
+        Ok::<_, std::io::Error>((size, hasher.finish()))
+    })
+    .await
+    .map_err(|e| BackupError::io(what.clone())(std::io::Error::other(e)))?
+    .map_err(BackupError::io(what))
+}
+
+/// Flushes a folder's entries (renames into it) to disk.
+pub fn sync_folder(folder: &Path) -> Result<(), BackupError> {
+    std::fs::File::open(folder)
+        .and_then(|f| f.sync_all())
+        .map_err(BackupError::io(format!("flushing {}", folder.display())))
+}
+
+/// A file's content as a stream of chunks.
+pub async fn read_file(path: &Path) -> Result<crate::storage::BlobStream, BackupError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(BackupError::io(format!("opening {}", path.display())))?;
+    Ok(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).boxed())
+}

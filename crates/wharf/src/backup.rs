@@ -1,0 +1,436 @@
+//! `wharf backup create|verify` and `wharf restore`.
+//!
+//! A backup of a running registry goes through its admin API (the server takes the snapshot;
+//! this command copies it and the blobs from anywhere); a backup of a stopped registry works on
+//! its data folder, which it holds meanwhile so that no server starts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use clap::Subcommand;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use wharf_registry::Config;
+use wharf_registry::backup::{
+    BackupError, BackupId, BackupManifest, BackupSnapshot, BackupSource, Destination, LocalSource,
+    SnapshotOptions, copy_backup,
+};
+use wharf_registry::config::HumanDuration;
+use wharf_registry::digest::Digest;
+use wharf_registry::gate::HoldSource;
+use wharf_registry::server::lock_data_folder;
+use wharf_registry::storage::BlobStream;
+use wharf_registry::{Registry, ServeError};
+
+use crate::admin_client::AdminClient;
+use crate::progress::{ProgressReport, size};
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Take a consistent backup: the registry is read-only only while its metadata is
+    /// snapshotted, then the blobs are copied while it is writable again.
+    Create {
+        /// The backup folder (created if missing); an earlier backup's folder gets only what is
+        /// new.
+        #[arg(long, required_unless_present = "hold_only")]
+        to: Option<PathBuf>,
+        /// Only hold the registry read-only (for volume snapshots taken by other tools): wait
+        /// until read-only is in effect, say so, and release on exit (SIGINT or SIGTERM).
+        #[arg(long, conflicts_with = "to")]
+        hold_only: bool,
+        /// With --hold-only: the hold's TTL, renewed while this command runs; if it dies, the
+        /// registry is writable again after this at worst.
+        #[arg(long, default_value = "2m")]
+        ttl: HumanDuration,
+        /// The hold's TTL while the metadata is snapshotted.
+        #[arg(long, default_value = "15m")]
+        hold_ttl: HumanDuration,
+        /// How long garbage collection keeps the snapshot's blobs at most (if this command
+        /// dies, they are kept this long).
+        #[arg(long, default_value = "24h")]
+        lease_ttl: HumanDuration,
+        /// How long to wait for writes under way to finish before giving up.
+        #[arg(long, default_value = "5m")]
+        wait: HumanDuration,
+        /// The running registry's URL (default: the configuration's server.listen, on
+        /// loopback); without a server on the data folder, the data folder is backed up
+        /// directly.
+        #[arg(long, env = "WHARF_URL")]
+        url: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that a backup is complete and intact (every blob re-hashed).
+    Verify {
+        /// The backup folder.
+        dir: PathBuf,
+        /// Check presence and sizes only, without hashing.
+        #[arg(long)]
+        quick: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `backup` command; returns whether it succeeded.
+pub async fn run(command: BackupCommand, config: &Config) -> anyhow::Result<bool> {
+    match command {
+        BackupCommand::Create {
+            to: Some(to),
+            hold_only: false,
+            hold_ttl,
+            lease_ttl,
+            wait,
+            url,
+            json,
+            ..
+        } => {
+            let options = SnapshotOptions {
+                hold_ttl: hold_ttl.0,
+                lease_ttl: lease_ttl.0,
+                wait: wait.0,
+                actor: "wharf backup".to_owned(),
+                source: HoldSource::Cli,
+            };
+            let manifest = create(&to, url.as_deref(), config, &options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+            } else {
+                print_backup(&to, &manifest);
+            }
+            Ok(true)
+        }
+        BackupCommand::Create {
+            hold_only: true,
+            ttl,
+            wait,
+            url,
+            ..
+        } => hold_only(url.as_deref(), config, ttl.0, wait.0).await,
+        BackupCommand::Create { .. } => bail!("give --to <folder>, or --hold-only"),
+        BackupCommand::Verify { dir, quick, json } => {
+            let progress = ProgressReport::new("checked");
+            let report = wharf_registry::backup::verify(&dir, !quick, &progress).await?;
+            progress.done();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if report.is_good() {
+                println!(
+                    "backup {} is complete and intact: {} blobs, {} hashed",
+                    report.id.as_deref().unwrap_or("?"),
+                    report.blobs_checked,
+                    size(report.bytes_checked)
+                );
+            } else {
+                println!("backup {} is NOT good:", dir.display());
+                for problem in &report.problems {
+                    println!("  {problem}");
+                }
+            }
+            Ok(report.is_good())
+        }
+    }
+}
+
+/// Takes a backup into `to`.
+async fn create(
+    to: &Path,
+    url: Option<&str>,
+    config: &Config,
+    options: &SnapshotOptions,
+) -> anyhow::Result<BackupManifest> {
+    // The folder is checked, and marked incomplete, before the registry is made read-only.
+    let destination = Destination::create(to)?;
+    let progress = ProgressReport::new("copied");
+    let data_dir = &config.storage.data_dir;
+    let lock = if url.is_some() {
+        None
+    } else {
+        match lock_data_folder(data_dir) {
+            Ok(lock) => Some(lock),
+            Err(ServeError::DataFolderInUse(_)) => None,
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let manifest = match lock {
+        // No server: the data folder itself, held meanwhile.
+        Some(_lock) => {
+            if !config.data_paths().metadata.exists() {
+                bail!("no registry in {}", data_dir.display());
+            }
+            let registry = Registry::open_local(
+                &config.data_paths(),
+                config.storage.fsync,
+                config.limits(),
+                config.drain_settings(),
+            )
+            .await?;
+            let stop = CancellationToken::new();
+            let gate = registry.gate().clone();
+            let following = tokio::spawn({
+                let stop = stop.clone();
+                async move { gate.run(stop).await }
+            });
+            let copied = async {
+                let snapshot = registry.take_backup_snapshot(options).await?;
+                let source = LocalSource::new(registry.clone(), snapshot.id.clone()).await?;
+                let copied = copy_backup(
+                    &snapshot,
+                    &source,
+                    destination,
+                    &progress,
+                    &data_dir.display().to_string(),
+                )
+                .await;
+                registry.end_backup(&snapshot.id).await?;
+                copied
+            }
+            .await;
+            stop.cancel();
+            let _ = following.await;
+            registry.close().await;
+            copied?
+        }
+        // A server runs: it takes the snapshot, and serves what is copied.
+        None => {
+            let client = AdminClient::new(url, config)?;
+            let body = json!({
+                "hold_ttl": HumanDuration(options.hold_ttl).to_string(),
+                "lease_ttl": HumanDuration(options.lease_ttl).to_string(),
+                "wait": HumanDuration(options.wait).to_string(),
+            });
+            let (_, answer) = client
+                .send(
+                    reqwest::Method::POST,
+                    "/api/v1/backups",
+                    Some(body),
+                    options.wait + options.hold_ttl,
+                )
+                .await
+                .context("taking the backup snapshot")?;
+            let snapshot: BackupSnapshot = serde_json::from_value(answer)?;
+            let label = client.url().to_owned();
+            let source = ApiSource {
+                client,
+                id: snapshot.id.clone(),
+            };
+            let copied = copy_backup(&snapshot, &source, destination, &progress, &label).await;
+            let ended = source
+                .client
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/backups/{}", snapshot.id),
+                    None,
+                    Duration::from_secs(60),
+                )
+                .await;
+            let manifest = copied?;
+            ended.context("ending the backup (its lease expires by itself)")?;
+            manifest
+        }
+    };
+    progress.done();
+    Ok(manifest)
+}
+
+fn print_backup(to: &Path, manifest: &BackupManifest) {
+    println!("backup {} complete in {}", manifest.id, to.display());
+    println!(
+        "  read-only for {} (drain {}), from {} to {}",
+        humantime::format_duration(Duration::from_millis(manifest.read_only.read_only_ms)),
+        humantime::format_duration(Duration::from_millis(manifest.read_only.drain_ms)),
+        manifest.read_only.from,
+        manifest.read_only.until,
+    );
+    println!(
+        "  {} repositories, {} manifests, {} tags, {} blobs ({})",
+        manifest.counts.repositories,
+        manifest.counts.manifests,
+        manifest.counts.tags,
+        manifest.counts.blobs,
+        size(manifest.counts.bytes)
+    );
+    println!(
+        "  copied {} blobs ({}); {} were already in the folder",
+        manifest.copy.copied,
+        size(manifest.copy.copied_bytes),
+        manifest.copy.reused
+    );
+}
+
+/// `--hold-only`: holds the registry read-only while this command runs.
+async fn hold_only(
+    url: Option<&str>,
+    config: &Config,
+    ttl: Duration,
+    wait: Duration,
+) -> anyhow::Result<bool> {
+    match lock_data_folder(&config.storage.data_dir) {
+        Ok(_) if url.is_none() => bail!(
+            "no server runs on {}: nothing writes to it, snapshot it as it is",
+            config.storage.data_dir.display()
+        ),
+        Ok(_) | Err(ServeError::DataFolderInUse(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let client = AdminClient::new(url, config)?;
+    let id = BackupId::generate();
+    let hold = id.hold_name();
+    let path = format!("/api/v1/state/holds/{hold}");
+    let body =
+        json!({ "reason": format!("volume snapshot {id}"), "ttl": HumanDuration(ttl).to_string() });
+    let (status, _) = client
+        .send(
+            reqwest::Method::PUT,
+            &format!("{path}?wait={}", HumanDuration(wait)),
+            Some(body.clone()),
+            wait + Duration::from_secs(30),
+        )
+        .await?;
+    if status != reqwest::StatusCode::OK {
+        let _ = client
+            .send(
+                reqwest::Method::DELETE,
+                &path,
+                None,
+                Duration::from_secs(30),
+            )
+            .await;
+        bail!(
+            "read-only was not in effect after {}: writes under way did not finish; released",
+            HumanDuration(wait)
+        );
+    }
+    println!("read-only in effect (hold {hold}); release it with SIGINT or SIGTERM");
+    let released = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                () = tokio::time::sleep(ttl / 3) => {
+                    // Renewed while this command lives; if it dies, the TTL ends the hold.
+                    client.send(reqwest::Method::PUT, &path, Some(body.clone()), Duration::from_secs(30)).await?;
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    client
+        .send(
+            reqwest::Method::DELETE,
+            &path,
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .context("releasing the hold (its TTL ends it otherwise)")?;
+    println!("released hold {hold}");
+    released.map(|()| true)
+}
+
+/// A backup read through a running registry's admin API.
+struct ApiSource {
+    client: AdminClient,
+    id: BackupId,
+}
+
+fn source_error(error: anyhow::Error) -> BackupError {
+    BackupError::Source(format!("{error:#}"))
+}
+
+#[async_trait]
+impl BackupSource for ApiSource {
+    async fn metadata(&self) -> Result<BlobStream, BackupError> {
+        self.client
+            .stream(&format!("/api/v1/backups/{}/metadata", self.id))
+            .await
+            .map_err(source_error)
+    }
+
+    async fn blobs(
+        &self,
+        last: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<(Digest, u64)>, BackupError> {
+        let mut path = format!("/api/v1/backups/{}/blobs?n={limit}", self.id);
+        if let Some(last) = last {
+            path.push_str(&format!("&last={last}"));
+        }
+        let (_, answer) = self
+            .client
+            .send(reqwest::Method::GET, &path, None, Duration::from_secs(300))
+            .await
+            .map_err(source_error)?;
+        let blobs = answer["blobs"]
+            .as_array()
+            .ok_or_else(|| BackupError::Source("the blob listing has no blobs".to_owned()))?;
+        blobs
+            .iter()
+            .map(|blob| {
+                let digest = blob["digest"].as_str().unwrap_or_default().parse();
+                match (digest, blob["size"].as_u64()) {
+                    (Ok(digest), Some(size)) => Ok((digest, size)),
+                    _ => Err(BackupError::Source(format!(
+                        "a listed blob is malformed: {blob}"
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    async fn blob(&self, digest: &Digest) -> Result<BlobStream, BackupError> {
+        self.client
+            .stream(&format!("/api/v1/backups/{}/blobs/{digest}", self.id))
+            .await
+            .map_err(source_error)
+    }
+}
+
+/// `wharf restore`: a backup into an empty data folder, then fsck.
+pub async fn restore(
+    from: &Path,
+    data: &Path,
+    config: &Config,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let progress = ProgressReport::new("restored");
+    let report =
+        wharf_registry::backup::restore(from, data, config.storage.fsync, &progress).await?;
+    progress.done();
+    let clean = report.fsck.is_clean();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "restored backup {} into {}: {} blobs ({})",
+            report.id,
+            data.display(),
+            report.blobs,
+            size(report.bytes)
+        );
+        let [holds, uploads, leases, deleting] = report.forgotten;
+        println!(
+            "  left behind: {holds} holds (it starts read-write), {uploads} upload sessions, {leases} backup leases, {deleting} blobs being deleted"
+        );
+        if clean {
+            println!(
+                "  fsck: no problems found ({} blobs, {} manifests checked)",
+                report.fsck.blobs_checked, report.fsck.manifests_checked
+            );
+        } else {
+            println!("  fsck found {} problems:", report.fsck.problems.len());
+            for problem in &report.fsck.problems {
+                println!("    {}", serde_json::to_string(problem).unwrap_or_default());
+            }
+        }
+    }
+    Ok(clean)
+}

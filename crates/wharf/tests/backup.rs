@@ -1,0 +1,354 @@
+//! `wharf backup` and `wharf restore` through the real binary: a backup killed at each step
+//! leaves the registry writable (at worst once its hold's TTL passes) and the destination marked
+//! incomplete; `--hold-only`; a stopped registry's backup and restore.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{WharfServer, wharf, wharf_binary};
+
+/// `wharf <args>` with `WHARF_FAILPOINT` set; returns (exit code, stderr). An abort is -1.
+fn wharf_dying_at(config: &Path, args: &[&str], failpoint: &str) -> (i32, String) {
+    let output = Command::new(wharf_binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("WHARF_FAILPOINT", failpoint)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn http(server: &WharfServer, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n",
+        server.address,
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// Pushes a one-layer image under `tag`; returns the status of the manifest put.
+fn push(server: &WharfServer, repository: &str, tag: &str) -> u16 {
+    let layer = format!(
+        "layer of {repository}:{tag} {:?}",
+        std::time::SystemTime::now()
+    )
+    .into_bytes();
+    let config = format!("{{\"tag\":\"{tag}\"}}").into_bytes();
+    for blob in [&layer, &config] {
+        let digest = wharf_registry::digest::Digest::sha256_of(blob);
+        let (status, body) = http(
+            server,
+            "POST",
+            &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
+            blob,
+        );
+        if status != 201 {
+            assert!(body.contains("DENIED"), "{body}");
+            return status;
+        }
+    }
+    let descriptor = |media: &str, blob: &[u8]| {
+        format!(
+            r#"{{"mediaType":"{media}","digest":"{}","size":{}}}"#,
+            wharf_registry::digest::Digest::sha256_of(blob),
+            blob.len()
+        )
+    };
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}]}}"#,
+        descriptor("application/vnd.oci.image.config.v1+json", &config),
+        descriptor("application/vnd.oci.image.layer.v1.tar", &layer)
+    );
+    http(
+        server,
+        "PUT",
+        &format!("/v2/{repository}/manifests/{tag}"),
+        manifest.as_bytes(),
+    )
+    .0
+}
+
+fn state(server: &WharfServer) -> Value {
+    let (status, body) = http(server, "GET", "/api/v1/state", b"");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn wait_for(server: &WharfServer, mode: &str) -> Value {
+    for _ in 0..1500 {
+        let state = state(server);
+        if state["effective"] == mode {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("never {mode}: {}", state(server));
+}
+
+fn assert_incomplete(config: &Path, backup: &Path) {
+    let (code, stdout, _) = wharf(config, &["backup", "verify", backup.to_str().unwrap()]);
+    assert_ne!(code, 0, "an interrupted backup must not verify:\n{stdout}");
+    assert!(
+        stdout.contains("incomplete") || stdout.contains("not a backup"),
+        "{stdout}"
+    );
+    let target = backup.with_extension("restored");
+    let (code, _, stderr) = wharf(
+        config,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--data",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("incomplete") || stderr.contains("not a backup"),
+        "{stderr}"
+    );
+}
+
+/// A backup of a running registry, killed at each step of its copy: the registry is writable at
+/// once (the server took the snapshot and released its hold), the folder is marked incomplete,
+/// and the next backup into the same folder completes it.
+#[test]
+fn a_backup_killed_at_any_step_of_its_copy_leaves_nothing_that_looks_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = WharfServer::start(&dir.path().join("data"), "drain:\n  push_grace: 100ms\n");
+    assert_eq!(push(&server, "team/app", "v1"), 201);
+    assert_eq!(push(&server, "team/app", "v2"), 201);
+    let config = server.config_file.clone();
+    let backup = dir.path().join("backup");
+    let args = [
+        "backup",
+        "create",
+        "--to",
+        backup.to_str().unwrap(),
+        "--url",
+        &server.url,
+    ];
+
+    for failpoint in [
+        "backup-metadata-copied",
+        "backup-blob-copied",
+        "backup-finishing",
+        "backup-renamed-metadata.db",
+    ] {
+        let (code, stderr) = wharf_dying_at(&config, &args, failpoint);
+        assert_eq!(
+            code, -1,
+            "{failpoint}: the backup should have died: {stderr}"
+        );
+        assert!(stderr.contains(failpoint), "{stderr}");
+        assert_eq!(state(&server)["effective"], "read-write", "{failpoint}");
+        assert_eq!(
+            push(&server, "team/app", failpoint),
+            201,
+            "writable after {failpoint}"
+        );
+        assert_incomplete(&config, &backup);
+    }
+
+    let (code, stdout, stderr) = wharf(&config, &args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, _) = wharf(&config, &["backup", "verify", backup.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("complete and intact"), "{stdout}");
+    // The dead backups' leases are still there (their TTL keeps their blobs), the completed
+    // one's is gone.
+    let events = http(&server, "GET", "/api/v1/events?limit=1000", b"").1;
+    assert_eq!(
+        events.matches("\"hold-set\"").count(),
+        events.matches("\"hold-released\"").count()
+    );
+}
+
+/// A backup of a stopped registry killed while it holds the registry read-only: the hold is in
+/// the database with its TTL, so a server started meanwhile is read-only, and read-write once
+/// the TTL passes.
+#[test]
+fn a_backup_killed_while_holding_a_stopped_registry_ends_with_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = WharfServer::start(&data, "drain:\n  push_grace: 100ms\n");
+    assert_eq!(push(&server, "r", "v1"), 201);
+    let config = server.config_file.clone();
+    assert!(server.terminate());
+
+    let backup = dir.path().join("backup");
+    for failpoint in ["backup-hold-taken", "backup-lease-taken"] {
+        let (code, stderr) = wharf_dying_at(
+            &config,
+            &[
+                "backup",
+                "create",
+                "--to",
+                backup.to_str().unwrap(),
+                "--hold-ttl",
+                "5s",
+            ],
+            failpoint,
+        );
+        assert_eq!(code, -1, "{failpoint}: {stderr}");
+        let server = WharfServer::start(&data, "drain:\n  push_grace: 100ms\n");
+        let started = state(&server);
+        assert_eq!(
+            started["effective"], "read-only",
+            "the dead backup's hold is still there"
+        );
+        assert!(
+            started["holds"][0]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("backup-"),
+            "{started}"
+        );
+        assert_eq!(push(&server, "r", "denied"), 405);
+        wait_for(&server, "read-write");
+        assert_eq!(push(&server, "r", failpoint), 201);
+        drop(server);
+        assert_incomplete(&config, &backup);
+    }
+
+    // The same command, not killed, on the stopped registry.
+    let (code, stdout, stderr) = wharf(
+        &config,
+        &[
+            "backup",
+            "create",
+            "--to",
+            backup.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let manifest: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(manifest["counts"]["manifests"], 3);
+    assert_eq!(manifest["source"], data.display().to_string());
+    let restored = dir.path().join("restored");
+    let (code, stdout, stderr) = wharf(
+        &config,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--data",
+            restored.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("fsck: no problems found"), "{stdout}");
+    let restored_server = WharfServer::start(&restored, "");
+    assert_eq!(state(&restored_server)["effective"], "read-write");
+    for tag in ["v1", "backup-hold-taken", "backup-lease-taken"] {
+        assert_eq!(
+            http(
+                &restored_server,
+                "GET",
+                &format!("/v2/r/manifests/{tag}"),
+                b""
+            )
+            .0,
+            200,
+            "{tag}"
+        );
+    }
+}
+
+/// `--hold-only`: read-only while the command runs, for a volume snapshot; released on SIGTERM.
+#[test]
+fn hold_only_holds_the_registry_until_told_to_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = WharfServer::start(&dir.path().join("data"), "");
+    let mut holder = Command::new(wharf_binary())
+        .arg("--config")
+        .arg(&server.config_file)
+        .args([
+            "backup",
+            "create",
+            "--hold-only",
+            "--ttl",
+            "30s",
+            "--url",
+            &server.url,
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("read-only in effect (hold backup-"),
+        "{first}"
+    );
+    let state_now = state(&server);
+    assert_eq!(state_now["effective"], "read-only");
+    assert!(
+        state_now["holds"][0]["expires_at"].is_string(),
+        "the hold has a TTL: {state_now}"
+    );
+    assert_eq!(push(&server, "r", "during"), 405);
+
+    let pid = holder.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let released = lines.next().unwrap().unwrap();
+    assert!(released.starts_with("released hold backup-"), "{released}");
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(state(&server)["effective"], "read-write");
+    assert_eq!(push(&server, "r", "after"), 201);
+
+    // On a registry no server runs on, there is nothing to hold.
+    let stopped = tempfile::tempdir().unwrap();
+    let config = stopped.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  data_dir: {}\n",
+            stopped.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = wharf(&config, &["backup", "create", "--hold-only"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("no server runs on"), "{stderr}");
+}
