@@ -246,7 +246,7 @@ impl Registry {
         })
         .await?;
         crate::failpoint::hit("backup-hold-taken");
-        let taken = self.snapshot_while_held(&id, options).await;
+        let taken = self.snapshot_while_held(&id, options, hold_taken_at).await;
         let read_only_until = now_millis();
         let released = gate
             .release_hold(&hold, &options.actor, options.source)
@@ -284,12 +284,15 @@ impl Registry {
         &self,
         id: &BackupId,
         options: &SnapshotOptions,
+        hold_taken_at: Millis,
     ) -> Result<(Millis, Millis, Millis), BackupError> {
         let gate = self.gate();
         if !gate.wait_for_read_only(options.wait).await {
             return Err(BackupError::DrainTimeout(options.wait));
         }
-        let read_only_from = gate.snapshot().since;
+        // Read-only may have been in effect before (another hold): this backup's window starts
+        // no earlier than its own hold.
+        let read_only_from = gate.snapshot().since.max(hold_taken_at);
         let path = self.snapshot_path(id);
         let folder = path.parent().unwrap_or(&self.backups_dir);
         std::fs::create_dir_all(folder)

@@ -327,3 +327,25 @@ async fn backup_requests_are_validated() {
     let manifest = copy(&app, &snapshot, dir.path()).await;
     assert_eq!(manifest.counts.manifests, 0);
 }
+
+#[tokio::test]
+async fn a_backup_of_a_registry_already_read_only_reports_its_own_window_and_leaves_it_so() {
+    let app = start().await;
+    app.push_image("r", "v1", 1).await;
+    app.hold_read_only("admin", "maintenance").await;
+    let before = app.wait_for_mode("read-only").await;
+    let snapshot = snapshot(&app).await;
+    assert!(
+        snapshot.read_only_from >= snapshot.hold_taken_at,
+        "{snapshot:?}"
+    );
+    assert!(snapshot.read_only_until >= snapshot.read_only_from);
+    let after = app.state().await;
+    assert_eq!(
+        after["effective"], "read-only",
+        "the administrator's hold remains"
+    );
+    assert_eq!(after["holds"], before["holds"]);
+    app.delete(&format!("/api/v1/backups/{}", snapshot.id))
+        .await;
+}
