@@ -114,7 +114,8 @@ impl std::fmt::Display for BackupId {
 pub struct SnapshotOptions {
     /// The hold's TTL: if the backup dies, the registry is read-write again after this at worst.
     pub hold_ttl: Duration,
-    /// The lease's TTL: how long garbage collection keeps the snapshot's blobs at most.
+    /// The lease's TTL: how long garbage collection keeps the snapshot's blobs after the last
+    /// renewal (a copy renews it as it goes; a dead one lets it lapse).
     pub lease_ttl: Duration,
     /// How long to wait for read-only to be in effect (the drain) before giving up.
     pub wait: Duration,
@@ -128,7 +129,7 @@ impl Default for SnapshotOptions {
     fn default() -> Self {
         SnapshotOptions {
             hold_ttl: Duration::from_secs(15 * 60),
-            lease_ttl: Duration::from_secs(24 * 3600),
+            lease_ttl: Duration::from_secs(10 * 60),
             wait: Duration::from_secs(5 * 60),
             actor: "backup".to_owned(),
             source: HoldSource::Api,
@@ -149,8 +150,10 @@ pub struct BackupSnapshot {
     pub read_only_until: Millis,
     /// When the snapshot was taken.
     pub snapshot_at: Millis,
-    /// When the lease ends by itself.
+    /// When the lease ends by itself (unless renewed).
     pub lease_expires_at: Millis,
+    /// How long the lease lasts from a renewal; a copy renews it every third of that.
+    pub lease_ttl_ms: u64,
     /// The snapshot file's size.
     pub metadata_size: u64,
     /// The snapshot file's digest.
@@ -211,6 +214,9 @@ pub enum BackupError {
     /// The source (the admin API) failed.
     #[error("{0}")]
     Source(String),
+    /// The options do not work together.
+    #[error("{0}")]
+    Options(String),
 }
 
 impl BackupError {
@@ -226,13 +232,19 @@ fn duration_millis(duration: Duration) -> Millis {
 }
 
 impl Registry {
-    /// Steps 1–3 of a backup: hold, wait for read-only, snapshot, lease, release. The hold is
-    /// released whatever happens. A standalone registry (no server) must have its gate running
-    /// ([`crate::gate::WriteGate::run`]) for the drain to be followed.
+    /// Steps 1–3 of a backup: hold, lease, wait for read-only, snapshot, release. The hold is
+    /// released, and on failure the lease ended, whatever happens. A standalone registry (no
+    /// server) must have its gate running ([`crate::gate::WriteGate::run`]) for the drain to be
+    /// followed.
     pub async fn take_backup_snapshot(
         &self,
         options: &SnapshotOptions,
     ) -> Result<BackupSnapshot, BackupError> {
+        if options.hold_ttl <= options.wait {
+            return Err(BackupError::Options(
+                "the hold's TTL must be longer than the wait for read-only".to_owned(),
+            ));
+        }
         let id = BackupId::generate();
         let hold = id.hold_name();
         let gate = self.gate();
@@ -251,25 +263,23 @@ impl Registry {
         let released = gate
             .release_hold(&hold, &options.actor, options.source)
             .await;
-        let (read_only_from, snapshot_at, lease_expires_at) = taken?;
-        released?;
-
-        let path = self.snapshot_path(&id);
-        let (metadata_size, metadata_digest) = files::digest_file(&path).await?;
-        let snapshot = SqliteSnapshot::open(&path).await?;
-        let counts = snapshot.counts().await;
-        snapshot.close().await;
-        let snapshot = BackupSnapshot {
-            id,
-            hold_taken_at,
-            read_only_from,
-            read_only_until,
-            snapshot_at,
-            lease_expires_at,
-            metadata_size,
-            metadata_digest,
-            counts: counts?,
+        let described = match (taken, released) {
+            (Ok(times), Ok(_)) => {
+                self.describe_snapshot(&id, hold_taken_at, read_only_until, times)
+                    .await
+            }
+            (Err(error), released) => {
+                if let Err(release) = released {
+                    tracing::error!(backup = %id, error = %release, "cannot release the backup's hold; its TTL will");
+                }
+                Err(error)
+            }
+            (Ok(_), Err(release)) => Err(release.into()),
         };
+        if described.is_err() {
+            self.end_backup(&id).await.ok();
+        }
+        let snapshot = described?;
         tracing::info!(
             backup = %snapshot.id, read_only_ms = snapshot.read_only_ms(), drain_ms = snapshot.drain_ms(),
             blobs = snapshot.counts.blobs, bytes = snapshot.counts.bytes,
@@ -278,14 +288,25 @@ impl Registry {
         Ok(snapshot)
     }
 
-    /// Waits for read-only, snapshots, takes the lease; returns when read-only was in effect,
-    /// when the snapshot was taken and when the lease expires.
+    /// Takes the lease, waits for read-only, snapshots, narrows the lease to the snapshot;
+    /// returns when read-only was in effect and when the snapshot was taken.
     async fn snapshot_while_held(
         &self,
         id: &BackupId,
         options: &SnapshotOptions,
         hold_taken_at: Millis,
-    ) -> Result<(Millis, Millis, Millis), BackupError> {
+    ) -> Result<(Millis, Millis), BackupError> {
+        // The lease comes first and keeps every blob until the snapshot is taken: should the
+        // hold end early (its TTL, an administrator), nothing the snapshot lists is collected.
+        let mut lease = BackupLease {
+            id: id.to_string(),
+            snapshot_at: Millis::MAX,
+            created_at: now_millis(),
+            expires_at: now_millis().saturating_add(duration_millis(options.lease_ttl)),
+        };
+        self.metadata
+            .put_backup_lease(&ControlWrite::new(), &lease)
+            .await?;
         let gate = self.gate();
         if !gate.wait_for_read_only(options.wait).await {
             return Err(BackupError::DrainTimeout(options.wait));
@@ -298,19 +319,69 @@ impl Registry {
         std::fs::create_dir_all(folder)
             .map_err(BackupError::io(format!("creating {}", folder.display())))?;
         self.metadata.snapshot(&path).await?;
-        let snapshot_at = now_millis();
-        let lease = BackupLease {
-            id: id.to_string(),
-            snapshot_at,
-            created_at: snapshot_at,
-            expires_at: snapshot_at.saturating_add(duration_millis(options.lease_ttl)),
-        };
-        // Still read-only: the lease is a control-plane write, like the hold.
+        // The copy starts now: the lease's TTL counts from here, not from before the drain.
+        lease.snapshot_at = now_millis();
+        lease.expires_at = lease
+            .snapshot_at
+            .saturating_add(duration_millis(options.lease_ttl));
         self.metadata
             .put_backup_lease(&ControlWrite::new(), &lease)
             .await?;
         crate::failpoint::hit("backup-lease-taken");
-        Ok((read_only_from, snapshot_at, lease.expires_at))
+        Ok((read_only_from, lease.snapshot_at))
+    }
+
+    /// What a taken snapshot holds.
+    async fn describe_snapshot(
+        &self,
+        id: &BackupId,
+        hold_taken_at: Millis,
+        read_only_until: Millis,
+        (read_only_from, snapshot_at): (Millis, Millis),
+    ) -> Result<BackupSnapshot, BackupError> {
+        let path = self.snapshot_path(id);
+        let (metadata_size, metadata_digest) = files::digest_file(&path).await?;
+        let snapshot = SqliteSnapshot::open(&path).await?;
+        let counts = snapshot.counts().await;
+        snapshot.close().await;
+        let lease = self
+            .metadata
+            .backup_leases()
+            .await?
+            .into_iter()
+            .find(|lease| lease.id == id.as_str())
+            .ok_or_else(|| BackupError::UnknownBackup(id.to_string()))?;
+        Ok(BackupSnapshot {
+            id: id.clone(),
+            hold_taken_at,
+            read_only_from,
+            read_only_until,
+            snapshot_at,
+            lease_expires_at: lease.expires_at,
+            lease_ttl_ms: u64::try_from(lease.expires_at - lease.snapshot_at).unwrap_or(0),
+            metadata_size,
+            metadata_digest,
+            counts: counts?,
+        })
+    }
+
+    /// Extends a backup's lease by `ttl` from now (a long copy keeps its blobs).
+    pub async fn renew_backup(&self, id: &BackupId, ttl: Duration) -> Result<(), BackupError> {
+        let now = now_millis();
+        let renewed = self
+            .metadata
+            .renew_backup_lease(
+                &ControlWrite::new(),
+                id.as_str(),
+                now,
+                now.saturating_add(duration_millis(ttl)),
+            )
+            .await?;
+        if renewed {
+            Ok(())
+        } else {
+            Err(BackupError::UnknownBackup(id.to_string()))
+        }
     }
 
     /// Step 4's end: releases the lease and deletes the snapshot file. Returns whether the
@@ -341,8 +412,8 @@ impl Registry {
         }
     }
 
-    /// Forgets expired leases and their snapshots, and snapshots no lease owns (a backup that
-    /// died before taking its lease) once older than `grace`. Returns how many leases expired.
+    /// A garbage collection step: forgets expired leases and their snapshots, and snapshots no
+    /// lease owns (a backup that died) once older than `grace`. Returns how many leases expired.
     pub(crate) async fn expire_backups(
         &self,
         now: Millis,
@@ -368,16 +439,28 @@ impl Registry {
         };
         let cutoff = now - duration_millis(grace);
         for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let owned = leases.iter().any(|l| l.id == name && l.expires_at > now);
+            let Ok(id) = entry.file_name().to_string_lossy().parse::<BackupId>() else {
+                continue;
+            };
             let modified = entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, duration_millis);
-            if !owned && modified < cutoff {
-                let _ = std::fs::remove_dir_all(entry.path());
+            if modified >= cutoff {
+                continue;
+            }
+            // Asked again now: a backup takes its lease before it creates its folder, so a
+            // folder seen here whose lease exists now is a live backup's.
+            let owned = self
+                .metadata
+                .backup_leases()
+                .await?
+                .iter()
+                .any(|lease| lease.id == id.as_str() && lease.expires_at > now);
+            if !owned {
+                remove_snapshot(&self.snapshot_path(&id));
             }
         }
         Ok(expired)

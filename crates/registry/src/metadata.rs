@@ -411,9 +411,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Writes a consistent copy of the whole database to the new file `path`.
     async fn snapshot(&self, path: &std::path::Path) -> Result<()>;
 
-    /// Takes a backup lease (a control-plane write: it is taken while the registry is
-    /// read-only).
+    /// Takes or updates a backup lease (a control-plane write: it is taken while the registry
+    /// is read-only).
     async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()>;
+
+    /// Extends an active backup lease to `expires_at`. Returns whether it was active at `now`.
+    async fn renew_backup_lease(
+        &self,
+        control: &ControlWrite,
+        id: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<bool>;
 
     /// Releases a backup lease. Returns whether it existed.
     async fn delete_backup_lease(&self, control: &ControlWrite, id: &str) -> Result<bool>;

@@ -33,6 +33,8 @@ impl AdminClient {
             .map(|t| t.expose().to_owned());
         let http = reqwest::Client::builder()
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            // A connection that stalls fails instead of hanging (a download streams on).
+            .read_timeout(Duration::from_secs(300))
             .build()?;
         Ok(AdminClient { http, url, token })
     }

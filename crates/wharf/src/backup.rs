@@ -4,6 +4,7 @@
 //! this command copies it and the blobs from anywhere); a backup of a stopped registry works on
 //! its data folder, which it holds meanwhile so that no server starts.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,9 +48,9 @@ pub enum BackupCommand {
         /// The hold's TTL while the metadata is snapshotted.
         #[arg(long, default_value = "15m")]
         hold_ttl: HumanDuration,
-        /// How long garbage collection keeps the snapshot's blobs at most (if this command
-        /// dies, they are kept this long).
-        #[arg(long, default_value = "24h")]
+        /// How long garbage collection keeps the snapshot's blobs after the last renewal: the
+        /// copy renews the lease as it goes; if this command dies, it lapses within this.
+        #[arg(long, default_value = "10m")]
         lease_ttl: HumanDuration,
         /// How long to wait for writes under way to finish before giving up.
         #[arg(long, default_value = "5m")]
@@ -143,11 +144,13 @@ async fn create(
     config: &Config,
     options: &SnapshotOptions,
 ) -> anyhow::Result<BackupManifest> {
-    // The folder is checked, and marked incomplete, before the registry is made read-only.
+    // The folder is checked (and locked) before the registry is made read-only.
     let destination = Destination::create(to)?;
     let progress = ProgressReport::new("copied");
     let data_dir = &config.storage.data_dir;
-    let lock = if url.is_some() {
+    // A URL, or no registry here, means the admin API; else a server holding the data folder
+    // does, and without one the data folder is backed up directly.
+    let lock = if url.is_some() || !config.data_paths().metadata.exists() {
         None
     } else {
         match lock_data_folder(data_dir) {
@@ -157,11 +160,7 @@ async fn create(
         }
     };
     let manifest = match lock {
-        // No server: the data folder itself, held meanwhile.
         Some(_lock) => {
-            if !config.data_paths().metadata.exists() {
-                bail!("no registry in {}", data_dir.display());
-            }
             let registry = Registry::open_local(
                 &config.data_paths(),
                 config.storage.fsync,
@@ -177,14 +176,16 @@ async fn create(
             });
             let copied = async {
                 let snapshot = registry.take_backup_snapshot(options).await?;
+                announce(&snapshot);
                 let source = LocalSource::new(registry.clone(), snapshot.id.clone()).await?;
-                let copied = copy_backup(
+                let label = data_dir.display().to_string();
+                let copied = until_interrupted(copy_backup(
                     &snapshot,
                     &source,
                     destination,
                     &progress,
-                    &data_dir.display().to_string(),
-                )
+                    &label,
+                ))
                 .await;
                 registry.end_backup(&snapshot.id).await?;
                 copied
@@ -195,7 +196,6 @@ async fn create(
             registry.close().await;
             copied?
         }
-        // A server runs: it takes the snapshot, and serves what is copied.
         None => {
             let client = AdminClient::new(url, config)?;
             let body = json!({
@@ -203,22 +203,32 @@ async fn create(
                 "lease_ttl": HumanDuration(options.lease_ttl).to_string(),
                 "wait": HumanDuration(options.wait).to_string(),
             });
+            // Dying while the server takes the snapshot is harmless: it releases its hold, and
+            // ends a snapshot nobody waits for.
             let (_, answer) = client
                 .send(
                     reqwest::Method::POST,
                     "/api/v1/backups",
                     Some(body),
-                    options.wait + options.hold_ttl,
+                    options.hold_ttl + Duration::from_secs(60),
                 )
                 .await
                 .context("taking the backup snapshot")?;
             let snapshot: BackupSnapshot = serde_json::from_value(answer)?;
+            announce(&snapshot);
             let label = client.url().to_owned();
             let source = ApiSource {
                 client,
                 id: snapshot.id.clone(),
             };
-            let copied = copy_backup(&snapshot, &source, destination, &progress, &label).await;
+            let copied = until_interrupted(copy_backup(
+                &snapshot,
+                &source,
+                destination,
+                &progress,
+                &label,
+            ))
+            .await;
             let ended = source
                 .client
                 .send(
@@ -229,12 +239,38 @@ async fn create(
                 )
                 .await;
             let manifest = copied?;
-            ended.context("ending the backup (its lease expires by itself)")?;
+            ended.context("ending the backup (its lease lapses by itself)")?;
             manifest
         }
     };
     progress.done();
     Ok(manifest)
+}
+
+/// Says, as soon as it is known, which backup runs and how long the registry was read-only.
+fn announce(snapshot: &BackupSnapshot) {
+    eprintln!(
+        "backup {}: snapshot taken, the registry was read-only for {}; copying {} blobs ({})",
+        snapshot.id,
+        humantime::format_duration(Duration::from_millis(snapshot.read_only_ms())),
+        snapshot.counts.blobs,
+        size(snapshot.counts.bytes)
+    );
+}
+
+/// Runs a copy until it ends or SIGINT/SIGTERM arrives; then the caller ends the backup (the
+/// folder keeps its previous state).
+async fn until_interrupted<T>(
+    copy: impl Future<Output = Result<T, BackupError>>,
+) -> anyhow::Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        copied = copy => Ok(copied?),
+        _ = terminate.recv() => bail!("interrupted; the backup folder keeps its previous state"),
+        _ = interrupt.recv() => bail!("interrupted; the backup folder keeps its previous state"),
+    }
 }
 
 fn print_backup(to: &Path, manifest: &BackupManifest) {
@@ -269,14 +305,20 @@ async fn hold_only(
     ttl: Duration,
     wait: Duration,
 ) -> anyhow::Result<bool> {
-    match lock_data_folder(&config.storage.data_dir) {
-        Ok(_) if url.is_none() => bail!(
-            "no server runs on {}: nothing writes to it, snapshot it as it is",
-            config.storage.data_dir.display()
-        ),
-        Ok(_) | Err(ServeError::DataFolderInUse(_)) => {}
-        Err(error) => return Err(error.into()),
+    if url.is_none() && config.data_paths().metadata.exists() {
+        match lock_data_folder(&config.storage.data_dir) {
+            Ok(_) => bail!(
+                "no server runs on {}: nothing writes to it, snapshot it as it is",
+                config.storage.data_dir.display()
+            ),
+            Err(ServeError::DataFolderInUse(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
     }
+    use tokio::signal::unix::{SignalKind, signal};
+    // Listening before anything is held: a signal right after "in effect" must release.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let client = AdminClient::new(url, config)?;
     let id = BackupId::generate();
     let hold = id.hold_name();
@@ -306,24 +348,37 @@ async fn hold_only(
         );
     }
     println!("read-only in effect (hold {hold}); release it with SIGINT or SIGTERM");
-    let released = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        loop {
-            tokio::select! {
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
-                () = tokio::time::sleep(ttl / 3) => {
-                    // Renewed while this command lives; if it dies, the TTL ends the hold.
-                    client.send(reqwest::Method::PUT, &path, Some(body.clone()), Duration::from_secs(30)).await?;
-                }
+    let mut held_until = std::time::Instant::now() + ttl;
+    let outcome: anyhow::Result<()> = loop {
+        tokio::select! {
+            _ = terminate.recv() => break Ok(()),
+            _ = interrupt.recv() => break Ok(()),
+            () = tokio::time::sleep(ttl / 4) => {}
+        }
+        // Renewed while this command lives; if it dies, the TTL ends the hold. A renewal that
+        // fails is retried until the hold would lapse; one that finds the hold gone means the
+        // registry was writable meanwhile, which the snapshot must know.
+        match client
+            .send(reqwest::Method::PUT, &path, Some(body.clone()), ttl / 4)
+            .await
+        {
+            Ok((_, answer)) if answer["created"] == false => {
+                held_until = std::time::Instant::now() + ttl
+            }
+            Ok(_) => {
+                break Err(anyhow::anyhow!(
+                    "the hold had ended (expired or released): the registry may have been written to meanwhile"
+                ));
+            }
+            Err(error) if std::time::Instant::now() + ttl / 4 < held_until => {
+                eprintln!("cannot renew the hold, retrying: {error:#}");
+            }
+            Err(error) => {
+                break Err(error.context("the hold could not be renewed before it lapsed"));
             }
         }
-        anyhow::Ok(())
-    }
-    .await;
-    client
+    };
+    let released = client
         .send(
             reqwest::Method::DELETE,
             &path,
@@ -331,9 +386,11 @@ async fn hold_only(
             Duration::from_secs(30),
         )
         .await
-        .context("releasing the hold (its TTL ends it otherwise)")?;
+        .context("releasing the hold (its TTL ends it otherwise)");
+    outcome?;
+    released?;
     println!("released hold {hold}");
-    released.map(|()| true)
+    Ok(true)
 }
 
 /// A backup read through a running registry's admin API.
@@ -390,6 +447,20 @@ impl BackupSource for ApiSource {
         self.client
             .stream(&format!("/api/v1/backups/{}/blobs/{digest}", self.id))
             .await
+            .map_err(source_error)
+    }
+
+    async fn renew(&self, ttl: Duration) -> Result<(), BackupError> {
+        let body = json!({ "lease_ttl": HumanDuration(ttl).to_string() });
+        self.client
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/backups/{}", self.id),
+                Some(body),
+                ttl / 3,
+            )
+            .await
+            .map(|_| ())
             .map_err(source_error)
     }
 }

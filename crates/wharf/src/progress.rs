@@ -24,6 +24,9 @@ struct State {
     bytes: u64,
     blobs_done: u64,
     bytes_done: u64,
+    /// Of `bytes_done`, those only found already there (they do not count in the rate).
+    bytes_skipped: u64,
+    finished: bool,
     started: Instant,
     last_shown: Option<Instant>,
 }
@@ -39,6 +42,8 @@ impl ProgressReport {
                 bytes: 0,
                 blobs_done: 0,
                 bytes_done: 0,
+                bytes_skipped: 0,
+                finished: false,
                 started: Instant::now(),
                 last_shown: None,
             }),
@@ -60,7 +65,7 @@ impl ProgressReport {
         }
         state.last_shown = Some(Instant::now());
         let elapsed = state.started.elapsed().as_secs_f64().max(0.001);
-        let rate = state.bytes_done as f64 / elapsed;
+        let rate = (state.bytes_done - state.bytes_skipped) as f64 / elapsed;
         let remaining = state.bytes.saturating_sub(state.bytes_done) as f64;
         let eta = if rate > 0.0 {
             humantime::format_duration(Duration::from_secs((remaining / rate) as u64)).to_string()
@@ -99,9 +104,25 @@ impl ProgressReport {
     /// Writes the final state (and ends the bar's line).
     pub fn done(&self) {
         self.show(true);
-        if self.bar {
+        self.end_line();
+    }
+
+    fn end_line(&self) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.bar && !state.finished && state.last_shown.is_some() {
             let _ = writeln!(std::io::stderr());
         }
+        state.finished = true;
+    }
+}
+
+impl Drop for ProgressReport {
+    /// A copy that failed leaves its bar's line ended, so the error reads on its own line.
+    fn drop(&mut self) {
+        self.end_line();
     }
 }
 
@@ -124,6 +145,18 @@ impl Progress for ProgressReport {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .bytes_done += bytes;
+        self.show(false);
+    }
+
+    fn skipped(&self, bytes: u64) {
+        {
+            let mut state = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.bytes_done += bytes;
+            state.bytes_skipped += bytes;
+        }
         self.show(false);
     }
 

@@ -41,8 +41,10 @@ fn http(server: &WharfServer, method: &str, path: &str, body: &[u8]) -> (u16, St
     )
     .unwrap();
     stream.write_all(body).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    // Bodies may be binary (a snapshot); only the head and JSON bodies are read as text.
+    let answer = String::from_utf8_lossy(&answer).into_owned();
     let status = answer
         .split(' ')
         .nth(1)
@@ -164,7 +166,7 @@ fn a_backup_killed_at_any_step_of_its_copy_leaves_nothing_that_looks_complete() 
         "backup-metadata-copied",
         "backup-blob-copied",
         "backup-finishing",
-        "backup-renamed-metadata.db",
+        "backup-manifest-written",
     ] {
         let (code, stderr) = wharf_dying_at(&config, &args, failpoint);
         assert_eq!(
@@ -181,18 +183,203 @@ fn a_backup_killed_at_any_step_of_its_copy_leaves_nothing_that_looks_complete() 
         assert_incomplete(&config, &backup);
     }
 
+    // Killed right after the commit (the rename of backup.json), before the mark is removed:
+    // the backup is complete.
+    let (code, stderr) = wharf_dying_at(&config, &args, "backup-committed");
+    assert_eq!(code, -1, "{stderr}");
+    assert!(backup.join("INCOMPLETE").exists());
+    let (code, stdout, _) = wharf(&config, &["backup", "verify", backup.to_str().unwrap()]);
+    assert_eq!(code, 0, "a committed backup verifies:\n{stdout}");
+
     let (code, stdout, stderr) = wharf(&config, &args);
     assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!backup.join("INCOMPLETE").exists());
     let (code, stdout, _) = wharf(&config, &["backup", "verify", backup.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("complete and intact"), "{stdout}");
-    // The dead backups' leases are still there (their TTL keeps their blobs), the completed
-    // one's is gone.
+    let good_id = stdout.split_whitespace().nth(1).unwrap().to_owned();
+    // Every snapshot the server took released its hold, killed copies or not.
     let events = http(&server, "GET", "/api/v1/events?limit=1000", b"").1;
     assert_eq!(
         events.matches("\"hold-set\"").count(),
         events.matches("\"hold-released\"").count()
     );
+
+    // A later backup into the same folder, killed: the folder still holds the previous one.
+    assert_eq!(push(&server, "team/app", "v3"), 201);
+    for failpoint in ["backup-blob-copied", "backup-manifest-written"] {
+        let (code, stderr) = wharf_dying_at(&config, &args, failpoint);
+        assert_eq!(code, -1, "{failpoint}: {stderr}");
+        let (code, stdout, _) = wharf(&config, &["backup", "verify", backup.to_str().unwrap()]);
+        assert_eq!(
+            code, 0,
+            "the previous backup must survive a killed re-run ({failpoint}):\n{stdout}"
+        );
+        assert!(stdout.contains(&good_id), "{stdout}");
+    }
+}
+
+/// A restore killed once it has started writing leaves the target as it was (absent), and the
+/// next restore into it succeeds, clearing what the killed one left beside it.
+#[test]
+fn a_restore_killed_midway_leaves_no_registry_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = WharfServer::start(&dir.path().join("data"), "");
+    assert_eq!(push(&server, "team/app", "v1"), 201);
+    let config = server.config_file.clone();
+    let backup = dir.path().join("backup");
+    let (code, stdout, stderr) = wharf(
+        &config,
+        &[
+            "backup",
+            "create",
+            "--to",
+            backup.to_str().unwrap(),
+            "--url",
+            &server.url,
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let target = dir.path().join("restored");
+    let args = [
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+        "--data",
+        target.to_str().unwrap(),
+    ];
+    let (code, stderr) = wharf_dying_at(&config, &args, "restore-started");
+    assert_eq!(code, -1, "{stderr}");
+    assert!(
+        !target.exists(),
+        "a killed restore leaves no registry where it was going"
+    );
+    let leftover = dir.path().join(".restored.restoring");
+    assert!(
+        leftover.exists(),
+        "the failpoint fires once the restore has begun writing"
+    );
+
+    let (code, stdout, stderr) = wharf(&config, &args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!leftover.exists());
+    let restored = WharfServer::start(&target, "");
+    let (status, body) = http(&restored, "GET", "/v2/team/app/manifests/v1", b"");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Writes an HTTP request head and part of its body, and keeps the connection: a request held
+/// open mid-body.
+fn held_request(
+    server: &WharfServer,
+    method: &str,
+    path: &str,
+    length: usize,
+    first: &[u8],
+) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {length}\r\n\r\n",
+        server.address
+    )
+    .unwrap();
+    stream.write_all(first).unwrap();
+    stream.flush().unwrap();
+    stream
+}
+
+/// The command killed while the server is still draining for its snapshot: the server releases
+/// its hold once the snapshot is taken, and ends the snapshot nobody waits for.
+#[test]
+fn a_backup_killed_during_its_snapshot_leaves_no_hold_and_no_lease() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = WharfServer::start(&dir.path().join("data"), "drain:\n  push_grace: 100ms\n");
+    assert_eq!(push(&server, "r", "v1"), 201);
+    // An upload held open mid-body keeps the drain going.
+    let session = {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+        write!(stream, "POST /v2/r/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let mut held = held_request(&server, "PATCH", &session, 20, b"0123456789");
+    for _ in 0..500 {
+        if state(&server)["writes_in_flight"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(state(&server)["writes_in_flight"], 1);
+
+    let backup = dir.path().join("backup");
+    let mut command = Command::new(wharf_binary())
+        .arg("--config")
+        .arg(&server.config_file)
+        .args([
+            "backup",
+            "create",
+            "--to",
+            backup.to_str().unwrap(),
+            "--url",
+            &server.url,
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hold = loop {
+        let now = state(&server);
+        if let Some(hold) = now["holds"].as_array().and_then(|h| h.first()) {
+            assert_eq!(now["effective"], "draining");
+            break hold["name"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    command.kill().unwrap();
+    command.wait().unwrap();
+    // The held chunk finishes and its client gives the upload up: the drain ends, the snapshot
+    // is taken and ended, the hold goes.
+    held.write_all(b"0123456789").unwrap();
+    held.flush().unwrap();
+    drop(held);
+    for _ in 0..500 {
+        if state(&server)["writes_in_flight"] == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(http(&server, "DELETE", &session, b"").0, 204);
+    let after = wait_for(&server, "read-write");
+    assert_eq!(after["holds"], Value::Array(vec![]), "{after}");
+    let id = hold.strip_prefix("backup-").unwrap();
+    let mut ended = false;
+    for _ in 0..500 {
+        if http(
+            &server,
+            "GET",
+            &format!("/api/v1/backups/{id}/metadata"),
+            b"",
+        )
+        .0 == 404
+        {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ended, "the abandoned snapshot must be ended");
+    assert_incomplete(&server.config_file, &backup);
 }
 
 /// A backup of a stopped registry killed while it holds the registry read-only: the hold is in
@@ -218,6 +405,8 @@ fn a_backup_killed_while_holding_a_stopped_registry_ends_with_its_ttl() {
                 backup.to_str().unwrap(),
                 "--hold-ttl",
                 "5s",
+                "--wait",
+                "4s",
             ],
             failpoint,
         );
@@ -348,6 +537,8 @@ fn hold_only_holds_the_registry_until_told_to_release() {
         ),
     )
     .unwrap();
+    let mut stopped_server = WharfServer::start(&stopped.path().join("data"), "");
+    assert!(stopped_server.terminate());
     let (code, _, stderr) = wharf(&config, &["backup", "create", "--hold-only"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("no server runs on"), "{stderr}");

@@ -44,6 +44,7 @@ const REQUIRED: &[(&str, &str)] = &[
     ("mount", "apt-get install -y mount"),
     ("gzip", "apt-get install -y gzip"),
     ("sha256sum", "apt-get install -y coreutils"),
+    ("tar", "apt-get install -y tar"),
     ("diff", "apt-get install -y diffutils"),
     ("cmp", "apt-get install -y diffutils"),
 ];
@@ -1664,6 +1665,80 @@ struct Push {
     outcome: Outcome,
 }
 
+/// A `dir:` copy of `fixture` that is an image of its own: one more layer (a tar of a random
+/// file) and a configuration that lists it, so nothing of its manifest, configuration or new
+/// layer is shared with any other image.
+fn unique_variant(fixture: &Image, dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(&fixture.dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let content = dir.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    random_file(&content.join(format!("{name}.bin")), 20_000);
+    let tar = dir.join("layer.tar");
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&content)
+        .arg(format!("{name}.bin"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar of {name}");
+    std::fs::remove_dir_all(&content).unwrap();
+    let layer = read(&tar);
+    std::fs::remove_file(&tar).unwrap();
+    let layer_digest = sha256(&layer);
+    std::fs::write(dir.join(hex(&layer_digest)), &layer).unwrap();
+
+    let mut config = json(&fixture.config);
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(layer_digest.clone().into());
+    if let Some(history) = config["history"].as_array_mut() {
+        history.push(serde_json::json!({ "created_by": format!("wharf test: {name}") }));
+    }
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_digest = sha256(&config);
+    std::fs::remove_file(dir.join(hex(fixture.manifest["config"]["digest"].as_str().unwrap())))
+        .unwrap();
+    std::fs::write(dir.join(hex(&config_digest)), &config).unwrap();
+
+    let mut manifest = fixture.manifest.clone();
+    manifest["config"]["digest"] = config_digest.into();
+    manifest["config"]["size"] = config.len().into();
+    let media_type = manifest["layers"][0]["mediaType"].clone();
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": media_type,
+            "digest": layer_digest,
+            "size": layer.len(),
+        }));
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    dir.to_owned()
+}
+
+/// Waits until `done()` (another thread's progress) or fails the test after `limit`.
+fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Pushes go on while `wharf backup create` runs. The backup holds every push that completed
 /// before read-only took effect, none that started after the registry was writable again, and
 /// each push it holds is complete: restored, every tag pulls byte-identical with skopeo, and
@@ -1696,6 +1771,7 @@ fn a_backup_taken_during_pushes_restores_byte_identical() {
                     break;
                 }
                 let tag = format!("t{i}");
+                let image = unique_variant(fixture, &session.path(&format!("push-{tag}")), &tag);
                 let target = session.docker(&format!("loop:{tag}"));
                 let started = std::time::SystemTime::now();
                 let outcome = pusher.run(
@@ -1704,7 +1780,7 @@ fn a_backup_taken_during_pushes_restores_byte_identical() {
                         "copy",
                         "--quiet",
                         "--preserve-digests",
-                        &dir(&fixture.dir),
+                        &dir(&image),
                         &target,
                     ],
                 );
@@ -1717,10 +1793,19 @@ fn a_backup_taken_during_pushes_restores_byte_identical() {
                 });
             }
         });
-        // Some pushes complete before the backup, some after it.
-        while successes(&pushes) < 2 {
-            std::thread::sleep(Duration::from_millis(20));
+        // The pusher stops however this ends: a failed assertion here must not leave the scope
+        // waiting for it forever.
+        struct StopOnExit<'a>(&'a AtomicBool);
+        impl Drop for StopOnExit<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
         }
+        let _stop = StopOnExit(&stop);
+        // Some pushes complete before the backup, some after it.
+        wait_until("two pushes before the backup", COMMAND_TIMEOUT, || {
+            successes(&pushes) >= 2
+        });
         let (code, stdout, stderr) = support::wharf(
             &session.server.config_file,
             &[
@@ -1735,10 +1820,9 @@ fn a_backup_taken_during_pushes_restores_byte_identical() {
         );
         assert_eq!(code, 0, "wharf backup create:\n{stdout}{stderr}");
         let after = successes(&pushes);
-        while successes(&pushes) < after + 2 {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        stop.store(true, Ordering::Relaxed);
+        wait_until("two pushes after the backup", COMMAND_TIMEOUT, || {
+            successes(&pushes) >= after + 2
+        });
         serde_json::from_str::<Value>(&stdout).unwrap()
     });
     let time = |field: &str| {
@@ -1795,11 +1879,12 @@ fn a_backup_taken_during_pushes_restores_byte_identical() {
         before >= 2 && after >= 2,
         "the loop pushed around the backup: {before} before, {after} after"
     );
-    for tag in tags
+    let pushed: Vec<(String, PathBuf)> = tags
         .iter()
-        .map(|t| format!("loop:{t}"))
-        .chain(["seed:v1".to_owned()])
-    {
+        .map(|t| (format!("loop:{t}"), session.path(&format!("push-{t}"))))
+        .chain([("seed:v1".to_owned(), fixture.dir.clone())])
+        .collect();
+    for (tag, original) in pushed {
         let copy = session.path(&format!("pulled-{}", tag.replace(':', "-")));
         let out = clients.run(
             "skopeo",
@@ -1812,7 +1897,7 @@ fn a_backup_taken_during_pushes_restores_byte_identical() {
             ],
         );
         assert!(out.success(), "{out}");
-        assert_same_tree(&fixture.dir, &copy);
+        assert_same_tree(&original, &copy);
     }
     let (code, stdout, stderr) = support::wharf(&restored.config_file, &["fsck"]);
     assert_eq!(code, 0, "fsck of the restored registry:\n{stdout}{stderr}");

@@ -68,7 +68,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/events", get(state::events))
         .route("/api/v1/gc", post(maintenance::collect_garbage))
         .route("/api/v1/backups", post(backups::create))
-        .route("/api/v1/backups/{id}", axum::routing::delete(backups::end))
+        .route(
+            "/api/v1/backups/{id}",
+            axum::routing::delete(backups::end).put(backups::renew),
+        )
         .route("/api/v1/backups/{id}/metadata", get(backups::metadata))
         .route("/api/v1/backups/{id}/blobs", get(backups::blobs))
         .route("/api/v1/backups/{id}/blobs/{digest}", get(backups::blob))

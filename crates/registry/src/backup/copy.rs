@@ -33,8 +33,10 @@ pub struct CopyReport {
 pub trait Progress: Send + Sync {
     /// The copy of `blobs` blobs of `bytes` bytes in all begins.
     fn start(&self, blobs: u64, bytes: u64);
-    /// `bytes` more bytes are done (copied, or found already there).
+    /// `bytes` more bytes were copied (or checked).
     fn advance(&self, bytes: u64);
+    /// A blob of `bytes` bytes was already there: done without copying.
+    fn skipped(&self, bytes: u64);
     /// One more blob is done.
     fn blob_done(&self, copied: bool);
 }
@@ -42,6 +44,28 @@ pub trait Progress: Send + Sync {
 /// Copies the snapshot and every blob it references from `source` to `destination`, verifying
 /// each, and completes the destination. `label` says where the backup comes from.
 pub async fn copy_backup(
+    snapshot: &BackupSnapshot,
+    source: &dyn BackupSource,
+    destination: Destination,
+    progress: &dyn Progress,
+    label: &str,
+) -> Result<BackupManifest, BackupError> {
+    // The lease is renewed as the copy goes, however long it takes; a copy that dies lets it
+    // lapse within its TTL.
+    let ttl = std::time::Duration::from_millis(snapshot.lease_ttl_ms.max(3));
+    let renewing = async {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            source.renew(ttl).await?;
+        }
+    };
+    tokio::select! {
+        copied = copy(snapshot, source, destination, progress, label) => copied,
+        failed = renewing => failed,
+    }
+}
+
+async fn copy(
     snapshot: &BackupSnapshot,
     source: &dyn BackupSource,
     destination: Destination,
@@ -73,7 +97,7 @@ pub async fn copy_backup(
         let copied: Vec<(bool, u64)> = futures_util::stream::iter(page)
             .map(|(digest, size)| async move {
                 if destination.has_blob(&digest, size) {
-                    progress.advance(size);
+                    progress.skipped(size);
                     progress.blob_done(false);
                     return Ok::<_, BackupError>((false, size));
                 }
@@ -119,7 +143,7 @@ pub async fn copy_backup(
             drain_ms: snapshot.drain_ms(),
         },
         metadata: MetadataFile {
-            file: super::destination::METADATA.to_owned(),
+            file: super::destination::metadata_file_name(&snapshot.metadata_digest),
             size: snapshot.metadata_size,
             digest: snapshot.metadata_digest.to_string(),
         },

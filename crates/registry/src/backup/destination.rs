@@ -1,16 +1,19 @@
 //! A backup folder being written.
 //!
 //! ```text
-//! INCOMPLETE          present from the first write until the backup is complete
-//! backup.json         written last: what the backup holds (see BackupManifest)
-//! metadata.db         the metadata snapshot (SQLite)
-//! blobs/<alg>/<xx>/<hex>   blob content, named by digest, shared by successive backups
+//! backup.json                   the complete backup: what it holds (see BackupManifest)
+//! metadata-<digest>.db          its metadata snapshot (SQLite), named in backup.json
+//! blobs/<alg>/<xx>/<hex>        blob content, named by digest, shared by successive backups
+//! INCOMPLETE                    present while the folder has no complete backup yet
+//! .lock                         held by the backup writing the folder
 //! ```
 //!
-//! A backup interrupted at any point leaves `INCOMPLETE` behind, and `wharf backup verify` and
-//! `wharf restore` refuse a folder that has it: an interrupted backup never looks complete. The
-//! new snapshot and manifest are written beside the old ones and renamed over them only at the
-//! end; blobs already there (from an earlier backup into the same folder) are not copied again.
+//! Renaming `backup.json.partial` over `backup.json` is the one step that completes a backup:
+//! everything it names (the snapshot, the blobs) is in place, verified and flushed before. A
+//! backup interrupted at any point therefore leaves the folder as it was — empty but marked
+//! `INCOMPLETE` for a first backup (which `wharf backup verify` and `wharf restore` refuse), or
+//! still holding the previous complete backup, intact, for a later one. Blobs already there are
+//! not copied again. One backup writes a folder at a time.
 
 use std::path::{Path, PathBuf};
 
@@ -21,24 +24,38 @@ use super::files::{blob_path, sync_folder, write_verified};
 use super::{BackupError, BackupManifest};
 use crate::digest::Digest;
 
-/// Present while a backup is being written.
+/// Present while the folder has no complete backup.
 pub const INCOMPLETE: &str = "INCOMPLETE";
-/// The manifest of a complete backup.
+/// The manifest of the complete backup.
 pub const MANIFEST: &str = "backup.json";
-/// The metadata snapshot.
-pub const METADATA: &str = "metadata.db";
+/// Held by the backup writing the folder.
+const LOCK: &str = ".lock";
 /// Where files are written before they are moved into place.
 const SCRATCH: &str = "tmp";
 const PARTIAL: &str = ".partial";
 
-/// A backup folder being written.
+/// The file name of a metadata snapshot with `digest`.
+pub fn metadata_file_name(digest: &Digest) -> String {
+    format!("metadata-{}.db", &digest.hex()[..16])
+}
+
+/// Whether `name` is a metadata snapshot's file name (and nothing that leads elsewhere).
+pub fn is_metadata_file_name(name: &str) -> bool {
+    name.strip_prefix("metadata-")
+        .and_then(|rest| rest.strip_suffix(".db"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A backup folder being written; holds the folder's lock until dropped.
 pub struct Destination {
     root: PathBuf,
+    _lock: std::fs::File,
 }
 
 impl Destination {
-    /// Prepares `root` (created if missing) for a backup, and marks it incomplete until
-    /// [`Destination::finish`]. A folder holding anything but backups is refused.
+    /// Prepares `root` (created if missing) for a backup. A folder holding anything but backups
+    /// is refused, and so is one another backup is writing. A folder without a complete backup
+    /// is marked incomplete until [`Destination::finish`].
     pub fn create(root: &Path) -> Result<Destination, BackupError> {
         std::fs::create_dir_all(root)
             .map_err(BackupError::io(format!("creating {}", root.display())))?;
@@ -46,7 +63,8 @@ impl Destination {
             .map_err(BackupError::io(format!("reading {}", root.display())))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = ["blobs", SCRATCH, INCOMPLETE, MANIFEST, METADATA].contains(&name.as_str())
+            let ours = ["blobs", SCRATCH, INCOMPLETE, MANIFEST, LOCK].contains(&name.as_str())
+                || is_metadata_file_name(&name)
                 || name.ends_with(PARTIAL);
             if !ours {
                 return Err(BackupError::Destination(format!(
@@ -55,17 +73,39 @@ impl Destination {
                 )));
             }
         }
-        std::fs::write(
-            root.join(INCOMPLETE),
-            "a backup is being written here, or was interrupted\n",
-        )
-        .map_err(BackupError::io(format!(
-            "marking {} incomplete",
-            root.display()
-        )))?;
-        sync_folder(root)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(LOCK))
+            .map_err(BackupError::io(format!("locking {}", root.display())))?;
+        if let Err(error) = lock.try_lock() {
+            return Err(match error {
+                std::fs::TryLockError::WouldBlock => BackupError::Destination(format!(
+                    "another backup is writing to {}; wait for it",
+                    root.display()
+                )),
+                std::fs::TryLockError::Error(error) => {
+                    BackupError::io(format!("locking {}", root.display()))(error)
+                }
+            });
+        }
+        // Leftovers of an interrupted backup: this one rewrites what it needs.
+        let _ = std::fs::remove_dir_all(root.join(SCRATCH));
+        if !root.join(MANIFEST).exists() {
+            std::fs::write(
+                root.join(INCOMPLETE),
+                "a first backup is being written here, or was interrupted\n",
+            )
+            .map_err(BackupError::io(format!(
+                "marking {} incomplete",
+                root.display()
+            )))?;
+            sync_folder(root)?;
+        }
         Ok(Destination {
             root: root.to_owned(),
+            _lock: lock,
         })
     }
 
@@ -96,44 +136,64 @@ impl Destination {
         .await
     }
 
-    /// Writes the metadata snapshot, checking it has `digest` and `size` bytes; it replaces the
-    /// folder's current one only at [`Destination::finish`].
+    /// Writes the metadata snapshot, checking it has `digest` and `size` bytes, under the name
+    /// [`metadata_file_name`] gives; the backup refers to it from [`Destination::finish`].
     pub async fn write_metadata<E: std::fmt::Display>(
         &self,
         digest: &Digest,
         size: u64,
         content: impl Stream<Item = Result<Bytes, E>> + Unpin,
     ) -> Result<(), BackupError> {
-        let target = self.root.join(format!("{METADATA}{PARTIAL}"));
+        let target = self.root.join(metadata_file_name(digest));
         write_verified(content, &target, &self.root.join(SCRATCH), digest, size).await
     }
 
-    /// Completes the backup: the snapshot and the manifest replace the folder's, and the folder
-    /// stops being marked incomplete — the last step, so a crash before it leaves the mark.
+    /// Completes the backup: `backup.json` is renamed into place (the commit), then the mark and
+    /// the snapshots no backup refers to any more are removed.
     pub fn finish(self, manifest: &BackupManifest) -> Result<(), BackupError> {
         let root = &self.root;
-        let manifest_partial = root.join(format!("{MANIFEST}{PARTIAL}"));
+        let partial = root.join(format!("{MANIFEST}{PARTIAL}"));
         let json = serde_json::to_vec_pretty(manifest)
             .map_err(|e| BackupError::Destination(e.to_string()))?;
-        std::fs::write(&manifest_partial, json)
-            .and_then(|()| std::fs::File::open(&manifest_partial)?.sync_all())
-            .map_err(BackupError::io(format!(
-                "writing {}",
-                manifest_partial.display()
-            )))?;
-        for name in [METADATA, MANIFEST] {
-            let partial = root.join(format!("{name}{PARTIAL}"));
-            std::fs::rename(&partial, root.join(name)).map_err(BackupError::io(format!(
-                "moving {} into place",
-                partial.display()
-            )))?;
-            crate::failpoint::hit(&format!("backup-renamed-{name}"));
+        std::fs::write(&partial, json)
+            .and_then(|()| std::fs::File::open(&partial)?.sync_all())
+            .map_err(BackupError::io(format!("writing {}", partial.display())))?;
+        crate::failpoint::hit("backup-manifest-written");
+        std::fs::rename(&partial, root.join(MANIFEST)).map_err(BackupError::io(format!(
+            "moving {} into place",
+            partial.display()
+        )))?;
+        sync_folder(root)?;
+        crate::failpoint::hit("backup-committed");
+        let _ = std::fs::remove_file(root.join(INCOMPLETE));
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_metadata_file_name(&name) && name != manifest.metadata.file {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
         }
-        sync_folder(root)?;
-        std::fs::remove_file(root.join(INCOMPLETE))
-            .map_err(BackupError::io(format!("completing {}", root.display())))?;
-        sync_folder(root)?;
         let _ = std::fs::remove_dir_all(root.join(SCRATCH));
-        Ok(())
+        sync_folder(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_file_names_lead_nowhere_else() {
+        let name = metadata_file_name(&Digest::sha256_of(b"x"));
+        assert!(is_metadata_file_name(&name), "{name}");
+        for bad in [
+            "metadata.db",
+            "metadata-../../x.db",
+            "metadata-0123456789abcdef/x.db",
+            "../metadata-0123456789abcdef.db",
+        ] {
+            assert!(!is_metadata_file_name(bad), "{bad}");
+        }
     }
 }

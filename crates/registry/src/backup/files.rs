@@ -55,23 +55,50 @@ pub async fn write_verified<E: std::fmt::Display>(
         file.sync_all()
             .await
             .map_err(BackupError::io(format!("flushing {}", temporary.display())))?;
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(BackupError::io(format!("creating {}", parent.display())))?;
-        }
-        tokio::fs::rename(&temporary, target)
-            .await
-            .map_err(BackupError::io(format!(
+        let (target, moved) = (target.to_owned(), temporary.clone());
+        // The rename, and any folder created for it, must be on disk too before anything
+        // (a backup.json) says the file is there.
+        tokio::task::spawn_blocking(move || {
+            if let Some(parent) = target.parent() {
+                create_folders_durably(parent)?;
+            }
+            std::fs::rename(&moved, &target).map_err(BackupError::io(format!(
                 "moving {} into place",
                 target.display()
-            )))
+            )))?;
+            match target.parent() {
+                Some(parent) => sync_folder(parent),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| BackupError::io("moving a file into place")(std::io::Error::other(e)))?
     }
     .await;
     if written.is_err() {
         let _ = tokio::fs::remove_file(&temporary).await;
     }
     written
+}
+
+/// Creates `folder` and its missing parents, flushing each new entry to disk.
+fn create_folders_durably(folder: &Path) -> Result<(), BackupError> {
+    if folder.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = folder.parent() {
+        create_folders_durably(parent)?;
+    }
+    match std::fs::create_dir(folder) {
+        Ok(()) => {}
+        // Another writer created it meanwhile (blobs are written concurrently).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(BackupError::io(format!("creating {}", folder.display()))(e)),
+    }
+    match folder.parent() {
+        Some(parent) => sync_folder(parent),
+        None => Ok(()),
+    }
 }
 
 /// The size and SHA-256 digest of a file.

@@ -4,9 +4,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::destination::METADATA;
 use super::files::{blob_path, read_file, write_verified};
-use super::verify::{check_metadata, read_manifest};
+use super::verify::{check_metadata, metadata_path, read_manifest};
 use super::{BackupError, Progress};
 use crate::digest::Digest;
 use crate::gate::DrainSettings;
@@ -33,7 +32,8 @@ pub struct RestoreReport {
 
 /// Restores the backup in `backup` into the data folder `data` (which must not exist or be
 /// empty), then checks the result with fsck. The restored registry has no holds: it starts
-/// read-write.
+/// read-write. The registry is built in a folder beside `data` and renamed into place at the
+/// end, so a restore that fails — or is killed — never leaves half a registry in `data`.
 pub async fn restore(
     backup: &Path,
     data: &Path,
@@ -44,27 +44,57 @@ pub async fn restore(
     check_metadata(backup, &manifest)
         .await
         .map_err(BackupError::Destination)?;
-    if std::fs::read_dir(data).is_ok_and(|mut entries| entries.next().is_some()) {
+    check_schema(backup, &manifest).await?;
+    let existing = std::fs::read_dir(data).ok();
+    if existing.is_some_and(|mut entries| entries.next().is_some()) {
         return Err(BackupError::NotEmpty(format!(
             "{} is not empty; restore into a new folder",
             data.display()
         )));
     }
-    let restored = restore_into(backup, data, fsync, progress, manifest).await;
-    if restored.is_err() {
-        // The folder was empty: a failed restore leaves it so, never half a registry.
-        if let Ok(entries) = std::fs::read_dir(data) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let _ = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-            }
+    let name = data
+        .file_name()
+        .ok_or_else(|| BackupError::NotEmpty(format!("{} names no folder", data.display())))?;
+    let building = data.with_file_name(format!(".{}.restoring", name.to_string_lossy()));
+    // A restore killed earlier left this; it is nobody's registry.
+    let _ = std::fs::remove_dir_all(&building);
+    std::fs::create_dir_all(&building)
+        .map_err(BackupError::io(format!("creating {}", building.display())))?;
+    crate::failpoint::hit("restore-started");
+    let restored = restore_into(backup, &building, fsync, progress, manifest).await;
+    if restored.is_ok() {
+        if data.exists() {
+            // Empty (checked above): rename(2) cannot replace it by a folder with content.
+            let _ = std::fs::remove_dir(data);
         }
+        std::fs::rename(&building, data).map_err(BackupError::io(format!(
+            "moving the restored registry to {}",
+            data.display()
+        )))?;
+        if let Some(parent) = data.parent() {
+            super::files::sync_folder(parent)?;
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&building);
     }
     restored
+}
+
+/// Refuses a backup whose metadata has schema migrations this Wharf does not know (it was
+/// taken by a newer version).
+async fn check_schema(backup: &Path, manifest: &super::BackupManifest) -> Result<(), BackupError> {
+    let snapshot = crate::metadata::SqliteSnapshot::open(&metadata_path(backup, manifest)).await?;
+    let versions = snapshot.schema_versions().await;
+    snapshot.close().await;
+    let known = SqliteStore::known_schema_versions();
+    if let Some(unknown) = versions?.into_iter().find(|v| !known.contains(v)) {
+        return Err(BackupError::Destination(format!(
+            "the backup was taken by a newer Wharf (its metadata has schema migration {unknown}, which \
+             this version does not know); restore it with Wharf {} or newer",
+            manifest.wharf_version
+        )));
+    }
+    Ok(())
 }
 
 async fn restore_into(
@@ -82,7 +112,7 @@ async fn restore_into(
         .parse()
         .map_err(|e| BackupError::Corrupt(format!("backup.json: {e}")))?;
     write_verified(
-        read_file(&backup.join(METADATA)).await?,
+        read_file(&metadata_path(backup, &manifest)).await?,
         &paths.metadata,
         &scratch,
         &metadata,

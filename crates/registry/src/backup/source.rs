@@ -23,6 +23,9 @@ pub trait BackupSource: Send + Sync {
 
     /// A blob's content.
     async fn blob(&self, digest: &Digest) -> Result<BlobStream, BackupError>;
+
+    /// Extends the backup's lease by `ttl` from now.
+    async fn renew(&self, ttl: std::time::Duration) -> Result<(), BackupError>;
 }
 
 /// Reads a backup in progress from the registry itself (the server answering the admin API, or
@@ -79,5 +82,9 @@ impl BackupSource for LocalSource {
                 ))
             })?;
         Ok(self.registry.read_blob(&blob, 0..blob.size).await?)
+    }
+
+    async fn renew(&self, ttl: std::time::Duration) -> Result<(), BackupError> {
+        self.registry.renew_backup(&self.id, ttl).await
     }
 }

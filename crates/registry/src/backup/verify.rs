@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::destination::{INCOMPLETE, MANIFEST, METADATA};
+use super::destination::{INCOMPLETE, MANIFEST, is_metadata_file_name};
 use super::files::{blob_path, digest_file, hash_file};
 use super::manifest::{BackupManifest, FORMAT_VERSION};
 use super::{BackupError, Progress};
@@ -35,7 +35,9 @@ impl VerifyReport {
 
 /// Reads a complete backup's manifest, refusing an incomplete backup or one in an unknown format.
 pub fn read_manifest(root: &Path) -> Result<BackupManifest, String> {
-    if root.join(INCOMPLETE).exists() {
+    // `backup.json` is written last, by a rename: with it the backup is complete, even if a
+    // crash came before the mark was removed.
+    if !root.join(MANIFEST).exists() && root.join(INCOMPLETE).exists() {
         return Err(format!(
             "{} holds an incomplete backup: it was interrupted ({INCOMPLETE} is present); take a new one",
             root.display()
@@ -55,18 +57,29 @@ pub fn read_manifest(root: &Path) -> Result<BackupManifest, String> {
             manifest.format
         ));
     }
+    if !is_metadata_file_name(&manifest.metadata.file) {
+        return Err(format!(
+            "{MANIFEST} names no valid metadata snapshot: {:?}",
+            manifest.metadata.file
+        ));
+    }
     Ok(manifest)
+}
+
+/// The metadata snapshot a complete backup's manifest names (validated by [`read_manifest`]).
+pub fn metadata_path(root: &Path, manifest: &BackupManifest) -> std::path::PathBuf {
+    root.join(&manifest.metadata.file)
 }
 
 /// Checks that the metadata snapshot is the one the manifest names.
 pub async fn check_metadata(root: &Path, manifest: &BackupManifest) -> Result<(), String> {
-    let (size, digest) = digest_file(&root.join(METADATA))
+    let (size, digest) = digest_file(&metadata_path(root, manifest))
         .await
         .map_err(|e| e.to_string())?;
     if size != manifest.metadata.size || digest.to_string() != manifest.metadata.digest {
         return Err(format!(
-            "{METADATA} has digest {digest} and {size} bytes, but the backup was written with {} and {} bytes",
-            manifest.metadata.digest, manifest.metadata.size
+            "{} has digest {digest} and {size} bytes, but the backup was written with {} and {} bytes",
+            manifest.metadata.file, manifest.metadata.digest, manifest.metadata.size
         ));
     }
     Ok(())
@@ -92,7 +105,7 @@ pub async fn verify(
         report.problems.push(problem);
         return Ok(report);
     }
-    let snapshot = SqliteSnapshot::open(&root.join(METADATA)).await?;
+    let snapshot = SqliteSnapshot::open(&metadata_path(root, &manifest)).await?;
     let counts = snapshot.counts().await?;
     if counts != manifest.counts {
         report.problems.push(format!(

@@ -1008,7 +1008,8 @@ impl MetadataStore for SqliteStore {
     async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()> {
         let mut tx = self.control_write(control).await?;
         sqlx::query(
-            "INSERT INTO backup_leases (id, snapshot_at, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO backup_leases (id, snapshot_at, created_at, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET snapshot_at = excluded.snapshot_at, expires_at = excluded.expires_at",
         )
         .bind(&lease.id)
         .bind(lease.snapshot_at)
@@ -1018,6 +1019,27 @@ impl MetadataStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn renew_backup_lease(
+        &self,
+        control: &ControlWrite,
+        id: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.control_write(control).await?;
+        let renewed = sqlx::query(
+            "UPDATE backup_leases SET expires_at = $3 WHERE id = $1 AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(renewed == 1)
     }
 
     async fn delete_backup_lease(&self, control: &ControlWrite, id: &str) -> Result<bool> {
@@ -1348,6 +1370,15 @@ impl SqliteSnapshot {
         collect(rows)
     }
 
+    /// The schema migrations applied to the database the snapshot was taken of.
+    pub async fn schema_versions(&self) -> Result<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Closes the file.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -1355,6 +1386,14 @@ impl SqliteSnapshot {
 }
 
 impl SqliteStore {
+    /// The schema migrations this version of Wharf knows.
+    pub fn known_schema_versions() -> Vec<i64> {
+        sqlx::migrate!("./migrations/sqlite")
+            .iter()
+            .map(|m| m.version)
+            .collect()
+    }
+
     /// Forgets what a restored copy must not bring back: holds (a restored registry starts
     /// read-write), upload sessions (their bytes are not backed up), backup leases, and blobs
     /// that were being deleted. Returns how many rows of each went, for the report.

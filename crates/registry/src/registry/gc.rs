@@ -95,10 +95,12 @@ impl Registry {
         }
 
         self.delete_orphans(grace_cutoff, &mut report).await?;
+        let permit = self.housekeeping().await?;
         report.expired_backups = self
             .expire_backups(now, settings.grace)
             .await
             .map_err(RegistryError::internal)?;
+        drop(permit);
         if report != GcReport::default() {
             tracing::info!(?report, "garbage collected");
         }

@@ -29,6 +29,7 @@ struct Silent;
 impl Progress for Silent {
     fn start(&self, _: u64, _: u64) {}
     fn advance(&self, _: u64) {}
+    fn skipped(&self, _: u64) {}
     fn blob_done(&self, _: bool) {}
 }
 
@@ -111,6 +112,124 @@ async fn the_snapshot_is_short_and_the_registry_writable_during_the_copy() {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(verify(dir.path(), true, &Silent).await.unwrap().is_good());
+}
+
+/// A source that collects garbage (with no grace at all) when the copy first asks for a blob.
+struct CollectingMidCopy<'a> {
+    inner: LocalSource,
+    app: &'a TestApp,
+    collected: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl wharf_registry::backup::BackupSource for CollectingMidCopy<'_> {
+    async fn metadata(
+        &self,
+    ) -> Result<wharf_registry::storage::BlobStream, wharf_registry::backup::BackupError> {
+        self.inner.metadata().await
+    }
+    async fn blobs(
+        &self,
+        last: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<(Digest, u64)>, wharf_registry::backup::BackupError> {
+        self.inner.blobs(last, limit).await
+    }
+    async fn blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<wharf_registry::storage::BlobStream, wharf_registry::backup::BackupError> {
+        if !self
+            .collected
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let report = collect_with_no_grace(self.app).await;
+            assert_eq!(report["deleted_blobs"], 0, "mid-copy: {report}");
+        }
+        self.inner.blob(digest).await
+    }
+    async fn renew(
+        &self,
+        ttl: std::time::Duration,
+    ) -> Result<(), wharf_registry::backup::BackupError> {
+        self.inner.renew(ttl).await
+    }
+}
+
+#[tokio::test]
+async fn garbage_collection_in_the_middle_of_the_copy_keeps_what_the_backup_needs() {
+    let app = start().await;
+    let image = app.push_image("r", "v1", 3).await;
+    let snapshot = snapshot(&app).await;
+    app.delete(&format!("/v2/r/manifests/{}", image.digest))
+        .await;
+    let source = CollectingMidCopy {
+        inner: LocalSource::new(app.registry().await, snapshot.id.clone())
+            .await
+            .unwrap(),
+        app: &app,
+        collected: Default::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = copy_backup(
+        &snapshot,
+        &source,
+        Destination::create(dir.path()).unwrap(),
+        &Silent,
+        "test",
+    )
+    .await
+    .unwrap();
+    assert!(source.collected.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(manifest.copy.copied, 4);
+    assert!(verify(dir.path(), true, &Silent).await.unwrap().is_good());
+}
+
+#[tokio::test]
+async fn a_lease_nobody_renews_lapses_and_garbage_goes() {
+    let app = start().await;
+    let image = app.push_image("r", "v1", 1).await;
+    let response = app
+        .request(Method::POST, "/api/v1/backups")
+        .json(&json!({ "lease_ttl": "1m" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let snapshot: BackupSnapshot = response.json().await.unwrap();
+    assert_eq!(snapshot.lease_ttl_ms, 60_000);
+    app.delete(&format!("/v2/r/manifests/{}", image.digest))
+        .await;
+    let renew = |ttl: &'static str| {
+        app.request(Method::PUT, &format!("/api/v1/backups/{}", snapshot.id))
+            .json(&json!({ "lease_ttl": ttl }))
+            .send()
+    };
+    // While the lease holds, nothing the snapshot references is collected.
+    assert_eq!(renew("1m").await.unwrap().status(), StatusCode::OK);
+    let report = collect_with_no_grace(&app).await;
+    assert_eq!(report["deleted_blobs"], 0, "{report}");
+    // The last renewal is short, and then nobody renews it (the backup died): once it lapses,
+    // the garbage goes.
+    assert_eq!(renew("1ms").await.unwrap().status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deleted = loop {
+        let report = collect_with_no_grace(&app).await;
+        if report["deleted_blobs"] == 2 {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never collected: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(deleted["expired_backups"], 1, "{deleted}");
+    assert_eq!(
+        renew("1m").await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "a lapsed lease is not renewed"
+    );
 }
 
 #[tokio::test]
@@ -222,19 +341,26 @@ async fn verify_and_restore_refuse_what_is_not_a_complete_intact_backup() {
     );
     std::fs::write(&path, &good).unwrap();
 
-    // An interrupted backup.
-    std::fs::write(backup.join("INCOMPLETE"), "").unwrap();
-    let report = verify(&backup, true, &Silent).await.unwrap();
+    // An interrupted first backup: the mark, and no backup.json.
+    let interrupted = dir.path().join("interrupted");
+    std::fs::create_dir_all(&interrupted).unwrap();
+    std::fs::write(interrupted.join("INCOMPLETE"), "").unwrap();
+    let report = verify(&interrupted, true, &Silent).await.unwrap();
     assert!(report.problems[0].contains("incomplete"), "{report:?}");
     let restored_twice = dir.path().join("restored-twice");
-    let error = restore(&backup, &restored_twice, false, &Silent)
+    let error = restore(&interrupted, &restored_twice, false, &Silent)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("incomplete"), "{error}");
+    // A backup that committed but crashed before removing the mark is complete.
+    std::fs::write(backup.join("INCOMPLETE"), "").unwrap();
+    assert!(verify(&backup, true, &Silent).await.unwrap().is_good());
     std::fs::remove_file(backup.join("INCOMPLETE")).unwrap();
 
     // A metadata snapshot that is not the one written.
-    let metadata = backup.join("metadata.db");
+    let named: Value =
+        serde_json::from_slice(&std::fs::read(backup.join("backup.json")).unwrap()).unwrap();
+    let metadata = backup.join(named["metadata"]["file"].as_str().unwrap());
     let original = std::fs::read(&metadata).unwrap();
     let mut changed = original.clone();
     let last = changed.len() - 1;

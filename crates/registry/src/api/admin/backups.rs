@@ -5,6 +5,7 @@
 //! - `GET /api/v1/backups/{id}/metadata` streams the snapshot;
 //! - `GET /api/v1/backups/{id}/blobs?last=&n=` lists the blobs it references, by digest;
 //! - `GET /api/v1/backups/{id}/blobs/{digest}` streams one;
+//! - `PUT /api/v1/backups/{id}` renews the lease (`{"lease_ttl": "10m"}`) while the copy goes on;
 //! - `DELETE /api/v1/backups/{id}` ends the backup (releases the lease).
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ struct SnapshotRequest {
 
 fn backup_error(error: BackupError) -> AdminError {
     match error {
+        BackupError::Options(_) => AdminError::invalid(error.to_string()),
         BackupError::DrainTimeout(_) => AdminError {
             retry_after: Some(60),
             ..AdminError::new(
@@ -81,12 +83,64 @@ pub(super) async fn create(
         actor,
         source: HoldSource::Api,
     };
-    let snapshot = state
+    // In its own task: the hold must be released, and the snapshot finished or undone, even if
+    // the client goes away meanwhile (which drops this handler).
+    let registry = state.registry.clone();
+    let task = tokio::spawn(async move { registry.take_backup_snapshot(&options).await });
+    let mut waiting = Abandonable {
+        registry: state.registry.clone(),
+        task: Some(task),
+    };
+    let taken = match waiting.task.as_mut() {
+        Some(task) => task.await,
+        None => unreachable!("just set"),
+    };
+    waiting.task = None;
+    let snapshot = taken.map_err(AdminError::internal)?.map_err(backup_error)?;
+    Ok((StatusCode::CREATED, axum::Json(snapshot)).into_response())
+}
+
+/// A snapshot being taken for a client; if the client is gone before it is done, the backup is
+/// ended as soon as it is (nobody will copy it).
+struct Abandonable {
+    registry: crate::registry::Registry,
+    task: Option<tokio::task::JoinHandle<Result<crate::backup::BackupSnapshot, BackupError>>>,
+}
+
+impl Drop for Abandonable {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            let registry = self.registry.clone();
+            tokio::spawn(async move {
+                if let Ok(Ok(snapshot)) = task.await {
+                    tracing::warn!(backup = %snapshot.id, "the client left before its backup snapshot was ready; ending it");
+                    let _ = registry.end_backup(&snapshot.id).await;
+                }
+            });
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RenewRequest {
+    lease_ttl: HumanDuration,
+}
+
+pub(super) async fn renew(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::Json(request): axum::Json<RenewRequest>,
+) -> Result<Response, AdminError> {
+    if request.lease_ttl.0.is_zero() {
+        return Err(AdminError::invalid("lease_ttl must be longer than 0s"));
+    }
+    state
         .registry
-        .take_backup_snapshot(&options)
+        .renew_backup(&backup_id(&id)?, request.lease_ttl.0)
         .await
         .map_err(backup_error)?;
-    Ok((StatusCode::CREATED, axum::Json(snapshot)).into_response())
+    Ok(axum::Json(json!({ "renewed": id })).into_response())
 }
 
 fn backup_id(id: &str) -> Result<BackupId, AdminError> {
