@@ -147,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("cannot listen on {}", config.server.listen))?;
                 let reload = Arc::new(tokio::sync::Notify::new());
-                tokio::spawn(forward_hangups(reload.clone()));
+                forward_hangups(reload.clone());
                 let options = ServeOptions {
                     config_file: config_file.clone(),
                     environment: std::env::vars().collect(),
@@ -316,14 +316,17 @@ fn print_fsck(report: &FsckReport) {
     }
 }
 
-/// Turns each SIGHUP into a request to re-read the configuration.
-async fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
+/// Turns each SIGHUP into a request to re-read the configuration. The handler is installed
+/// before this returns: a SIGHUP right after the server says it is serving must not kill it.
+fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
         Ok(mut hangups) => {
-            while hangups.recv().await.is_some() {
-                reload.notify_one();
-            }
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    reload.notify_one();
+                }
+            });
         }
         Err(error) => {
             tracing::error!(%error, "cannot listen for SIGHUP; the configuration file is still watched")
@@ -331,18 +334,23 @@ async fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: a signal right after the server says it is serving must stop it
+/// cleanly, not kill it.
+fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot listen for shutdown signals; stop the server with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("received SIGTERM"),
-        _ = interrupt.recv() => tracing::info!("received SIGINT"),
+    );
+    async move {
+        let (Ok(mut terminate), Ok(mut interrupt)) = signals else {
+            tracing::error!("cannot listen for shutdown signals; stop the server with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+        }
     }
 }

@@ -1858,6 +1858,12 @@ fn a_backup_taken_during_pushes_restores_byte_identical() {
     let (mut before, mut after) = (0, 0);
     for push in &pushes {
         let held = tags.contains(&push.tag);
+        assert!(
+            !held || push.outcome.success(),
+            "{} is in the backup, but its push failed:\n{}",
+            push.tag,
+            push.outcome
+        );
         if push.outcome.success() && push.ended < read_only_from {
             assert!(
                 held,

@@ -1,0 +1,806 @@
+"""The engine of bench/run: Wharf against CNCF Distribution ("the peer") on one machine.
+
+bench/run installs the tools and builds Wharf, then runs this with Debian's python3 (for
+matplotlib). Each run starts every server afresh on a free loopback port with an empty data
+directory, runs the whole workload against it and stops it; runs alternate which registry goes
+first, so that drift (page cache, thermal, noisy neighbours) touches both. The report takes the
+median of the runs for each figure.
+
+Usage (see bench/run --help):  harness.py --wharf-bin PATH [--runs N] [--smoke] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import dataclasses
+import datetime
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import registry_client as rc
+import report
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WRK_SCRIPT = BENCH / "wrk" / "report.lua"
+PEER_BIN = "/usr/bin/docker-registry"
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of one benchmark; FULL is the real one, SMOKE proves the harness."""
+
+    runs: int
+    mono_sizes: tuple[int, ...]      # monolithic pushes: POST, then one PUT with the content
+    chunked_sizes: tuple[int, ...]   # chunked pushes: POST, PATCH per `chunk`, PUT ?digest=
+    chunk: int
+    pull_size: int                   # the blob the pull loads fetch (pushed monolithically)
+    pull_seconds: int                # each wrk pull load
+    small_seconds: int               # each small-request load
+    connections: int                 # concurrent connections/streams of the loads
+    tags: int                        # tags of the image the small requests read
+    skopeo_layers: int
+    skopeo_bytes: int                # total size of the skopeo image's layers
+    toggles: int                     # read-only toggles under pull load
+    toggle_seconds: int              # length of the pull load they run in (and its baseline)
+    idle_holds: int                  # holds timed with nothing in flight (median taken)
+    drain_uploads: int               # uploads in flight when the drain hold is taken
+    drain_upload_size: int
+    drain_rate: int                  # bytes/s each of those uploads is limited to
+    fsync_variant: bool              # also time the pushes with Wharf's default fsync: true
+
+
+FULL = Plan(runs=5, mono_sizes=(256 * MiB, GiB), chunked_sizes=(256 * MiB, GiB), chunk=8 * MiB,
+            pull_size=256 * MiB, pull_seconds=10, small_seconds=10, connections=32, tags=50,
+            skopeo_layers=20, skopeo_bytes=200 * MiB, toggles=100, toggle_seconds=12,
+            idle_holds=10, drain_uploads=16, drain_upload_size=64 * MiB, drain_rate=16 * MiB,
+            fsync_variant=True)
+SMOKE = Plan(runs=1, mono_sizes=(4 * MiB, 8 * MiB), chunked_sizes=(8 * MiB,), chunk=MiB,
+             pull_size=4 * MiB, pull_seconds=1, small_seconds=1, connections=32, tags=3,
+             skopeo_layers=3, skopeo_bytes=3 * MiB, toggles=5, toggle_seconds=2, idle_holds=2,
+             drain_uploads=2, drain_upload_size=2 * MiB, drain_rate=2 * MiB, fsync_variant=True)
+
+MANIFEST_ACCEPT = rc.OCI_MANIFEST
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def size_label(n: int) -> str:
+    return f"{n // GiB} GiB" if n % GiB == 0 else f"{n // MiB} MiB"
+
+
+def size_key(n: int) -> str:
+    return f"{n // GiB}g" if n % GiB == 0 else f"{n // MiB}m"
+
+
+# --- processes ---------------------------------------------------------------------------------
+# Everything the harness starts is recorded here and stopped by its PID on any exit (normal,
+# exception, SIGINT, SIGTERM); nothing is ever killed by name.
+
+_started: list[subprocess.Popen] = []
+
+
+def spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, **kwargs)
+    _started.append(proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc in _started:
+        _started.remove(proc)
+
+
+def _stop_all() -> None:
+    for proc in list(_started):
+        stop(proc, grace=5.0)
+
+
+def _on_signal(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_stop_all)
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+def wait_ready(proc: subprocess.Popen, url: str, name: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode} while starting")
+        if http_status(url) == 200:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not answer {url} within {timeout}s")
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+def reset_peak(pid: int) -> None:
+    """Resets the process's peak resident set size (VmHWM) to its current size."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_mib(pid: int) -> float:
+    return proc_status_kib(pid, "VmHWM") / 1024
+
+
+def rss_mib(pid: int) -> float:
+    return proc_status_kib(pid, "VmRSS") / 1024
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+class Server:
+    """A registry under test: its process, URL and data directory."""
+
+    kind = ""
+
+    def __init__(self, proc: subprocess.Popen, url: str, data: Path, log_path: Path):
+        self.proc, self.url, self.data, self.log_path = proc, url, data, log_path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        stop(self.proc)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def start_wharf(binary: str, work: Path, name: str, fsync: bool) -> Server:
+    port = free_port()
+    data = work / f"data-{name}"
+    config = work / f"{name}.yaml"
+    # Equivalent settings to the peer: filesystem storage under the same disk, no auth (Wharf
+    # has none), warn-level logs without access logs. fsync follows the peer (which never
+    # fsyncs) unless this is the fsync variant. The drain settings stay at their defaults.
+    config.write_text(
+        "server:\n"
+        f"  listen: 127.0.0.1:{port}\n"
+        "storage:\n"
+        f"  data_dir: {data}\n"
+        f"  fsync: {'true' if fsync else 'false'}\n"
+        "log:\n"
+        "  level: warn\n")
+    log_path = work / f"{name}.log"
+    with open(log_path, "ab") as out:
+        proc = spawn([binary, "serve", "--config", str(config)], stdout=out, stderr=out,
+                     stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url + "/healthz", name)
+    return Server(proc, url, data, log_path)
+
+
+def start_peer(work: Path, name: str) -> Server:
+    port = free_port()
+    data = work / f"data-{name}"
+    config = work / f"{name}.yml"
+    # Distribution's own defaults otherwise, including its in-memory blob descriptor cache
+    # (Debian ships it enabled; it is what a Distribution operator runs). Access logs are off
+    # because Wharf at warn level writes none either. No auth section: no auth.
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n"
+        "  level: warn\n"
+        "  accesslog:\n"
+        "    disabled: true\n"
+        "storage:\n"
+        "  filesystem:\n"
+        f"    rootdirectory: {data}\n"
+        "  delete:\n"
+        "    enabled: true\n"
+        "  cache:\n"
+        "    blobdescriptor: inmemory\n"
+        "http:\n"
+        f"  addr: 127.0.0.1:{port}\n")
+    log_path = work / f"{name}.log"
+    with open(log_path, "ab") as out:
+        proc = spawn([PEER_BIN, "serve", str(config)], stdout=out, stderr=out,
+                     stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url + "/v2/", name)
+    return Server(proc, url, data, log_path)
+
+
+def start_nginx(work: Path, root: Path, probe: str) -> tuple[subprocess.Popen, str]:
+    """nginx serving the blob files from disk with sendfile: the machine's limit for a pull."""
+    port = free_port()
+    prefix = work / "nginx"
+    prefix.mkdir(exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the work dir (0700)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"{user}"
+        "daemon off;\n"
+        "worker_processes auto;\n"
+        f"pid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/error.log warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  sendfile on;\n"
+        "  tcp_nopush on;\n"
+        "  keepalive_requests 1000000;\n"
+        "  default_type application/octet-stream;\n"
+        f"  client_body_temp_path {prefix}/body;\n"
+        f"  proxy_temp_path {prefix}/proxy;\n"
+        f"  fastcgi_temp_path {prefix}/fastcgi;\n"
+        f"  uwsgi_temp_path {prefix}/uwsgi;\n"
+        f"  scgi_temp_path {prefix}/scgi;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}; }}\n"
+        "}\n")
+    out = open(prefix / "stderr.log", "ab")
+    proc = spawn(["nginx", "-p", str(prefix), "-c", str(conf)], stdout=out, stderr=out,
+                 stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, f"{url}/{probe}", "nginx")
+    return proc, url
+
+
+# --- wrk ---------------------------------------------------------------------------------------
+
+def wrk(url: str, seconds: int, connections: int, method: str = "GET", accept: str = "",
+        timeout: int = 60) -> subprocess.Popen:
+    """Starts a wrk load; finish it with wrk_result. One wrk thread: the machine has two cores
+    and the client should not take both from the server."""
+    env = dict(os.environ, WRK_METHOD=method, WRK_ACCEPT=accept)
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s",
+           "-s", str(WRK_SCRIPT), url]
+    return spawn(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 stdin=subprocess.DEVNULL)
+
+
+def wrk_result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate()
+    _started.remove(proc)
+    for line in out.splitlines():
+        if line.startswith("WRK_JSON "):
+            r = json.loads(line[len("WRK_JSON "):])
+            secs = r["duration_us"] / 1e6
+            errors = sum(r["errors"].values())
+            return {"rps": r["requests"] / secs, "mib_s": r["bytes"] / secs / MiB,
+                    "p50_ms": r["latency_us"]["p50"] / 1000,
+                    "p99_ms": r["latency_us"]["p99"] / 1000,
+                    "requests": r["requests"], "errors": errors, "raw": r}
+    raise RuntimeError(f"wrk gave no summary: {out[-500:]} {err[-500:]}")
+
+
+def run_wrk(*args, **kwargs) -> dict:
+    return wrk_result(wrk(*args, **kwargs))
+
+
+def run_ab_head(url: str, seconds: int, connections: int) -> dict:
+    """A HEAD load with ApacheBench (keep-alive): wrk 4.1 cannot do HEAD, its parser waits
+    for the body the Content-Length announces (wg/wrk#198)."""
+    cmd = ["ab", "-q", "-i", "-k", "-c", str(connections), "-t", str(seconds),
+           "-n", "100000000", url]
+    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 stdin=subprocess.DEVNULL)
+    out, err = proc.communicate()
+    _started.remove(proc)
+
+    def field(pattern: str, default: str | None = None) -> float:
+        found = re.search(pattern, out, re.MULTILINE)
+        if not found:
+            if default is None:
+                raise RuntimeError(f"ab output lacks {pattern!r}: {out[-500:]} {err[-500:]}")
+            return float(default)
+        return float(found.group(1))
+
+    return {"rps": field(r"^Requests per second:\s+([\d.]+)"),
+            "p99_ms": field(r"^\s+99%\s+(\d+)"),
+            "errors": field(r"^Failed requests:\s+(\d+)") + field(r"^Non-2xx responses:\s+(\d+)", "0")}
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Blob:
+    path: Path
+    size: int
+    digest: str
+
+
+def random_file(path: Path, size: int) -> Blob:
+    """A file of `size` random bytes (incompressible, never seen by either registry before)."""
+    h = hashlib.sha256()
+    with open("/dev/urandom", "rb") as src, open(path, "wb") as dst:
+        left = size
+        while left:
+            block = src.read(min(left, 4 * MiB))
+            h.update(block)
+            dst.write(block)
+            left -= len(block)
+    return Blob(path, size, "sha256:" + h.hexdigest())
+
+
+def skopeo_image(path: Path, layers: int, total: int) -> int:
+    """A `dir:` image like a real one: `layers` uncompressed tar layers of decreasing size
+    (each 3/4 of the one before, `total` bytes altogether), a config whose rootfs.diff_ids name
+    them, and an OCI manifest. Answers the size of its blobs."""
+    path.mkdir(parents=True)
+    weights = [0.75 ** i for i in range(layers)]
+    sizes = [max(1024, int(total * w / sum(weights))) for w in weights]
+    descriptors, diff_ids = [], []
+    for i, size in enumerate(sizes):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo(f"layer{i}/data.bin")
+            info.size, info.mtime, info.mode = size, 1_700_000_000, 0o644
+            tar.addfile(info, io.BytesIO(os.urandom(size)))
+        data = buf.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        (path / digest).write_bytes(data)
+        descriptors.append({"mediaType": rc.OCI_LAYER, "digest": f"sha256:{digest}",
+                            "size": len(data)})
+        diff_ids.append(f"sha256:{digest}")
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config_digest = hashlib.sha256(config).hexdigest()
+    (path / config_digest).write_bytes(config)
+    manifest = {"schemaVersion": 2, "mediaType": rc.OCI_MANIFEST,
+                "config": {"mediaType": rc.OCI_CONFIG, "digest": f"sha256:{config_digest}",
+                           "size": len(config)},
+                "layers": descriptors}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / "version").write_text("Directory Transport Version: 1.1\n")
+    return sum(d["size"] for d in descriptors) + len(config)
+
+
+def skopeo(args: list[str], scratch: Path) -> float:
+    """Runs skopeo with a blob-info cache of its own, so that no run learns from another
+    (skopeo would otherwise try cross-repository mounts of blobs it saw pushed before).
+    Answers the wall time in seconds."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(scratch), HOME=str(scratch),
+               XDG_DATA_HOME=str(scratch / "share"), XDG_CONFIG_HOME=str(scratch / "config"))
+    cmd = ["skopeo", "--insecure-policy", *args]
+    if os.geteuid() == 0:
+        # As root, skopeo keeps its cache in /var/lib/containers/cache whatever HOME says:
+        # give this one process a private, empty tmpfs there.
+        Path("/var/lib/containers").mkdir(parents=True, exist_ok=True)
+        cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+               'mount -t tmpfs -o size=64m bench-skopeo /var/lib/containers && exec "$@"',
+               "sh", *cmd]
+    started = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+# --- workloads ---------------------------------------------------------------------------------
+
+class Inputs:
+    """What every run pushes and pulls, made once per invocation in the work directory."""
+
+    def __init__(self, plan: Plan, work: Path):
+        self.dir = work / "inputs"
+        self.dir.mkdir()
+        log("generating blobs from /dev/urandom")
+        # A separate blob per push, so no push finds its content already stored in a run.
+        self.mono = {s: random_file(self.dir / f"mono-{size_key(s)}", s) for s in plan.mono_sizes}
+        self.chunked = {s: random_file(self.dir / f"chunked-{size_key(s)}", s)
+                        for s in plan.chunked_sizes}
+        self.pull = self.mono[plan.pull_size]
+        self.drain = random_file(self.dir / "drain", plan.drain_upload_size)
+        log("building the skopeo image")
+        self.image = self.dir / "image"
+        self.image_bytes = skopeo_image(self.image, plan.skopeo_layers, plan.skopeo_bytes)
+        # The largest input, for openssl; everything is read once so later reads hit the cache.
+        self.largest = max([*self.mono.values(), *self.chunked.values()], key=lambda b: b.size)
+        for f in self.dir.rglob("*"):
+            if f.is_file():
+                warm(f)
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(8 * MiB):
+            pass
+
+
+def timed(fn, *args) -> float:
+    started = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - started
+
+
+def pushes(server: Server, plan: Plan, inputs: Inputs, run: int, memory: bool) -> dict:
+    """Monolithic and chunked blob pushes, each to a fresh repository; MiB/s of the whole push
+    (open, content, commit). With `memory`, the server's peak RSS during the largest
+    monolithic push."""
+    m = {}
+    with rc.Client(server.url) as client:
+        for size, blob in inputs.mono.items():
+            if memory and size == max(plan.mono_sizes):
+                reset_peak(server.pid)
+            secs = timed(client.push_monolithic, f"bench/mono-{size_key(size)}-r{run}",
+                         str(blob.path), blob.digest)
+            m[f"push_mono_{size_key(size)}"] = size / MiB / secs
+            if memory and size == max(plan.mono_sizes):
+                m["mem_push"] = peak_mib(server.pid)
+        for size, blob in inputs.chunked.items():
+            secs = timed(client.push_chunked, f"bench/chunked-{size_key(size)}-r{run}",
+                         str(blob.path), blob.digest, plan.chunk)
+            m[f"push_chunked_{size_key(size)}"] = size / MiB / secs
+    return m
+
+
+def pulls(url: str, plan: Plan, path: str, pid: int | None) -> dict:
+    """One stream, then `connections` concurrent streams pulling the same blob for a fixed
+    time; MiB/s of body read. With a pid, that process's peak RSS during the concurrent pulls."""
+    m = {"pull_1": run_wrk(url + path, plan.pull_seconds, 1)["mib_s"]}
+    if pid:
+        reset_peak(pid)
+    m["pull_n"] = run_wrk(url + path, plan.pull_seconds, plan.connections)["mib_s"]
+    if pid:
+        m["mem_pull"] = peak_mib(pid)
+    return m
+
+
+def small_requests(server: Server, plan: Plan, run: int) -> dict:
+    """Manifest GET by tag, blob HEAD and tags list, `connections` connections each."""
+    repo = f"bench/small-r{run}"
+    with rc.Client(server.url) as client:
+        digests = rc.small_image(client, repo, [f"v{i}" for i in range(plan.tags)])
+    m = {}
+    loads = {
+        "manifest_get": (f"/v2/{repo}/manifests/v0", "GET", MANIFEST_ACCEPT),
+        "blob_head": (f"/v2/{repo}/blobs/{digests['layer']}", "HEAD", ""),
+        "tags_list": (f"/v2/{repo}/tags/list", "GET", ""),
+    }
+    for name, (path, method, accept) in loads.items():
+        if method == "HEAD":
+            r = run_ab_head(server.url + path, plan.small_seconds, plan.connections)
+        else:
+            r = run_wrk(server.url + path, plan.small_seconds, plan.connections, method, accept)
+        m[f"{name}_rps"], m[f"{name}_p99_ms"], m[f"{name}_errors"] = r["rps"], r["p99_ms"], r["errors"]
+    return m
+
+
+def skopeo_push_pull(server: Server, inputs: Inputs, work: Path, run: int) -> dict:
+    host = server.url.removeprefix("http://")
+    ref = f"docker://{host}/bench/skopeo-r{run}:v1"
+    scratch = work / "skopeo"
+    push = skopeo(["copy", "--dest-tls-verify=false", f"dir:{inputs.image}", ref], scratch / "push")
+    pulled = work / "skopeo-pulled"
+    pull = skopeo(["copy", "--src-tls-verify=false", ref, f"dir:{pulled}"], scratch / "pull")
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.rmtree(pulled, ignore_errors=True)
+    mib = inputs.image_bytes / MiB
+    return {"skopeo_push_s": push, "skopeo_pull_s": pull,
+            "skopeo_push_mib_s": mib / push, "skopeo_pull_mib_s": mib / pull}
+
+
+HOLD_BODY = json.dumps({"reason": "bench", "ttl": "10m"}).encode()
+JSON = {"Content-Type": "application/json"}
+
+
+def take_hold(client: rc.Client, name: str, wait: str) -> float:
+    """PUT a hold and wait for read-only to be in effect; answers the milliseconds it took."""
+    started = time.perf_counter()
+    resp = client.expect(200, "PUT", f"/api/v1/state/holds/{name}?wait={wait}", body=HOLD_BODY,
+                         headers=JSON)
+    took = (time.perf_counter() - started) * 1000
+    effective = json.loads(resp.body)["state"]["effective"]
+    if effective != "read-only":
+        raise RuntimeError(f"hold answered 200 with the registry {effective}")
+    return took
+
+
+def release_hold(client: rc.Client, name: str) -> None:
+    client.expect(200, "DELETE", f"/api/v1/state/holds/{name}")
+
+
+def toggles(server: Server, plan: Plan, run: int) -> dict:
+    """Pull load on a manifest (by tag) for toggle_seconds, first alone, then with `toggles`
+    hold/release cycles spread evenly over it; errors and p99 of the pulls both ways."""
+    repo = f"bench/small-r{run}"  # made by small_requests
+    url = f"{server.url}/v2/{repo}/manifests/v0"
+    base = run_wrk(url, plan.toggle_seconds, plan.connections, "GET", MANIFEST_ACCEPT)
+    load = wrk(url, plan.toggle_seconds, plan.connections, "GET", MANIFEST_ACCEPT)
+    # Leave the first and last ~0.5 s of the load without toggles (wrk connecting, ending).
+    time.sleep(0.5)
+    period = (plan.toggle_seconds - 1.0) / plan.toggles
+    holds = []
+    started = time.perf_counter()
+    with rc.Client(server.url) as client:
+        for i in range(plan.toggles):
+            holds.append(take_hold(client, "bench", "10s"))
+            release_hold(client, "bench")
+            time.sleep(max(0.0, started + (i + 1) * period - time.perf_counter()))
+    span = time.perf_counter() - started
+    under = wrk_result(load)
+    holds.sort()
+    return {"toggle_base_p99_ms": base["p99_ms"], "toggle_base_errors": base["errors"],
+            "toggle_base_rps": base["rps"],
+            "toggle_p99_ms": under["p99_ms"], "toggle_errors": under["errors"],
+            "toggle_rps": under["rps"], "toggle_count": len(holds), "toggle_span_s": span,
+            "toggle_hold_median_ms": statistics.median(holds),
+            "toggle_hold_max_ms": holds[-1]}
+
+
+def drains(server: Server, plan: Plan, inputs: Inputs, run: int) -> dict:
+    """Time from PUT hold (?wait) to read-only in effect: with nothing in flight (median of
+    idle_holds), then with drain_uploads rate-limited uploads in flight, which must all
+    succeed."""
+    m = {}
+    with rc.Client(server.url) as client:
+        idle = []
+        for _ in range(plan.idle_holds):
+            idle.append(take_hold(client, "bench", "60s"))
+            release_hold(client, "bench")
+        m["hold_idle_ms"] = statistics.median(idle)
+
+        # Each upload: a session opened here, then curl PUTting the content at drain_rate.
+        uploads = []
+        for i in range(plan.drain_uploads):
+            location = client.open_upload(f"bench/drain-r{run}-{i}")
+            uploads.append(urljoin(server.url, client.with_digest(location, inputs.drain.digest)))
+        ends: list[float] = [0.0] * len(uploads)
+        codes: list[str] = [""] * len(uploads)
+
+        def upload(i: int, target: str) -> None:
+            # `Expect:` off: curl would otherwise wait for a 100 Continue before the body.
+            proc = spawn(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:",
+                          "-H", "Content-Type: application/octet-stream", "-T",
+                          str(inputs.drain.path), "--limit-rate", str(plan.drain_rate), target],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            codes[i] = proc.communicate()[0]
+            ends[i] = time.perf_counter()
+            _started.remove(proc)
+
+        threads = [threading.Thread(target=upload, args=(i, t)) for i, t in enumerate(uploads)]
+        for t in threads:
+            t.start()
+        # Take the hold once every upload is in flight, about a quarter into its transfer.
+        in_flight = wait_in_flight(client, plan.drain_uploads, timeout=10.0)
+        time.sleep(plan.drain_upload_size / plan.drain_rate / 4)
+        hold_at = time.perf_counter()
+        m["drain_ms"] = take_hold(client, "drain", "120s")
+        read_only_at = time.perf_counter()
+        for t in threads:
+            t.join()
+        release_hold(client, "drain")
+        m["drain_in_flight"] = in_flight
+        m["drain_uploads_ok"] = sum(code == "201" for code in codes)
+        m["drain_last_upload_ms"] = (max(ends) - hold_at) * 1000
+        m["drain_after_last_upload_ms"] = (read_only_at - max(ends)) * 1000
+    return m
+
+
+def urljoin(base: str, location: str) -> str:
+    return location if location.startswith("http") else base + location
+
+
+def wait_in_flight(client: rc.Client, want: int, timeout: float) -> int:
+    """Waits until the server counts `want` writes in flight; answers the last count seen."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = json.loads(client.expect(200, "GET", "/api/v1/state").body)["writes_in_flight"]
+        if seen >= want:
+            break
+        time.sleep(0.02)
+    return seen
+
+
+def registry_session(kind: str, plan: Plan, inputs: Inputs, work: Path, run: int,
+                     wharf_bin: str) -> dict:
+    """Everything measured on one registry in one run, on a fresh server."""
+    name = f"{kind}-r{run}"
+    if kind == "peer":
+        server = start_peer(work, name)
+    else:
+        server = start_wharf(wharf_bin, work, name, fsync=(kind == "wharf_fsync"))
+    try:
+        m = {"rss_idle": rss_mib(server.pid)}
+        log(f"run {run}: {kind}: pushes")
+        m.update(pushes(server, plan, inputs, run, memory=(kind != "wharf_fsync")))
+        if kind == "wharf_fsync":
+            return m  # the fsync variant only changes what pushes do
+        log(f"run {run}: {kind}: pulls")
+        m.update(pulls(server.url, plan, f"/v2/bench/mono-{size_key(plan.pull_size)}-r{run}"
+                                         f"/blobs/{inputs.pull.digest}", server.pid))
+        log(f"run {run}: {kind}: small requests")
+        m.update(small_requests(server, plan, run))
+        log(f"run {run}: {kind}: skopeo")
+        m.update(skopeo_push_pull(server, inputs, work, run))
+        if kind == "wharf":
+            log(f"run {run}: {kind}: read-only toggles under pull load")
+            m.update(toggles(server, plan, run))
+            log(f"run {run}: {kind}: holds and the drain")
+            m.update(drains(server, plan, inputs, run))
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{kind} died during the run; see {server.log_path}")
+        return m
+    finally:
+        server.stop()
+
+
+def reference(plan: Plan, inputs: Inputs, work: Path) -> dict:
+    """The machine's limits: nginx sending the pull blob from disk, openssl hashing."""
+    proc, url = start_nginx(work, inputs.dir, inputs.pull.path.name)
+    try:
+        m = {f"nginx_{k}": v for k, v in pulls(url, plan, "/" + inputs.pull.path.name, None).items()}
+    finally:
+        stop(proc)
+    warm(inputs.largest.path)
+    started = time.perf_counter()
+    subprocess.run(["openssl", "dgst", "-sha256", str(inputs.largest.path)], check=True,
+                   stdout=subprocess.DEVNULL)
+    secs = time.perf_counter() - started
+    m["openssl_sha256"] = inputs.largest.size / MiB / secs
+    return m
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+def cmd_out(cmd: list[str]) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return (p.stdout or p.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine(work: Path, wharf_bin: str, wharf_source: str) -> dict:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+    flags = re.search(r"flags\s*:\s*(.*)", cpuinfo)
+    flagset = set(flags.group(1).split()) if flags else set()
+    meminfo = Path("/proc/meminfo").read_text()
+    mem_kib = int(re.search(r"MemTotal:\s*(\d+)", meminfo).group(1))
+    os_name = "unknown"
+    if Path("/etc/os-release").exists():
+        found = re.search(r'PRETTY_NAME="([^"]*)"', Path("/etc/os-release").read_text())
+        os_name = found.group(1) if found else os_name
+    fs = cmd_out(["stat", "-f", "-c", "%T", str(work)])
+    device = subprocess.run(["df", "--output=source", str(work)], capture_output=True,
+                            text=True).stdout.split()[-1]
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model.group(1).strip() if model else platform.processor(),
+        "cpu_features": " ".join(f for f in ("sha_ni", "avx2", "avx512f") if f in flagset),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": os_name,
+        "work_fs": f"{fs} on {device}",
+        "versions": {
+            "wharf": cmd_out([wharf_bin, "--version"]),
+            "wharf_source": wharf_source,
+            "peer": cmd_out([PEER_BIN, "--version"]),
+            "nginx": cmd_out(["nginx", "-v"]),
+            "openssl": cmd_out(["openssl", "version"]),
+            "wrk": cmd_out(["wrk", "-v"]).split(" Copyright")[0],
+            "skopeo": cmd_out(["skopeo", "--version"]),
+            "curl": " ".join(cmd_out(["curl", "--version"]).split()[:2]),
+            "python": platform.python_version(),
+        },
+    }
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def median_of(runs: list[dict]) -> dict:
+    """Per series and metric, the median over the runs (and min/max for the chart)."""
+    out: dict[str, dict] = {}
+    for series in runs[0]:
+        if series == "order":
+            continue
+        keys = {k for r in runs for k in r.get(series, {})}
+        out[series] = {}
+        for k in sorted(keys):
+            vals = [r[series][k] for r in runs if k in r.get(series, {})]
+            out[series][k] = {"median": statistics.median(vals), "min": min(vals),
+                              "max": max(vals), "runs": vals}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--wharf-bin", required=True)
+    ap.add_argument("--wharf-source", default="", help="what the binary was built from")
+    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", type=Path, help="where docs/benchmarks.md and .png go")
+    ap.add_argument("--results", type=Path, help="where the raw JSON goes")
+    ap.add_argument("--work-dir", type=Path, default=Path(os.environ.get("BENCH_WORK_DIR",
+                                                                         "/var/tmp")))
+    args = ap.parse_args()
+
+    plan = SMOKE if args.smoke else FULL
+    if args.runs:
+        plan = dataclasses.replace(plan, runs=args.runs)
+    out_md = (args.out or ROOT / "docs") / "benchmarks.md"
+    results_json = args.results or (BENCH / "results" / "benchmarks.json")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="wharf-bench-", dir=args.work_dir))
+    atexit.register(shutil.rmtree, work, True)
+
+    log(f"work directory {work}; {plan.runs} run(s){' (smoke)' if args.smoke else ''}")
+    info = machine(work, args.wharf_bin, args.wharf_source)
+    inputs = Inputs(plan, work)
+    started = time.monotonic()
+    runs = []
+    for run in range(1, plan.runs + 1):
+        # Alternate which registry goes first, so that drift during a run touches both.
+        order = ["wharf", "peer"] if run % 2 else ["peer", "wharf"]
+        if plan.fsync_variant:
+            order.append("wharf_fsync")
+        result = {"order": order}
+        log(f"run {run}/{plan.runs}: reference points (nginx, openssl)")
+        result["reference"] = reference(plan, inputs, work)
+        for kind in order:
+            result[kind] = registry_session(kind, plan, inputs, work, run, args.wharf_bin)
+        runs.append(result)
+        log(f"run {run} done: {json.dumps(result)}")
+    elapsed = time.monotonic() - started
+
+    data = {"machine": info, "plan": dataclasses.asdict(plan), "smoke": args.smoke,
+            "elapsed_s": round(elapsed), "runs": runs, "median": median_of(runs)}
+    results_json.parent.mkdir(parents=True, exist_ok=True)
+    results_json.write_text(json.dumps(data, indent=1) + "\n")
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    report.write(data, out_md, out_md.with_suffix(".png"), results_json)
+    log(f"wrote {out_md}, {out_md.with_suffix('.png')} and {results_json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

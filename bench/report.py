@@ -1,0 +1,397 @@
+"""Turns the harness's results into docs/benchmarks.md and its chart.
+
+Every figure in the document is the median over the runs (min and max are in the chart's error
+bars and every run's value in the JSON). A target is judged on the medians of the same
+invocation: a Wharf median against the peer's, nginx's or openssl's median.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB, GiB = 1 << 20, 1 << 30
+
+
+def size_label(n: int) -> str:
+    return f"{n // GiB} GiB" if n % GiB == 0 else f"{n // MiB} MiB"
+
+
+def size_key(n: int) -> str:
+    return f"{n // GiB}g" if n % GiB == 0 else f"{n // MiB}m"
+
+
+def fmt(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    if unit == "ms" and v < 10:
+        return f"{v:.2f}"
+    if abs(v) >= 100 or v == int(v):
+        return f"{v:,.0f}"
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+@dataclass
+class Row:
+    label: str
+    unit: str
+    higher_better: bool
+    wharf: float | None
+    peer: float | None
+    target: str = "—"
+    met: bool | None = None
+    why: str = ""          # the measured figures a target is judged on
+
+
+def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
+    med = d["median"]
+    plan = d["plan"]
+
+    def m(series: str, key: str) -> float | None:
+        v = med.get(series, {}).get(key)
+        return v["median"] if v else None
+
+    sha = m("reference", "openssl_sha256")
+    nginx = {"pull_1": m("reference", "nginx_pull_1"), "pull_n": m("reference", "nginx_pull_n")}
+    n = plan["connections"]
+
+    main: list[Row] = []
+    # Pushes: the target is on every push figure.
+    pushes = [("mono", s, "monolithic") for s in plan["mono_sizes"]] + \
+             [("chunked", s, f"chunked ({size_label(plan['chunk'])} PATCHes)")
+              for s in plan["chunked_sizes"]]
+    for kind, size, how in pushes:
+        key = f"push_{kind}_{size_key(size)}"
+        w, p = m("wharf", key), m("peer", key)
+        row = Row(f"Blob push, {how}, {size_label(size)}", "MiB/s", True, w, p,
+                  f"≥ 4× peer and ≥ 75% of sha256 ({fmt(0.75 * sha)} MiB/s)")
+        row.met = w >= 4 * p and w >= 0.75 * sha
+        row.why = f"{w / p:.2f}× peer, {100 * w / sha:.0f}% of sha256"
+        main.append(row)
+    for key, label in (("pull_1", "Blob pull, 1 stream"), ("pull_n", f"Blob pull, {n} streams")):
+        w, p = m("wharf", key), m("peer", key)
+        row = Row(f"{label} ({size_label(plan['pull_size'])} blob)", "MiB/s", True, w, p,
+                  f"≥ 1.2× peer and ≥ 80% of nginx ({fmt(0.8 * nginx[key])} MiB/s)")
+        row.met = w >= 1.2 * p and w >= 0.8 * nginx[key]
+        row.why = f"{w / p:.2f}× peer, {100 * w / nginx[key]:.0f}% of nginx"
+        main.append(row)
+    for key, label in (("manifest_get", "Manifest GET by tag"), ("blob_head", "Blob HEAD"),
+                       ("tags_list", f"Tags list ({plan['tags']} tags)")):
+        w, p = m("wharf", f"{key}_rps"), m("peer", f"{key}_rps")
+        row = Row(f"{label}, {n} connections", "requests/s", True, w, p)
+        if key == "manifest_get":
+            row.target, row.met = "≥ 5× peer", w >= 5 * p
+            row.why = f"{w / p:.2f}× peer"
+        main.append(row)
+        main.append(Row(f"{label}: p99 latency", "ms", False, m("wharf", f"{key}_p99_ms"),
+                        m("peer", f"{key}_p99_ms")))
+    w, p = m("wharf", "mem_push"), m("peer", "mem_push")
+    row = Row(f"Peak RSS during the {size_label(max(plan['mono_sizes']))} push", "MiB", False,
+              w, p, "≤ 64 MiB and ≤ peer")
+    row.met = w <= 64 and w <= p
+    row.why = f"{w:.0f} MiB vs peer {p:.0f} MiB"
+    main.append(row)
+    main.append(Row(f"Peak RSS during the {n}-stream pull", "MiB", False,
+                    m("wharf", "mem_pull"), m("peer", "mem_pull")))
+    main.append(Row("RSS idle, just started", "MiB", False, m("wharf", "rss_idle"),
+                    m("peer", "rss_idle")))
+    img = f"{plan['skopeo_layers']} layers, {size_label(plan['skopeo_bytes'])}"
+    main.append(Row(f"skopeo copy push ({img})", "s", False, m("wharf", "skopeo_push_s"),
+                    m("peer", "skopeo_push_s")))
+    main.append(Row(f"skopeo copy pull ({img})", "s", False, m("wharf", "skopeo_pull_s"),
+                    m("peer", "skopeo_pull_s")))
+
+    # Read-only mode: Wharf only.
+    ro: list[Row] = []
+    ro.append(Row("Hold → read-only in effect, nothing in flight", "ms", False,
+                  m("wharf", "hold_idle_ms"), None))
+    ro.append(Row(f"Hold → read-only in effect, {plan['drain_uploads']} uploads in flight "
+                  f"(the drain)", "ms", False, m("wharf", "drain_ms"), None))
+    ro.append(Row("… of which after the last of those uploads finished", "ms", False,
+                  m("wharf", "drain_after_last_upload_ms"), None))
+    ok, want = m("wharf", "drain_uploads_ok"), plan["drain_uploads"]
+    row = Row("Uploads in flight at the hold that succeeded", "uploads", True, ok, None,
+              f"all {want}")
+    row.met = ok == want
+    ro.append(row)
+    errs = m("wharf", "toggle_errors")
+    row = Row(f"Failed pulls during {plan['toggles']} toggles (manifest GET, {n} connections)",
+              "requests", False, errs, None, "0")
+    row.met = errs == 0
+    ro.append(row)
+    base, under = m("wharf", "toggle_base_p99_ms"), m("wharf", "toggle_p99_ms")
+    ro.append(Row("Pull p99 without toggles", "ms", False, base, None))
+    row = Row(f"Pull p99 during {plan['toggles']} toggles", "ms", False, under, None,
+              "≤ 1.2× without")
+    row.met = under <= 1.2 * base
+    row.why = f"{under / base:.2f}× without"
+    ro.append(row)
+    ro.append(Row("Hold → read-only during the toggles (median)", "ms", False,
+                  m("wharf", "toggle_hold_median_ms"), None))
+    ro.append(Row("Pull rate without / during toggles", "requests/s", True,
+                  m("wharf", "toggle_base_rps"), m("wharf", "toggle_rps")))
+
+    ref = [Row("nginx sendfile, 1 stream", "MiB/s", True, nginx["pull_1"], None),
+           Row(f"nginx sendfile, {n} streams", "MiB/s", True, nginx["pull_n"], None),
+           Row(f"openssl dgst -sha256 ({size_label(max(plan['mono_sizes'] + plan['chunked_sizes']))}"
+               ", warm cache)", "MiB/s", True, sha, None)]
+
+    fsync = []
+    for kind, size, how in pushes:
+        key = f"push_{kind}_{size_key(size)}"
+        fsync.append(Row(f"Blob push, {how}, {size_label(size)}", "MiB/s", True,
+                         m("wharf_fsync", key), m("wharf", key)))
+    return main, ro, ref, fsync
+
+
+def met_cell(row: Row, smoke: bool) -> str:
+    if row.met is None:
+        return ""
+    if smoke:
+        return "not judged (smoke)"
+    verdict = "yes" if row.met else "**no**"
+    return f"{verdict} ({row.why})" if row.why else verdict
+
+
+def ratio(row: Row) -> str:
+    if row.wharf is None or not row.peer:
+        return "—"
+    return f"{row.wharf / row.peer:.2f}×"
+
+
+def arrow(row: Row) -> str:
+    return "↑" if row.higher_better else "↓"
+
+
+def table(d: dict) -> str:
+    main, ro, ref, fsync = build_rows(d)
+    smoke = d["smoke"]
+    out = ["| Measure | Unit | Wharf | Peer | Wharf / peer | Target | Met? |",
+           "|---|---|--:|--:|--:|---|---|"]
+    for r in main:
+        out.append(f"| {r.label} | {r.unit} {arrow(r)} | {fmt(r.wharf, r.unit)} | "
+                   f"{fmt(r.peer, r.unit)} | {ratio(r)} | {r.target} | {met_cell(r, smoke)} |")
+    ro_lines = ["| Measure (Wharf only: Distribution has no runtime toggle) | Unit | Wharf | "
+                "Target | Met? |", "|---|---|--:|---|---|"]
+    for r in ro:
+        value = fmt(r.wharf, r.unit)
+        if r.peer is not None:  # the "without / during" pair
+            value = f"{fmt(r.wharf)} / {fmt(r.peer)}"
+        ro_lines.append(f"| {r.label} | {r.unit} {arrow(r)} | {value} | {r.target} | "
+                        f"{met_cell(r, smoke)} |")
+    ref_lines = ["| Reference point | Unit | Median |", "|---|---|--:|"]
+    ref_lines += [f"| {r.label} | {r.unit} | {fmt(r.wharf)} |" for r in ref]
+    fs_lines = ["| Push | Unit | Wharf, fsync on (default) | Wharf, fsync off (as above) | "
+                "on / off |", "|---|---|--:|--:|--:|"]
+    fs_lines += [f"| {r.label} | {r.unit} | {fmt(r.wharf)} | {fmt(r.peer)} | {ratio(r)} |"
+                 for r in fsync]
+    summary = [r for r in main + ro if r.met is not None]
+    met = sum(r.met for r in summary)
+    return "\n".join(out), "\n".join(ro_lines), "\n".join(ref_lines), "\n".join(fs_lines), \
+        (met, len(summary))
+
+
+def chart(d: dict, png: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    med, plan = d["median"], d["plan"]
+    n = plan["connections"]
+
+    def stat(series: str, key: str) -> tuple[float, float, float]:
+        v = med.get(series, {}).get(key)
+        if not v:
+            return 0.0, 0.0, 0.0
+        return v["median"], v["median"] - v["min"], v["max"] - v["median"]
+
+    colors = {"Wharf": "#1f77b4", "Wharf, fsync on": "#9ecae1", "peer (Distribution)": "#ff7f0e",
+              "nginx": "#7f7f7f"}
+
+    def bars(ax, title, unit, groups, series, line=None):
+        width = 0.8 / len(series)
+        for i, (name, s) in enumerate(series.items()):
+            vals = [stat(s, key) for key, _ in groups] if isinstance(s, str) else \
+                [stat(*s(key)) for key, _ in groups]
+            xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+            ax.bar(xs, [v[0] for v in vals], width, label=name, color=colors[name],
+                   yerr=[[v[1] for v in vals], [v[2] for v in vals]], capsize=2)
+        if line:
+            ax.axhline(line[0], color="#2ca02c", linestyle="--", linewidth=1, label=line[1])
+        ax.set_xticks(range(len(groups)), [label for _, label in groups], fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.legend(fontsize=6)
+
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    push_groups = [(f"push_mono_{size_key(s)}", f"mono\n{size_label(s)}")
+                   for s in plan["mono_sizes"]] + \
+                  [(f"push_chunked_{size_key(s)}", f"chunked\n{size_label(s)}")
+                   for s in plan["chunked_sizes"]]
+    bars(axes[0][0], "Blob push (higher is better)", "MiB/s", push_groups,
+         {"Wharf": "wharf", "Wharf, fsync on": "wharf_fsync", "peer (Distribution)": "peer"},
+         (stat("reference", "openssl_sha256")[0], "openssl sha256"))
+    bars(axes[0][1], f"Blob pull, {size_label(plan['pull_size'])} (higher is better)", "MiB/s",
+         [("pull_1", "1 stream"), ("pull_n", f"{n} streams")],
+         {"Wharf": "wharf", "peer (Distribution)": "peer",
+          "nginx": lambda key: ("reference", f"nginx_{key}")})
+    bars(axes[0][2], f"Small requests, {n} connections (higher is better)", "requests/s",
+         [("manifest_get_rps", "manifest GET\nby tag"), ("blob_head_rps", "blob HEAD"),
+          ("tags_list_rps", "tags list")],
+         {"Wharf": "wharf", "peer (Distribution)": "peer"})
+    bars(axes[1][0], "Server peak RSS (lower is better)", "MiB",
+         [("mem_push", f"{size_label(max(plan['mono_sizes']))}\npush"),
+          ("mem_pull", f"{n}-stream\npull"), ("rss_idle", "idle")],
+         {"Wharf": "wharf", "peer (Distribution)": "peer"}, (64, "64 MiB target"))
+    bars(axes[1][1], f"skopeo copy, {plan['skopeo_layers']} layers (lower is better)", "s",
+         [("skopeo_push_s", "push"), ("skopeo_pull_s", "pull")],
+         {"Wharf": "wharf", "peer (Distribution)": "peer"})
+    bars(axes[1][2], f"Wharf manifest GET p99 with {plan['toggles']} read-only toggles",
+         "ms", [("toggle_base_p99_ms", "no toggles"), ("toggle_p99_ms", "toggles")],
+         {"Wharf": "wharf"})
+    title = "Wharf vs CNCF Distribution — medians of %d run(s), bars = min/max" % len(d["runs"])
+    if d["smoke"]:
+        title = "SMOKE RUN (tiny sizes, not a result) — " + title
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def write(d: dict, md: Path, png: Path, results_json: Path) -> None:
+    chart(d, png)
+    results, ro, ref, fsync, (met, judged) = table(d)
+    mach, plan, v = d["machine"], d["plan"], d["machine"]["versions"]
+    n = plan["connections"]
+    try:
+        raw = results_json.resolve().relative_to(md.parent.resolve().parent)
+        raw_link = f"[`{raw}`](../{raw})"
+    except ValueError:
+        raw_link = f"`{results_json}`"
+    smoke = ("\n> **Smoke run**: tiny sizes and durations, one run. It proves the harness works; "
+             "its numbers mean nothing and no target is judged.\n" if d["smoke"] else "")
+    text = f"""# Benchmarks: Wharf against CNCF Distribution
+
+<!-- Generated by bench/run; do not edit by hand: run it again. -->
+{smoke}
+Wharf and CNCF Distribution 2.8 (the "peer", Debian's `docker-registry`) on the same machine,
+on loopback, with the same storage and the same workload; medians of {len(d['runs'])} run(s)
+taken {mach['date']} (the harness ran for {d['elapsed_s'] // 60} min). **{met} of {judged}
+targets met.** Every run's figures are in {raw_link}.
+
+![Wharf against Distribution: pushes, pulls, small requests, memory, skopeo, read-only toggles]({png.name})
+
+## Results
+
+Medians; "↑" means higher is better, "↓" lower. *Wharf / peer* is the ratio of the two
+medians. Targets are judged on the medians of this same invocation.
+
+{results}
+
+### Read-only mode
+
+{ro}
+
+### Reference points: the machine's limits
+
+{ref}
+
+A pull cannot beat nginx's `sendfile` from the page cache by much; a push that checks its digest
+cannot beat one core hashing with `openssl dgst -sha256` (OpenSSL uses the CPU's SHA extensions
+when there are any).
+
+### Wharf with `storage.fsync: true`
+
+The table above runs Wharf with `storage.fsync: false`, because Distribution never fsyncs a blob.
+Wharf's default flushes each blob to disk before committing it; this is what that costs:
+
+{fsync}
+
+## Machine
+
+| | |
+|---|---|
+| CPU | {mach['cpu']} ({mach['cpu_features'] or 'no SHA-NI/AVX'}) |
+| Cores | {mach['cores']} |
+| Memory | {mach['memory_gib']} GiB |
+| OS, kernel | {mach['os']}, Linux {mach['kernel']} |
+| Work directory | {mach['work_fs']} (blobs to push, both registries' data, nginx's root) |
+| Wharf | {v['wharf']} (release build; {v['wharf_source']}) |
+| Peer | {v['peer']} |
+| nginx | {v['nginx']} |
+| OpenSSL | {v['openssl']} |
+| Clients | {v['wrk']}, {v['skopeo']}, {v['curl']}, Python {v['python']} |
+
+## Reproduce
+
+    bench/run                 # the whole benchmark: {len(d['runs'])} runs, ~{max(1, d['elapsed_s'] // 60)} min here
+    bench/run --runs 9        # more runs
+    bench/run --smoke         # a few seconds: proves the harness works, writes to a temp dir
+    WHARF_BIN=/path/to/wharf bench/run   # use that binary instead of building this checkout
+
+`bench/run` installs what is missing with `apt-get` (as root: `docker-registry`, `nginx-light`,
+`wrk`, `curl`, `skopeo`, `python3-matplotlib`), builds Wharf (`cargo build --release -p wharf`),
+runs the harness (`bench/harness.py`) with Debian's Python, and writes this page, its chart and
+the raw figures. It needs about {size_label(2 * sum(plan['mono_sizes'] + plan['chunked_sizes']))}
+free under `/var/tmp` (or `BENCH_WORK_DIR`). Run it on a quiet machine: anything else running
+shows up in the figures.
+
+## How it measures
+
+**The servers.** Each run starts every server afresh, on a free `127.0.0.1` port with an empty
+data directory in the work directory (one file system for the inputs and both registries), and
+stops it at the end of the run. Runs alternate which registry goes first. Settings:
+
+- Wharf: `storage.fsync: false` (see above), `log.level: warn`; everything else at its default
+  (drain `push_grace` 5 s, `timeout` 1 m; no authentication exists).
+- Distribution: filesystem storage, `delete.enabled: true`, its in-memory blob descriptor cache
+  left on (Debian's configuration has it; it helps Distribution's HEAD and GET), access log off
+  (Wharf at `warn` logs no requests), no `auth` section. Distribution never fsyncs blob data.
+- Both use every core (Tokio's and Go's defaults: {mach['cores']} threads) and stream blobs from
+  files; neither redirects.
+
+**Pushes.** A fresh random blob per push (from `/dev/urandom`, so nothing is deduplicated), to a
+fresh repository. *Monolithic*: `POST /v2/<repo>/blobs/uploads/`, then one `PUT <location>&digest=`
+with the whole blob (Distribution 2.8 does not take the content on the `POST`). *Chunked*: `POST`,
+a `PATCH` per {size_label(plan['chunk'])} with its `Content-Range`, then `PUT ?digest=`. The figure
+is the blob's size over the whole sequence's wall time. The client (`bench/registry_client.py`)
+keeps one connection per push and sends bodies with `sendfile(2)` from the page cache, so it
+costs little CPU and the same on both sides.
+
+**Pulls.** `wrk` (one thread) fetching `GET /v2/<repo>/blobs/<digest>` of a
+{size_label(plan['pull_size'])} blob for {plan['pull_seconds']} s, with 1 and with {n}
+connections; the figure counts every body byte read. nginx serves the same content from the same
+disk with `sendfile on`, measured the same way.
+
+**Small requests.** A small image with {plan['tags']} tags; `wrk` with {n} connections for
+{plan['small_seconds']} s each on `GET /v2/<repo>/manifests/<tag>` (with an OCI `Accept`), `HEAD
+/v2/<repo>/blobs/<digest>` and `GET /v2/<repo>/tags/list`. Requests per second and p99 latency;
+any non-2xx answer or socket error would count as an error (there were
+{sum(d['median'][s].get(k + '_errors', {}).get('max', 0) for s in ('wharf', 'peer') for k in ('manifest_get', 'blob_head', 'tags_list')):.0f}).
+
+**Memory.** The server's peak resident set size (`VmHWM` in `/proc/<pid>/status`, reset with
+`echo 5 > /proc/<pid>/clear_refs` before the phase) during the largest monolithic push and during
+the {n}-stream pull.
+
+**skopeo.** A `dir:` image of {plan['skopeo_layers']} uncompressed tar layers of decreasing size
+({size_label(plan['skopeo_bytes'])} in all), its config listing them in `rootfs.diff_ids`, and an OCI
+manifest: `skopeo copy dir:… docker://…` to a fresh repository, then back to a fresh `dir:`. Each
+skopeo runs with an empty blob-info cache of its own (a private tmpfs over `/var/lib/containers`),
+so no run tries cross-repository mounts learnt from another.
+
+**Read-only toggles (Wharf only).** *Nothing in flight*: `PUT /api/v1/state/holds/bench?wait=60s`
+until it answers 200 with the registry read-only, then `DELETE`; the median of
+{plan['idle_holds']}. *The drain*: {plan['drain_uploads']} uploads of
+{size_label(plan['drain_upload_size'])}, each `curl -T --limit-rate {plan['drain_rate'] // MiB}M`
+into a session opened just before; once the server counts them all in flight and a quarter of each
+is sent, the hold is taken with `?wait=120s`. Read-only can only come after the last upload
+finished plus `drain.push_grace` (5 s, during which each uploader may still put the manifest
+completing its push), so the second row says how much of the wait came after the last upload.
+*Under load*: `wrk` with {n} connections getting a manifest by tag for {plan['toggle_seconds']} s
+while {plan['toggles']} hold/release cycles (`PUT …?wait=10s`, `DELETE`) are spread evenly over it,
+against the same load without toggles just before.
+
+**Medians.** Each figure is the median of the runs' figures; ratios are of medians.
+"""
+    md.write_text(text)
