@@ -6,7 +6,9 @@ directory, runs the whole workload against it and stops it; runs alternate which
 first, so that drift (page cache, thermal, noisy neighbours) touches both. The report takes the
 median of the runs for each figure.
 
-Usage (see bench/run --help):  harness.py --wharf-bin PATH [--runs N] [--smoke] [--out DIR]
+Usage (see bench/run --help):
+    harness.py --wharf-bin PATH [--runs N] [--smoke] [--out DIR] [--results JSON]
+    harness.py --report-only bench/results/benchmarks.json   (rewrite docs/benchmarks.md + .png)
 """
 
 from __future__ import annotations
@@ -149,11 +151,13 @@ def http_status(url: str, timeout: float = 2.0) -> int:
         return 0
 
 
-def wait_ready(proc: subprocess.Popen, url: str, name: str, timeout: float = 30.0) -> None:
+def wait_ready(proc: subprocess.Popen, url: str, name: str, timeout: float = 30.0,
+               log_path: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode} while starting")
+            said = log_path.read_text(errors="replace")[-2000:] if log_path else ""
+            raise RuntimeError(f"{name} exited with {proc.returncode} while starting: {said}")
         if http_status(url) == 200:
             return
         time.sleep(0.05)
@@ -201,6 +205,12 @@ class Server:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
+def wharf_env() -> dict[str, str]:
+    """The environment without WHARF_* variables: Wharf reads those as configuration and
+    refuses names it does not know, such as the harness's own WHARF_BIN."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("WHARF_")}
+
+
 def start_wharf(binary: str, work: Path, name: str, fsync: bool) -> Server:
     port = free_port()
     data = work / f"data-{name}"
@@ -219,9 +229,9 @@ def start_wharf(binary: str, work: Path, name: str, fsync: bool) -> Server:
     log_path = work / f"{name}.log"
     with open(log_path, "ab") as out:
         proc = spawn([binary, "serve", "--config", str(config)], stdout=out, stderr=out,
-                     stdin=subprocess.DEVNULL)
+                     stdin=subprocess.DEVNULL, env=wharf_env())
     url = f"http://127.0.0.1:{port}"
-    wait_ready(proc, url + "/healthz", name)
+    wait_ready(proc, url + "/healthz", name, log_path=log_path)
     return Server(proc, url, data, log_path)
 
 
@@ -252,7 +262,7 @@ def start_peer(work: Path, name: str) -> Server:
         proc = spawn([PEER_BIN, "serve", str(config)], stdout=out, stderr=out,
                      stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(proc, url + "/v2/", name)
+    wait_ready(proc, url + "/v2/", name, log_path=log_path)
     return Server(proc, url, data, log_path)
 
 
@@ -445,12 +455,21 @@ class Inputs:
         for f in self.dir.rglob("*"):
             if f.is_file():
                 warm(f)
+        settle()
 
 
 def warm(path: Path) -> None:
     with open(path, "rb") as f:
         while f.read(8 * MiB):
             pass
+
+
+def settle() -> None:
+    """Writes every dirty page to disk. A push leaves up to its size dirty in the page cache;
+    left there, its writeback would run during the next phases (or the other registry's run),
+    and a large enough backlog makes the kernel throttle whoever writes next. Each push starts
+    from a clean page cache instead."""
+    os.sync()
 
 
 def timed(fn, *args) -> float:
@@ -466,6 +485,7 @@ def pushes(server: Server, plan: Plan, inputs: Inputs, run: int, memory: bool) -
     m = {}
     with rc.Client(server.url) as client:
         for size, blob in inputs.mono.items():
+            settle()
             if memory and size == max(plan.mono_sizes):
                 reset_peak(server.pid)
             secs = timed(client.push_monolithic, f"bench/mono-{size_key(size)}-r{run}",
@@ -474,6 +494,7 @@ def pushes(server: Server, plan: Plan, inputs: Inputs, run: int, memory: bool) -
             if memory and size == max(plan.mono_sizes):
                 m["mem_push"] = peak_mib(server.pid)
         for size, blob in inputs.chunked.items():
+            settle()
             secs = timed(client.push_chunked, f"bench/chunked-{size_key(size)}-r{run}",
                          str(blob.path), blob.digest, plan.chunk)
             m[f"push_chunked_{size_key(size)}"] = size / MiB / secs
@@ -483,10 +504,12 @@ def pushes(server: Server, plan: Plan, inputs: Inputs, run: int, memory: bool) -
 def pulls(url: str, plan: Plan, path: str, pid: int | None) -> dict:
     """One stream, then `connections` concurrent streams pulling the same blob for a fixed
     time; MiB/s of body read. With a pid, that process's peak RSS during the concurrent pulls."""
-    m = {"pull_1": run_wrk(url + path, plan.pull_seconds, 1)["mib_s"]}
+    one = run_wrk(url + path, plan.pull_seconds, 1)
     if pid:
         reset_peak(pid)
-    m["pull_n"] = run_wrk(url + path, plan.pull_seconds, plan.connections)["mib_s"]
+    many = run_wrk(url + path, plan.pull_seconds, plan.connections)
+    m = {"pull_1": one["mib_s"], "pull_n": many["mib_s"],
+         "pull_1_errors": one["errors"], "pull_n_errors": many["errors"]}
     if pid:
         m["mem_pull"] = peak_mib(pid)
     return m
@@ -526,6 +549,7 @@ def skopeo_push_pull(server: Server, inputs: Inputs, work: Path, run: int) -> di
             "skopeo_push_mib_s": mib / push, "skopeo_pull_mib_s": mib / pull}
 
 
+PUSH_GRACE_S = 5  # Wharf's default drain.push_grace, which the harness keeps
 HOLD_BODY = json.dumps({"reason": "bench", "ttl": "10m"}).encode()
 JSON = {"Content-Type": "application/json"}
 
@@ -556,11 +580,15 @@ def toggles(server: Server, plan: Plan, run: int) -> dict:
     # Leave the first and last ~0.5 s of the load without toggles (wrk connecting, ending).
     time.sleep(0.5)
     period = (plan.toggle_seconds - 1.0) / plan.toggles
-    holds = []
+    holds, failed = [], 0
     started = time.perf_counter()
     with rc.Client(server.url) as client:
         for i in range(plan.toggles):
-            holds.append(take_hold(client, "bench", "10s"))
+            try:
+                holds.append(take_hold(client, "bench", "10s"))
+            except (rc.RegistryError, RuntimeError) as e:
+                failed += 1  # not read-only within 10 s, or refused: counted, not fatal
+                log(f"toggle {i}: {e}")
             release_hold(client, "bench")
             time.sleep(max(0.0, started + (i + 1) * period - time.perf_counter()))
     span = time.perf_counter() - started
@@ -569,9 +597,10 @@ def toggles(server: Server, plan: Plan, run: int) -> dict:
     return {"toggle_base_p99_ms": base["p99_ms"], "toggle_base_errors": base["errors"],
             "toggle_base_rps": base["rps"],
             "toggle_p99_ms": under["p99_ms"], "toggle_errors": under["errors"],
-            "toggle_rps": under["rps"], "toggle_count": len(holds), "toggle_span_s": span,
-            "toggle_hold_median_ms": statistics.median(holds),
-            "toggle_hold_max_ms": holds[-1]}
+            "toggle_rps": under["rps"], "toggle_count": len(holds), "toggle_failed": failed,
+            "toggle_span_s": span,
+            "toggle_hold_median_ms": statistics.median(holds) if holds else None,
+            "toggle_hold_max_ms": holds[-1] if holds else None}
 
 
 def drains(server: Server, plan: Plan, inputs: Inputs, run: int) -> dict:
@@ -579,6 +608,8 @@ def drains(server: Server, plan: Plan, inputs: Inputs, run: int) -> dict:
     idle_holds), then with drain_uploads rate-limited uploads in flight, which must all
     succeed."""
     m = {}
+    # skopeo just pushed: a hold would wait out drain.push_grace after its last upload.
+    time.sleep(PUSH_GRACE_S + 0.5)
     with rc.Client(server.url) as client:
         idle = []
         for _ in range(plan.idle_holds):
@@ -648,6 +679,7 @@ def registry_session(kind: str, plan: Plan, inputs: Inputs, work: Path, run: int
     else:
         server = start_wharf(wharf_bin, work, name, fsync=(kind == "wharf_fsync"))
     try:
+        settle()
         m = {"rss_idle": rss_mib(server.pid)}
         log(f"run {run}: {kind}: pushes")
         m.update(pushes(server, plan, inputs, run, memory=(kind != "wharf_fsync")))
@@ -658,11 +690,14 @@ def registry_session(kind: str, plan: Plan, inputs: Inputs, work: Path, run: int
                                          f"/blobs/{inputs.pull.digest}", server.pid))
         log(f"run {run}: {kind}: small requests")
         m.update(small_requests(server, plan, run))
+        if kind == "wharf":
+            # Before skopeo: a hold waits drain.push_grace (5 s) after recent uploads, and
+            # these figures are about toggling with none under way.
+            log(f"run {run}: {kind}: read-only toggles under pull load")
+            m.update(toggles(server, plan, run))
         log(f"run {run}: {kind}: skopeo")
         m.update(skopeo_push_pull(server, inputs, work, run))
         if kind == "wharf":
-            log(f"run {run}: {kind}: read-only toggles under pull load")
-            m.update(toggles(server, plan, run))
             log(f"run {run}: {kind}: holds and the drain")
             m.update(drains(server, plan, inputs, run))
         if server.proc.poll() is not None:
@@ -680,11 +715,13 @@ def reference(plan: Plan, inputs: Inputs, work: Path) -> dict:
     finally:
         stop(proc)
     warm(inputs.largest.path)
-    started = time.perf_counter()
-    subprocess.run(["openssl", "dgst", "-sha256", str(inputs.largest.path)], check=True,
-                   stdout=subprocess.DEVNULL)
-    secs = time.perf_counter() - started
-    m["openssl_sha256"] = inputs.largest.size / MiB / secs
+    best = float("inf")
+    for _ in range(3):  # a limit: the best of three
+        started = time.perf_counter()
+        subprocess.run(["openssl", "dgst", "-sha256", str(inputs.largest.path)], check=True,
+                       stdout=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - started)
+    m["openssl_sha256"] = inputs.largest.size / MiB / best
     return m
 
 
@@ -728,11 +765,48 @@ def machine(work: Path, wharf_bin: str, wharf_source: str) -> dict:
             "nginx": cmd_out(["nginx", "-v"]),
             "openssl": cmd_out(["openssl", "version"]),
             "wrk": cmd_out(["wrk", "-v"]).split(" Copyright")[0],
+            "ab": cmd_out(["ab", "-V"]).replace("This is ", "").split(" <")[0],
             "skopeo": cmd_out(["skopeo", "--version"]),
             "curl": " ".join(cmd_out(["curl", "--version"]).split()[:2]),
             "python": platform.python_version(),
         },
     }
+
+
+# --- what else runs on the machine ------------------------------------------------------------
+# The figures are only as good as the machine is quiet. Before each run the harness waits (a
+# while) for it to be idle, and during each run it counts the CPU time used by processes that
+# are not its own: all CPU time in /proc/stat minus what the harness and every process it
+# started (all waited for, so counted in its children's times) used.
+
+def cpu_busy_s() -> float:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def wait_quiet(max_wait: float = 600.0, busy_limit: float = 0.1, window: float = 5.0) -> float:
+    """Waits until the machine's CPUs are less than `busy_limit` busy over `window` seconds
+    (other than by the harness), at most `max_wait` seconds; answers the last busy fraction."""
+    deadline = time.monotonic() + max_wait
+    cores = os.cpu_count() or 1
+    while True:
+        busy0, own0 = cpu_busy_s(), own_cpu_s()
+        time.sleep(window)
+        busy = max(0.0, (cpu_busy_s() - busy0) - (own_cpu_s() - own0)) / (window * cores)
+        if busy < busy_limit:
+            return busy
+        if time.monotonic() > deadline:
+            log(f"warning: the machine is still {100 * busy:.0f}% busy with other work; "
+                "going on (it will show in the figures)")
+            return busy
+        log(f"waiting for the machine to be quiet ({100 * busy:.0f}% busy with other work)")
+        time.sleep(5.0)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -746,7 +820,9 @@ def median_of(runs: list[dict]) -> dict:
         keys = {k for r in runs for k in r.get(series, {})}
         out[series] = {}
         for k in sorted(keys):
-            vals = [r[series][k] for r in runs if k in r.get(series, {})]
+            vals = [r[series][k] for r in runs if r.get(series, {}).get(k) is not None]
+            if not vals:
+                continue
             out[series][k] = {"median": statistics.median(vals), "min": min(vals),
                               "max": max(vals), "runs": vals}
     return out
@@ -754,7 +830,7 @@ def median_of(runs: list[dict]) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--wharf-bin", required=True)
+    ap.add_argument("--wharf-bin")
     ap.add_argument("--wharf-source", default="", help="what the binary was built from")
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument("--smoke", action="store_true")
@@ -762,7 +838,17 @@ def main() -> int:
     ap.add_argument("--results", type=Path, help="where the raw JSON goes")
     ap.add_argument("--work-dir", type=Path, default=Path(os.environ.get("BENCH_WORK_DIR",
                                                                          "/var/tmp")))
+    ap.add_argument("--report-only", type=Path, metavar="JSON",
+                    help="only write the page and chart again from saved results")
     args = ap.parse_args()
+    if args.report_only:
+        data = json.loads(args.report_only.read_text())
+        out_md = (args.out or ROOT / "docs") / "benchmarks.md"
+        report.write(data, out_md, out_md.with_suffix(".png"), args.report_only)
+        log(f"wrote {out_md} and {out_md.with_suffix('.png')}")
+        return 0
+    if not args.wharf_bin:
+        ap.error("--wharf-bin is needed (bench/run gives it)")
 
     plan = SMOKE if args.smoke else FULL
     if args.runs:
@@ -783,11 +869,22 @@ def main() -> int:
         order = ["wharf", "peer"] if run % 2 else ["peer", "wharf"]
         if plan.fsync_variant:
             order.append("wharf_fsync")
-        result = {"order": order}
-        log(f"run {run}/{plan.runs}: reference points (nginx, openssl)")
-        result["reference"] = reference(plan, inputs, work)
-        for kind in order:
-            result[kind] = registry_session(kind, plan, inputs, work, run, args.wharf_bin)
+        result = {"order": order, "env": {"loadavg_1m": os.getloadavg()[0]}}
+        other = measured = 0.0
+        for kind in ["reference", *order]:
+            if not args.smoke:
+                wait_quiet()
+            busy0, own0, t0 = cpu_busy_s(), own_cpu_s(), time.monotonic()
+            if kind == "reference":
+                log(f"run {run}/{plan.runs}: reference points (nginx, openssl)")
+                result[kind] = reference(plan, inputs, work)
+            else:
+                result[kind] = registry_session(kind, plan, inputs, work, run, args.wharf_bin)
+            # CPU time used meanwhile by other processes (and kernel threads: writeback,
+            # softirqs), as a share of the machine.
+            other += max(0.0, (cpu_busy_s() - busy0) - (own_cpu_s() - own0))
+            measured += (time.monotonic() - t0) * (os.cpu_count() or 1)
+        result["env"]["other_cpu_share"] = other / measured
         runs.append(result)
         log(f"run {run} done: {json.dumps(result)}")
     elapsed = time.monotonic() - started

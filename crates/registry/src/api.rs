@@ -1,15 +1,18 @@
-//! The HTTP API: the OCI Distribution API under `/v2/`, and health endpoints.
+//! The HTTP API: the OCI Distribution API under `/v2/`, the token endpoint (`/auth/token`), the
+//! admin API (`/api/v1`), health endpoints and metrics.
 //!
 //! Handlers are thin: parse the request, call the [`Registry`], map the result. Every error is a
 //! [`RegistryError`], which [`errors`] turns into the OCI error body; a panic, which is a bug,
 //! still answers with a JSON 500 instead of dropping the connection.
 
 pub mod admin;
+pub mod auth;
 mod errors;
 mod headers;
 mod health;
 mod ranges;
 mod route;
+mod token;
 mod v2;
 
 use std::sync::Arc;
@@ -31,8 +34,10 @@ use crate::registry::{Registry, RegistryError};
 pub struct AppState {
     /// The registry.
     pub registry: Registry,
-    /// Access to the admin API.
+    /// What the admin API needs.
     pub admin: Arc<admin::AdminAccess>,
+    /// Authentication.
+    pub auth: auth::ApiAuth,
 }
 
 impl FromRef<AppState> for Registry {
@@ -48,13 +53,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", any(v2::dispatch))
         .route("/v2/{*path}", any(v2::dispatch))
         .layer(axum::middleware::map_response(api_version));
-    let admin = admin::routes().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        admin::authorize,
-    ));
+    let admin = admin::routes(state.clone());
     Router::new()
         .merge(distribution)
         .merge(admin)
+        .route(auth::TOKEN_PATH, get(token::get).post(token::post))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics))

@@ -23,15 +23,16 @@ use crate::registry::{DataPaths, GcSettings, Limits};
 /// A fully commented configuration file whose values are the defaults.
 pub const EXAMPLE: &str = include_str!("config/example.yaml");
 
-/// The environment variable that may hold the admin token (a secret, so not a configuration key).
-pub const ADMIN_TOKEN_VARIABLE: &str = "WHARF_ADMIN_TOKEN";
-
 /// Environment variables starting with `WHARF_` that are not configuration keys: the
-/// configuration file, the admin token, the command line's registry URL, a test's failpoint.
-const NON_KEY_VARIABLES: &[&str] = &[
+/// configuration file, the first superuser's password, the command line's registry URL,
+/// credentials and CA certificate, a test's failpoint.
+pub const NON_KEY_VARIABLES: &[&str] = &[
     "WHARF_CONFIG",
-    ADMIN_TOKEN_VARIABLE,
+    crate::auth::ADMIN_PASSWORD_VARIABLE,
     "WHARF_URL",
+    "WHARF_USERNAME",
+    "WHARF_PASSWORD",
+    "WHARF_CA_CERT",
     crate::failpoint::VARIABLE,
 ];
 
@@ -42,7 +43,6 @@ pub const HOT_KEYS: &[&str] = &[
     "drain.timeout",
     "drain.push_grace",
     "log.level",
-    "admin.token_file",
 ];
 
 /// Wharf's configuration.
@@ -63,8 +63,10 @@ pub struct Config {
     pub drain: DrainConfig,
     /// Holding the registry read-only from this file.
     pub read_only: ReadOnlyConfig,
-    /// The admin API.
-    pub admin: AdminConfig,
+    /// Authentication and authorization.
+    pub auth: AuthConfig,
+    /// HTTPS.
+    pub tls: TlsConfig,
 }
 
 /// How a drain to read-only behaves.
@@ -108,53 +110,81 @@ impl Default for ReadOnlyConfig {
     }
 }
 
-/// The admin API.
+/// How callers authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Nobody authenticates: only allowed on a loopback address (or with `--insecure-no-auth`).
+    None,
+    /// Docker/OCI token authentication against the accounts in the metadata database.
+    Token,
+}
+
+/// Authentication and authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `none` or `token`.
+    pub mode: AuthMode,
+    /// The service name tokens are issued for (their audience).
+    pub service: String,
+    /// The token endpoint's URL given to clients; `null` derives it from each request.
+    pub realm: Option<String>,
+    /// How long an access token is valid.
+    pub token_ttl: HumanDuration,
+    /// How long a refresh token (`docker login`'s identity token) is valid.
+    pub refresh_token_ttl: HumanDuration,
+    /// PEM files of the keys that sign tokens (the first signs, all verify); empty: one key
+    /// generated into the data folder.
+    pub signing_keys: Vec<PathBuf>,
+    /// Failed-login limits.
+    pub failed_logins: FailedLoginsConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::None,
+            service: "wharf".to_owned(),
+            realm: None,
+            token_ttl: HumanDuration(Duration::from_secs(5 * 60)),
+            refresh_token_ttl: HumanDuration(Duration::from_secs(30 * 24 * 3600)),
+            signing_keys: Vec::new(),
+            failed_logins: FailedLoginsConfig::default(),
+        }
+    }
+}
+
+/// Failed-login limits: past them, logins are refused (429) until the window ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailedLoginsConfig {
+    /// Failures allowed per account in a window.
+    pub per_account: u32,
+    /// Failures allowed per client address in a window.
+    pub per_address: u32,
+    /// The window.
+    pub window: HumanDuration,
+}
+
+impl Default for FailedLoginsConfig {
+    fn default() -> Self {
+        FailedLoginsConfig {
+            per_account: 10,
+            per_address: 50,
+            window: HumanDuration(Duration::from_secs(10 * 60)),
+        }
+    }
+}
+
+/// HTTPS: a certificate chain and its private key, both PEM, re-read when they change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct AdminConfig {
-    /// A file holding the admin token (such as a mounted Kubernetes Secret).
-    pub token_file: Option<PathBuf>,
-}
-
-/// A secret that grants the admin API. Its text never appears in logs or debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken(String);
-
-/// The shortest admin token accepted.
-pub const MIN_TOKEN_LEN: usize = 16;
-
-impl AdminToken {
-    /// Wraps a token, refusing one too short to be a secret.
-    pub fn new(token: &str) -> Result<AdminToken, ConfigError> {
-        let token = token.trim();
-        if token.len() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
-            return Err(ConfigError(format!(
-                "the admin token must be at least {MIN_TOKEN_LEN} characters without spaces"
-            )));
-        }
-        Ok(AdminToken(token.to_owned()))
-    }
-
-    /// Compares with a presented token in constant time.
-    pub fn matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
-        let mut difference = a.len() ^ b.len();
-        for (i, byte) in a.iter().enumerate() {
-            difference |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
-        }
-        difference == 0
-    }
-
-    /// The token's text, to present it (the CLI does).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(redacted)")
-    }
+pub struct TlsConfig {
+    /// The certificate chain (the server's certificate first).
+    pub cert: Option<PathBuf>,
+    /// The private key.
+    pub key: Option<PathBuf>,
 }
 
 /// The HTTP server.
@@ -356,6 +386,48 @@ impl Config {
                     .to_owned(),
             ));
         }
+        for (key, value) in [
+            ("auth.token_ttl", self.auth.token_ttl.0),
+            ("auth.refresh_token_ttl", self.auth.refresh_token_ttl.0),
+            (
+                "auth.failed_logins.window",
+                self.auth.failed_logins.window.0,
+            ),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(ConfigError(format!(
+                    "invalid configuration: {key} must be at least 1s"
+                )));
+            }
+        }
+        let limits = &self.auth.failed_logins;
+        if limits.per_account == 0 || limits.per_address == 0 {
+            return Err(ConfigError(
+                "invalid configuration: auth.failed_logins.per_account and per_address must be at least 1"
+                    .to_owned(),
+            ));
+        }
+        if !is_header_safe(&self.auth.service) || self.auth.service.is_empty() {
+            return Err(ConfigError(
+                "invalid configuration: auth.service must be 1 to 255 characters without quotes or spaces"
+                    .to_owned(),
+            ));
+        }
+        if let Some(realm) = &self.auth.realm
+            && !((realm.starts_with("https://") || realm.starts_with("http://"))
+                && is_header_safe(realm))
+        {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.realm must be an http(s) URL such as \
+                 https://registry.example.com/auth/token; got {realm:?}"
+            )));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError(
+                "invalid configuration: tls.cert and tls.key go together; give both, or neither"
+                    .to_owned(),
+            ));
+        }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(ConfigError(
                 "invalid configuration: storage.data_dir is empty".to_owned(),
@@ -393,32 +465,18 @@ impl Config {
         }
     }
 
-    /// The admin token, from `admin.token_file` or the `WHARF_ADMIN_TOKEN` variable (given by
-    /// the caller, normally `std::env::var`), if one is configured.
-    pub fn admin_token(
-        &self,
-        from_environment: Option<String>,
-    ) -> Result<Option<AdminToken>, ConfigError> {
-        let from_environment = from_environment.filter(|t| !t.is_empty());
-        match (&self.admin.token_file, from_environment) {
-            (Some(_), Some(_)) => Err(ConfigError(format!(
-                "the admin token is set twice: by admin.token_file and by {ADMIN_TOKEN_VARIABLE}; keep one"
-            ))),
-            (Some(path), None) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!(
-                        "cannot read admin.token_file {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                AdminToken::new(&text)
-                    .map(Some)
-                    .map_err(|e| ConfigError(format!("admin.token_file {}: {e}", path.display())))
-            }
-            (None, Some(token)) => AdminToken::new(&token)
-                .map(Some)
-                .map_err(|e| ConfigError(format!("{ADMIN_TOKEN_VARIABLE}: {e}"))),
-            (None, None) => Ok(None),
+    /// The authentication settings.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            service: self.auth.service.clone(),
+            realm: self.auth.realm.clone(),
+            token_ttl: self.auth.token_ttl.0,
+            refresh_token_ttl: self.auth.refresh_token_ttl.0,
+            login_limits: crate::auth::limiter::LoginLimits {
+                per_account: self.auth.failed_logins.per_account,
+                per_address: self.auth.failed_logins.per_address,
+                window: self.auth.failed_logins.window.0,
+            },
         }
     }
 
@@ -450,6 +508,14 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// Whether a value can go inside a quoted `WWW-Authenticate` parameter as it is.
+fn is_header_safe(value: &str) -> bool {
+    value.len() <= 255
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
 }
 
 fn parse_yaml(text: &str, origin: &str) -> Result<Value, ConfigError> {

@@ -71,6 +71,8 @@ pub enum WriteIntent<'a> {
         /// The repository something is deleted from.
         repository: &'a RepositoryName,
     },
+    /// Creating or changing accounts, teams, grants or visibility.
+    AccountChange,
     /// A background or maintenance job (garbage collection, upload expiry).
     Housekeeping {
         /// The job's name, for logs and metrics.
@@ -291,6 +293,7 @@ impl WriteGate {
             }
             WriteIntent::OpenUpload { .. }
             | WriteIntent::Delete { .. }
+            | WriteIntent::AccountChange
             | WriteIntent::Housekeeping { .. } => false,
         }
     }

@@ -7,6 +7,7 @@
 //! - [`api`]: the HTTP layer (the `/v2/` Distribution API, health), thin: parse, call, map.
 //! - [`registry`]: the domain logic — blobs, uploads, manifests, tags, referrers, garbage
 //!   collection, fsck — as methods of [`Registry`].
+//! - [`auth`]: accounts, logins, tokens and permissions.
 //! - [`gate`]: the write gate; every mutation holds a [`gate::WritePermit`].
 //! - [`metadata`]: the metadata store trait and its SQLite implementation.
 //! - [`storage`]: blob storage on `object_store`, and upload staging.
@@ -22,6 +23,7 @@
 //! use `anyhow` on top.
 
 pub mod api;
+pub mod auth;
 pub mod backup;
 pub mod config;
 pub mod digest;

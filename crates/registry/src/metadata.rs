@@ -6,10 +6,12 @@
 //! the [write gate](crate::gate) does not compile. Each mutating method is one transaction: what it
 //! makes visible becomes visible all at once, or not at all.
 
+pub mod accounts;
 mod sqlite;
 
 use async_trait::async_trait;
 
+pub use accounts::AccountStore;
 pub use sqlite::{SnapshotCounts, SqliteSnapshot, SqliteStore};
 
 use crate::digest::{Algorithm, Digest};
@@ -224,9 +226,10 @@ pub struct Page<'a> {
     pub limit: u32,
 }
 
-/// The metadata store. See the [module documentation](self).
+/// The metadata store. See the [module documentation](self); its accounts part is
+/// [`AccountStore`].
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: AccountStore + Send + Sync + 'static {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
 

@@ -66,7 +66,7 @@ impl FromStr for RepositoryName {
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn is_path_component(component: &str) -> bool {
+pub(crate) fn is_path_component(component: &str) -> bool {
     let bytes = component.as_bytes();
     let mut i = 0;
     loop {

@@ -14,8 +14,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::AppState;
 use crate::api::admin::AdminAccess;
+use crate::api::auth::ApiAuth;
+use crate::auth::keys::SigningKeys;
+use crate::auth::{ADMIN_PASSWORD_VARIABLE, Authenticator};
 use crate::config::reload::{Reloader, watch_folder};
-use crate::config::{ADMIN_TOKEN_VARIABLE, Config, ConfigError, HOT_KEYS, ReadOnlyConfig};
+use crate::config::{AuthMode, Config, ConfigError, HOT_KEYS, ReadOnlyConfig};
 use crate::gate::holds::CONFIG_HOLD;
 use crate::gate::{HoldError, HoldName, HoldRequest, HoldSource, WriteGate};
 use crate::registry::{Registry, RegistryError};
@@ -53,6 +56,9 @@ pub enum ServeError {
     /// The registry could not be opened.
     #[error("cannot open the registry: {0}")]
     Registry(#[from] RegistryError),
+    /// Authentication could not be set up.
+    #[error("cannot set up authentication: {0}")]
+    Auth(String),
     /// The configuration file's read-only hold could not be applied.
     #[error("cannot apply read_only from the configuration: {0}")]
     Hold(#[from] HoldError),
@@ -70,11 +76,12 @@ pub struct ServeOptions {
     /// The file the configuration was loaded from; its folder is watched for changes.
     pub config_file: Option<PathBuf>,
     /// The environment the configuration was loaded with (its `WHARF_*` overrides apply to
-    /// reloads too, and `WHARF_ADMIN_TOKEN` may hold the admin token).
+    /// reloads too, and `WHARF_ADMIN_PASSWORD` may give the first superuser's password).
     pub environment: Vec<(String, String)>,
-    /// Notified to re-read the configuration file and the admin token file (the binary does so
-    /// on SIGHUP).
+    /// Notified to re-read the configuration file (the binary does so on SIGHUP).
     pub reload: Option<Arc<Notify>>,
+    /// Serve without authentication on an address other than loopback (`--insecure-no-auth`).
+    pub insecure_no_auth: bool,
     /// Applies `log.level` when it changes.
     pub set_log_level: Option<LogLevelSetter>,
 }
@@ -98,7 +105,17 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), ServeError> {
-    let token = config.admin_token(variable(&options.environment, ADMIN_TOKEN_VARIABLE))?;
+    let address = listener.local_addr()?;
+    if config.auth.mode == AuthMode::None
+        && !address.ip().to_canonical().is_loopback()
+        && !options.insecure_no_auth
+    {
+        return Err(ServeError::Config(ConfigError(format!(
+            "refusing to serve on {address} without authentication: set auth.mode: token, \
+             listen on a loopback address, or pass --insecure-no-auth if something in front of \
+             Wharf authenticates"
+        ))));
+    }
     let _data_lock = lock_data_folder(&config.storage.data_dir)?;
     let registry = Registry::open_local(
         &config.data_paths(),
@@ -109,7 +126,23 @@ pub async fn serve_with(
     .await?;
     let gate = registry.gate().clone();
     apply_read_only(&gate, &config.read_only).await?;
-    let admin = Arc::new(AdminAccess::new(token, config.gc_settings()));
+    let admin = Arc::new(AdminAccess {
+        gc: config.gc_settings(),
+    });
+    let auth = ApiAuth {
+        authenticator: match config.auth.mode {
+            AuthMode::None => None,
+            AuthMode::Token => Some(
+                open_authenticator(
+                    &config,
+                    &registry,
+                    variable(&options.environment, ADMIN_PASSWORD_VARIABLE),
+                )
+                .await?,
+            ),
+        },
+        scheme: "http",
+    };
 
     let background = TaskTracker::new();
     let stop_background = CancellationToken::new();
@@ -133,8 +166,6 @@ pub async fn serve_with(
             reloader: Reloader::new(path, options.environment.clone()),
             running: config.clone(),
             gate: gate.clone(),
-            admin: admin.clone(),
-            environment: options.environment,
             set_log_level: options.set_log_level,
         };
         let requests = options.reload.unwrap_or_default();
@@ -142,12 +173,12 @@ pub async fn serve_with(
     }
     background.close();
 
-    let address = listener.local_addr()?;
     tracing::info!(%address, data = %config.storage.data_dir.display(), "Wharf is serving on http://{address}");
 
     let state = AppState {
         registry: registry.clone(),
         admin,
+        auth,
     };
     let app = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop_accepting = CancellationToken::new();
@@ -188,6 +219,22 @@ fn variable(environment: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, value)| value.clone())
 }
 
+/// The authenticator of `auth.mode: token`: its signing keys, and the first superuser.
+async fn open_authenticator(
+    config: &Config,
+    registry: &Registry,
+    admin_password: Option<String>,
+) -> Result<Arc<Authenticator>, ServeError> {
+    let keys = SigningKeys::load(&config.auth.signing_keys, &config.storage.data_dir)
+        .map_err(|e| ServeError::Auth(e.to_string()))?;
+    let authenticator = Authenticator::new(registry.metadata.clone(), keys, config.auth_settings());
+    authenticator
+        .create_first_superuser(&config.storage.data_dir, admin_password)
+        .await
+        .map_err(|e| ServeError::Auth(e.to_string()))?;
+    Ok(Arc::new(authenticator))
+}
+
 /// Makes the configuration file's hold (`config`) match its `read_only` section.
 async fn apply_read_only(gate: &WriteGate, read_only: &ReadOnlyConfig) -> Result<(), HoldError> {
     let name: HoldName = CONFIG_HOLD
@@ -220,8 +267,6 @@ struct ConfigFollower {
     reloader: Reloader,
     running: Config,
     gate: WriteGate,
-    admin: Arc<AdminAccess>,
-    environment: Vec<(String, String)>,
     set_log_level: Option<LogLevelSetter>,
 }
 
@@ -256,9 +301,6 @@ impl ConfigFollower {
                 tokio::time::sleep(RELOAD_SETTLE).await;
             }
             settled = false;
-            if signalled {
-                self.reload_token();
-            }
             let changed = self.reloader.reload();
             let applied = changed.is_some();
             if let Some(config) = changed {
@@ -291,13 +333,9 @@ impl ConfigFollower {
         {
             tracing::error!(%error, "cannot apply log.level from the configuration file");
         }
-        let token_changed = config.admin != self.running.admin;
         self.running = config;
         if read_only_changed {
             self.reconcile_read_only().await;
-        }
-        if token_changed {
-            self.reload_token();
         }
     }
 
@@ -305,17 +343,6 @@ impl ConfigFollower {
     async fn reconcile_read_only(&self) {
         if let Err(error) = apply_read_only(&self.gate, &self.running.read_only).await {
             tracing::error!(%error, "cannot apply read_only from the configuration file; retrying");
-        }
-    }
-
-    /// Reads the admin token again (the token file may have been rotated).
-    fn reload_token(&self) {
-        match self
-            .running
-            .admin_token(variable(&self.environment, ADMIN_TOKEN_VARIABLE))
-        {
-            Ok(token) => self.admin.set_token(token),
-            Err(error) => tracing::error!(%error, "keeping the previous admin token"),
         }
     }
 }

@@ -1,22 +1,44 @@
 //! Talking to a running registry's admin API (`/api/v1`) from the command line.
+//!
+//! Credentials: `WHARF_USERNAME` and `WHARF_PASSWORD` (a user's password or a robot's token),
+//! else — on the registry's own machine — the first superuser's generated password in the data
+//! folder, if it is still there and readable. HTTPS servers are verified against the system's
+//! roots, or the CA certificate in the file `WHARF_CA_CERT` names.
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 use wharf_registry::Config;
-use wharf_registry::config::ADMIN_TOKEN_VARIABLE;
+use wharf_registry::auth::{ADMIN_PASSWORD_FILE, FIRST_SUPERUSER};
 
 /// A client of a running registry's admin API.
 pub struct AdminClient {
     http: reqwest::Client,
     url: String,
-    token: Option<String>,
+    credentials: Option<(String, String)>,
+}
+
+/// The credentials the environment gives, or the first superuser's generated password.
+fn credentials(config: &Config) -> Option<(String, String)> {
+    let from_environment = (
+        std::env::var("WHARF_USERNAME")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        std::env::var("WHARF_PASSWORD").ok(),
+    );
+    if let (Some(username), Some(password)) = from_environment {
+        return Some((username, password));
+    }
+    let generated = config.storage.data_dir.join(ADMIN_PASSWORD_FILE);
+    std::fs::read_to_string(generated)
+        .ok()
+        .map(|password| (FIRST_SUPERUSER.to_owned(), password.trim().to_owned()))
 }
 
 impl AdminClient {
     /// A client of the registry at `url`, or by default of the one `config` describes (its
-    /// `server.listen`, on loopback), with the admin token the configuration gives.
+    /// `server.listen`, on loopback; https when it serves TLS).
     pub fn new(url: Option<&str>, config: &Config) -> anyhow::Result<AdminClient> {
         let url = match url {
             Some(url) => url.trim_end_matches('/').to_owned(),
@@ -25,18 +47,41 @@ impl AdminClient {
                 if address.ip().is_unspecified() {
                     address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
-                format!("http://{address}")
+                let scheme = if config.tls.cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{address}")
             }
         };
-        let token = config
-            .admin_token(std::env::var(ADMIN_TOKEN_VARIABLE).ok())?
-            .map(|t| t.expose().to_owned());
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
             // A connection that stalls fails instead of hanging (a download streams on).
-            .read_timeout(Duration::from_secs(300))
-            .build()?;
-        Ok(AdminClient { http, url, token })
+            .read_timeout(Duration::from_secs(300));
+        if let Some(ca) = std::env::var_os("WHARF_CA_CERT").filter(|v| !v.is_empty()) {
+            let pem = std::fs::read(&ca)
+                .with_context(|| format!("cannot read WHARF_CA_CERT {}", ca.to_string_lossy()))?;
+            let certificate = reqwest::Certificate::from_pem(&pem).with_context(|| {
+                format!(
+                    "WHARF_CA_CERT {} is not a PEM certificate",
+                    ca.to_string_lossy()
+                )
+            })?;
+            http = http.add_root_certificate(certificate);
+        }
+        Ok(AdminClient {
+            http: http.build()?,
+            url,
+            credentials: credentials(config),
+        })
+    }
+
+    fn authenticated(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.credentials {
+            Some((username, password)) => request.basic_auth(username, Some(password)),
+            None => request,
+        }
     }
 
     /// The registry's URL.
@@ -47,21 +92,15 @@ impl AdminClient {
     /// Streams the body of `GET path` (a download); a refusal becomes an error.
     pub async fn stream(&self, path: &str) -> anyhow::Result<wharf_registry::storage::BlobStream> {
         use futures_util::{StreamExt, TryStreamExt};
-        let mut request = self.http.get(format!("{}{path}", self.url));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
+        let response = self
+            .authenticated(self.http.get(format!("{}{path}", self.url)))
             .send()
             .await
             .with_context(|| format!("cannot reach the registry at {}", self.url))?;
         let status = response.status();
         if !status.is_success() {
             let answer: Value = response.json().await.unwrap_or_default();
-            let message = answer["errors"][0]["message"]
-                .as_str()
-                .unwrap_or("no message");
-            bail!("the registry refused ({status}): {message}");
+            return Err(refusal(status, &answer));
         }
         Ok(response
             .bytes_stream()
@@ -78,12 +117,8 @@ impl AdminClient {
         timeout: Duration,
     ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
         let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
+            .authenticated(self.http.request(method, format!("{}{path}", self.url)))
             .timeout(timeout);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -99,11 +134,21 @@ impl AdminClient {
             )
         })?;
         if !status.is_success() {
-            let message = answer["errors"][0]["message"]
-                .as_str()
-                .unwrap_or("no message");
-            bail!("the registry refused ({status}): {message}");
+            return Err(refusal(status, &answer));
         }
         Ok((status, answer))
     }
+}
+
+/// A refusal, with the registry's message, and what to do about missing credentials.
+fn refusal(status: reqwest::StatusCode, answer: &Value) -> anyhow::Error {
+    let message = answer["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("no message");
+    let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+        "; give credentials in WHARF_USERNAME and WHARF_PASSWORD"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("the registry refused ({status}): {message}{hint}")
 }

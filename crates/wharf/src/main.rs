@@ -50,6 +50,10 @@ enum Command {
         /// Keep data in this folder instead of storage.data_dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve without authentication (auth.mode: none) on an address other than loopback:
+        /// only when something in front of Wharf authenticates.
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Hold the registry read-only, release it, or show its state (over the admin API).
     #[command(subcommand)]
@@ -133,7 +137,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { listen, data_dir } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            insecure_no_auth,
+        } => {
             let mut config = load_config()?;
             if let Some(listen) = listen {
                 config.server.listen = listen;
@@ -153,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     environment: std::env::vars().collect(),
                     reload: Some(reload),
                     set_log_level: Some(set_log_level),
+                    insecure_no_auth,
                 };
                 serve_with(config, listener, shutdown_signal(), options).await?;
                 Ok(ExitCode::SUCCESS)

@@ -1,5 +1,5 @@
-//! Read-only mode through the real binary: `wharf read-only on|off|status`, SIGHUP, the admin
-//! token, and maintenance commands that wait while the registry is read-only.
+//! Read-only mode through the real binary: `wharf read-only on|off|status` (with and without
+//! authentication), SIGHUP, and maintenance commands that wait while the registry is read-only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{WharfServer, wharf, wharf_binary};
 
-const TOKEN: &str = "test-admin-token-0123456789";
+/// Turns authentication on: the first superuser's password is generated into the data folder,
+/// where the command line finds it.
+const WITH_AUTH: &str = "auth:\n  mode: token\n";
 
 /// `wharf --config <file> <args>` with extra environment; returns (status, stdout, stderr).
 fn wharf_with(
@@ -36,20 +38,25 @@ fn wharf_with(
     )
 }
 
+/// The first superuser's generated password, if the server made one.
+fn admin_password(server: &WharfServer) -> Option<String> {
+    let data = server.config_file.with_extension("");
+    std::fs::read_to_string(data.join("admin-password"))
+        .ok()
+        .map(|p| p.trim().to_owned())
+}
+
 /// `wharf read-only status --json`, without the server's configuration file (which a test may
-/// have broken on purpose); the token, if any, comes from the file.
+/// have broken on purpose); credentials, if needed, are the first superuser's.
 fn status_json(server: &WharfServer) -> Value {
-    let config = std::fs::read_to_string(&server.config_file).unwrap_or_default();
-    let token = config
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("token_file: "))
-        .map(|path| std::fs::read_to_string(path.trim()).unwrap());
     let mut command = Command::new(wharf_binary());
     command
         .args(["read-only", "status", "--json", "--url", &server.url])
         .env_remove("RUST_LOG");
-    if let Some(token) = token {
-        command.env("WHARF_ADMIN_TOKEN", token.trim());
+    if let Some(password) = admin_password(server) {
+        command
+            .env("WHARF_USERNAME", "admin")
+            .env("WHARF_PASSWORD", password);
     }
     let output = command.output().unwrap();
     let (code, stdout, stderr) = (
@@ -93,34 +100,10 @@ fn sighup(server: &WharfServer) {
     panic!("the SIGHUP was not handled:\n{}", server.log());
 }
 
-/// The status of `GET path` with a bearer token, over a plain socket.
-fn status_with_token(server: &WharfServer, path: &str, token: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
-        server.address
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn the_command_line_takes_and_releases_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let server = WharfServer::start(
-        &dir.path().join("data"),
-        &format!("admin:\n  token_file: {}\n", token_file.display()),
-    );
+    let server = WharfServer::start(&dir.path().join("data"), WITH_AUTH);
     let url = server.url.as_str();
     let config = &server.config_file;
 
@@ -146,7 +129,7 @@ fn the_command_line_takes_and_releases_holds() {
     assert!(stdout.contains("registry: read-only"), "{stdout}");
     assert!(stdout.contains("read-only on 1/1 replicas"), "{stdout}");
     assert!(
-        stdout.contains("admin: upgrade to 2.0 (by admin (token) via api"),
+        stdout.contains("admin: upgrade to 2.0 (by admin via api"),
         "{stdout}"
     );
     assert!(stdout.contains("expires"), "{stdout}");
@@ -212,12 +195,17 @@ fn the_command_line_takes_and_releases_holds() {
     let (code, _, stderr) = wharf_with(
         config,
         &["read-only", "status", "--url", url],
-        &[("WHARF_ADMIN_TOKEN", "not-the-right-token-at-all")],
+        &[
+            ("WHARF_USERNAME", "admin"),
+            ("WHARF_PASSWORD", "not-the-password"),
+        ],
     );
     assert_ne!(code, 0);
     assert!(
-        stderr.contains("set twice"),
-        "both a token file and a variable: {stderr}"
+        stderr.contains("401 Unauthorized")
+            && stderr.contains("incorrect username or password")
+            && stderr.contains("WHARF_USERNAME"),
+        "{stderr}"
     );
     let (code, _, stderr) = wharf(
         config,
@@ -228,40 +216,17 @@ fn the_command_line_takes_and_releases_holds() {
         stderr.contains("cannot reach the registry at http://127.0.0.1:1"),
         "{stderr}"
     );
-    // The token never shows in the server's log.
-    assert!(!server.log().contains(TOKEN));
+    // The password never shows in the server's log; where it is does.
+    let password = admin_password(&server).unwrap();
+    assert!(!server.log().contains(&password));
+    assert!(server.log().contains("admin-password"), "{}", server.log());
 }
 
 #[test]
-fn sighup_rereads_the_configuration_and_the_token() {
+fn sighup_rereads_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("secrets").join("token");
-    std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let server = WharfServer::start(
-        &dir.path().join("data"),
-        &format!("admin:\n  token_file: {}\n", token_file.display()),
-    );
+    let server = WharfServer::start(&dir.path().join("data"), "");
     let config = &server.config_file;
-    assert_eq!(status_json(&server)["effective"], "read-write");
-
-    // The token file is not watched (it lives elsewhere): rotating it takes a SIGHUP.
-    assert_eq!(status_with_token(&server, "/api/v1/state", TOKEN), 200);
-    let rotated = "rotated-admin-token-9876543210";
-    std::fs::write(&token_file, rotated).unwrap();
-    assert_eq!(
-        status_with_token(&server, "/api/v1/state", TOKEN),
-        200,
-        "not before the signal"
-    );
-    sighup(&server);
-    assert_eq!(
-        status_with_token(&server, "/api/v1/state", TOKEN),
-        401,
-        "the old token is revoked"
-    );
-    assert_eq!(status_with_token(&server, "/api/v1/state", rotated), 200);
-    // The command line reads the same file, so it follows.
     assert_eq!(status_json(&server)["effective"], "read-write");
 
     // The configuration file, edited and signalled.

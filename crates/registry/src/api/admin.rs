@@ -1,10 +1,14 @@
-//! The admin API under `/api/v1`: the registry's state and read-only holds, the audit trail, and
-//! maintenance.
+//! The admin API under `/api/v1`: the registry's state and read-only holds, the audit trail,
+//! maintenance, backups, and accounts.
 //!
-//! Access: with an admin token configured (`admin.token_file` or `WHARF_ADMIN_TOKEN`), every
-//! request must carry `Authorization: Bearer <token>`; without one, only clients on a loopback
-//! address are answered. Errors have the same JSON shape as the registry API's.
+//! Access: with authentication on, every request carries credentials (Basic, or a bearer token
+//! from the token endpoint); the operations (state, holds, events, gc, backups) need a registry
+//! administrator (a superuser or an admin robot), and account changes are checked by
+//! [`Accounts`](crate::auth::Accounts). With authentication off, only clients on a loopback
+//! address, not forwarded by a proxy, are answered — as administrators. Errors have the same
+//! JSON shape as the registry API's.
 
+mod accounts;
 mod backups;
 mod maintenance;
 mod state;
@@ -12,7 +16,6 @@ mod state;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -22,44 +25,27 @@ use axum::routing::{get, post, put};
 use serde_json::json;
 
 use super::AppState;
-use crate::config::AdminToken;
+use super::auth::Credentials;
+use crate::auth::{LoginError, Permissions, Principal};
 use crate::registry::GcSettings;
 
-/// Who may use the admin API, and what it needs to know.
+/// What the admin API needs to know besides the registry.
 pub struct AdminAccess {
-    token: ArcSwapOption<AdminToken>,
     /// The settings `POST /api/v1/gc` collects with.
     pub gc: GcSettings,
-}
-
-impl AdminAccess {
-    /// Access with an optional token.
-    pub fn new(token: Option<AdminToken>, gc: GcSettings) -> Self {
-        AdminAccess {
-            token: ArcSwapOption::from(token.map(Arc::new)),
-            gc,
-        }
-    }
-
-    /// Replaces the token (the token file changed).
-    pub fn set_token(&self, token: Option<AdminToken>) {
-        let had = self.token.load().is_some();
-        if had && token.is_none() {
-            tracing::warn!(
-                "the admin token was removed: the admin API now answers only direct loopback clients"
-            );
-        }
-        self.token.store(token.map(Arc::new));
-    }
 }
 
 /// The authenticated caller, for the audit trail.
 #[derive(Debug, Clone)]
 struct Actor(String);
 
+/// What the authenticated caller may do.
+#[derive(Debug, Clone)]
+struct AdminCaller(Arc<Permissions>);
+
 /// The `/api/v1` routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(state: AppState) -> Router<AppState> {
+    let operations = Router::new()
         .route("/api/v1/state", get(state::show))
         .route(
             "/api/v1/state/holds/{name}",
@@ -75,63 +61,115 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/backups/{id}/metadata", get(backups::metadata))
         .route("/api/v1/backups/{id}/blobs", get(backups::blobs))
         .route("/api/v1/backups/{id}/blobs/{digest}", get(backups::blob))
+        .layer(axum::middleware::from_fn(require_registry_admin));
+    Router::new()
+        .merge(operations)
+        .merge(accounts::routes())
         .fallback(|| async {
             AdminError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such admin endpoint")
         })
+        .layer(axum::middleware::from_fn_with_state(state, authenticate))
 }
 
-/// Admits a request to the admin API, or answers 401/403.
-pub async fn authorize(
+/// Identifies the caller of an admin request, or answers 401/403/429.
+async fn authenticate(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let actor = match state.admin.token.load_full() {
-        Some(token) => {
-            let presented = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(bearer_token);
-            if !presented.is_some_and(|presented| token.matches(presented)) {
-                let mut response = AdminError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHORIZED",
-                    "the admin API needs Authorization: Bearer <admin token>",
-                )
-                .into_response();
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"wharf-admin\""),
-                );
-                return response;
-            }
-            "admin (token)".to_owned()
-        }
+    let Some(authenticator) = state.auth.authenticator.clone() else {
         // A request a proxy forwarded comes from the proxy's address, which may be local: only
-        // a direct local caller is trusted without a token.
-        None if peer.ip().to_canonical().is_loopback() && !is_forwarded(request.headers()) => {
-            format!("local admin ({})", peer.ip().to_canonical())
-        }
-        None => {
+        // a direct local caller is trusted.
+        if !peer.ip().to_canonical().is_loopback() || is_forwarded(request.headers()) {
             return AdminError::new(
                 StatusCode::FORBIDDEN,
                 "DENIED",
-                "the admin API answers only direct loopback clients until an admin token is \
-                 configured (admin.token_file or WHARF_ADMIN_TOKEN)",
+                "with authentication off (auth.mode: none), the admin API answers only direct loopback clients",
             )
             .into_response();
         }
+        let actor = format!("local admin ({})", peer.ip().to_canonical());
+        let permissions = Permissions::unrestricted(Principal::User(actor.clone()));
+        request.extensions_mut().insert(Actor(actor));
+        request
+            .extensions_mut()
+            .insert(AdminCaller(Arc::new(permissions)));
+        return next.run(request).await;
     };
-    request.extensions_mut().insert(Actor(actor));
+    let principal = match Credentials::of(request.headers()) {
+        Ok(Credentials::Basic { username, password }) => {
+            match authenticator.login(&username, &password, peer.ip()).await {
+                Ok(login) => login.principal,
+                Err(LoginError::TooMany(retry_after)) => {
+                    return AdminError {
+                        retry_after: Some(retry_after.as_secs().max(1)),
+                        ..AdminError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "TOOMANYREQUESTS",
+                            "too many failed logins; retry later",
+                        )
+                    }
+                    .into_response();
+                }
+                Err(LoginError::Store(error)) => {
+                    return AdminError::internal(error).into_response();
+                }
+                Err(_) => return unauthorized("incorrect username or password"),
+            }
+        }
+        Ok(Credentials::Bearer(token)) => match authenticator.verify_access(&token) {
+            Ok(verified) => Principal::from_subject(&verified.subject),
+            Err(error) => return unauthorized(&error.0),
+        },
+        Ok(Credentials::None) => {
+            return unauthorized(
+                "the admin API needs credentials: a user's or robot's (Basic), or a token from /auth/token",
+            );
+        }
+        Err(why) => return unauthorized(&why),
+    };
+    if principal == Principal::Anonymous {
+        return unauthorized("an anonymous token does not open the admin API; log in");
+    }
+    let permissions = match authenticator.permissions(&principal).await {
+        Ok(permissions) => permissions,
+        Err(error) => return AdminError::internal(error).into_response(),
+    };
+    request
+        .extensions_mut()
+        .insert(Actor(principal.to_string()));
+    request
+        .extensions_mut()
+        .insert(AdminCaller(Arc::new(permissions)));
     next.run(request).await
 }
 
-/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// Lets only registry administrators through.
+async fn require_registry_admin(request: Request, next: Next) -> Response {
+    let admin = request
+        .extensions()
+        .get::<AdminCaller>()
+        .is_some_and(|caller| caller.0.is_registry_admin());
+    if !admin {
+        return AdminError::new(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "only a registry administrator (a superuser, or an admin robot) may do this",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response =
+        AdminError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"wharf admin\""),
+    );
+    response
 }
 
 /// Whether a proxy says it forwarded the request.
@@ -169,6 +207,28 @@ impl AdminError {
         Self::new(StatusCode::BAD_REQUEST, "INVALID", message)
     }
 
+    /// A write the gate refused: 503 with `Retry-After`; `waiting` says what waits.
+    fn refused(refused: crate::gate::WriteRefused, waiting: &str) -> Self {
+        match refused {
+            crate::gate::WriteRefused::ReadOnly { reason, .. } => AdminError {
+                retry_after: Some(state::READ_ONLY_RETRY_AFTER),
+                ..AdminError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    format!("the registry is read-only ({reason}): {waiting}"),
+                )
+            },
+            crate::gate::WriteRefused::Cancelled => AdminError {
+                retry_after: Some(5),
+                ..AdminError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "the write was cancelled before it completed; retry it",
+                )
+            },
+        }
+    }
+
     fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "admin request failed");
         Self::new(
@@ -194,19 +254,5 @@ impl IntoResponse for AdminError {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_tokens() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
-        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer"), None);
     }
 }

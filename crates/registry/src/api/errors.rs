@@ -32,7 +32,11 @@ fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         PaginationInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
         EndpointUnknown => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
         BlobInUse => (StatusCode::CONFLICT, "DENIED"),
+        Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
+        TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         // 405, as clients (podman, docker, skopeo) print a 405's DENIED message as
         // `denied: <message>` and give up instead of retrying.
         Refused(WriteRefused::ReadOnly { .. }) => (StatusCode::METHOD_NOT_ALLOWED, "DENIED"),
@@ -83,6 +87,17 @@ impl IntoResponse for RegistryError {
             }
             RegistryError::Refused(WriteRefused::Cancelled) => {
                 headers_out.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            RegistryError::Unauthorized { challenge, .. } => {
+                if let Ok(value) = HeaderValue::from_str(challenge) {
+                    headers_out.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            RegistryError::TooManyRequests { retry_after, .. } => {
+                let seconds = retry_after.as_secs().max(1).to_string();
+                if let Ok(value) = HeaderValue::from_str(&seconds) {
+                    headers_out.insert(header::RETRY_AFTER, value);
+                }
             }
             _ => {}
         }

@@ -17,7 +17,10 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::AppState;
+use super::auth::{ApiAuth, Caller, Needed};
 use super::route::{Route, RouteError, recognize};
+use crate::auth::Action;
 use crate::registry::{Registry, RegistryError};
 
 /// The query parameters any endpoint reads; each endpoint ignores those it does not use.
@@ -38,8 +41,13 @@ struct Call {
     method: Method,
     headers: HeaderMap,
     params: Params,
-    /// Who is calling: the peer address until authentication exists.
+    /// Who pushes, for the drain's "push in progress": the account, or an anonymous caller's
+    /// address.
     client: String,
+    /// The caller.
+    caller: Caller,
+    /// Authentication, to check what else the caller may do (a mount's source, the catalog).
+    auth: ApiAuth,
 }
 
 impl Call {
@@ -54,38 +62,74 @@ impl Call {
 
 /// Handles every request under `/v2`.
 pub async fn dispatch(
-    State(registry): State<Registry>,
+    State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let route = decode_segments(path.strip_prefix("/v2").unwrap_or(path))
+        .ok_or(RouteError::NotFound)
+        .and_then(|segments| recognize(&segments.iter().map(String::as_str).collect::<Vec<_>>()));
+    // Bad credentials are refused before anything else is looked at.
+    let caller = match state.auth.identify(&parts.headers, peer.ip()).await {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    let route = match route {
+        Ok(route) => route,
+        Err(RouteError::Name(e)) => return RegistryError::from(e).into_response(),
+        Err(RouteError::NotFound) => return RegistryError::EndpointUnknown.into_response(),
+    };
+    if let Err(error) = state
+        .auth
+        .authorize(&parts.headers, &caller, needed(&route, &parts.method))
+        .await
+    {
+        return error.into_response();
+    }
     let params = match parts.uri.query() {
         Some(query) => match serde_urlencoded::from_str(query) {
             Ok(params) => params,
             Err(e) => {
-                return RegistryError::Unsupported(format!("the query string is malformed: {e}"))
+                return RegistryError::BadRequest(format!("the query string is malformed: {e}"))
                     .into_response();
             }
         },
         None => Params::default(),
     };
     let call = Call {
-        registry,
+        registry: state.registry,
         method: parts.method,
         headers: parts.headers,
         params,
-        client: peer.ip().to_string(),
+        client: caller.push_identity(peer.ip()),
+        caller,
+        auth: state.auth,
     };
-    let path = parts.uri.path();
-    let route = decode_segments(path.strip_prefix("/v2").unwrap_or(path))
-        .ok_or(RouteError::NotFound)
-        .and_then(|segments| recognize(&segments.iter().map(String::as_str).collect::<Vec<_>>()));
-    let result = match route {
-        Ok(route) => handle(call, route, body).await,
-        Err(RouteError::Name(e)) => Err(e.into()),
-        Err(RouteError::NotFound) => Err(RegistryError::EndpointUnknown),
+    handle(call, route, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// What a request on a route needs the caller to be allowed.
+fn needed<'a>(route: &'a Route, method: &Method) -> Needed<'a> {
+    let on = |repository: &'a crate::reference::RepositoryName, action| {
+        Needed::Repository(repository.as_str(), action)
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    match route {
+        Route::Base => Needed::Base,
+        Route::Catalog => Needed::Catalog,
+        Route::Tags(repository) | Route::Referrers(repository, _) => on(repository, Action::Pull),
+        Route::Manifest(repository, _) | Route::Blob(repository, _) => match *method {
+            Method::PUT => on(repository, Action::Push),
+            Method::DELETE => on(repository, Action::Delete),
+            _ => on(repository, Action::Pull),
+        },
+        Route::UploadStart(repository) | Route::Upload(repository, _) => {
+            on(repository, Action::Push)
+        }
+    }
 }
 
 /// Splits the path after `/v2` into percent-decoded segments; `None` if a segment does not

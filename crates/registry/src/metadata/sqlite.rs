@@ -5,6 +5,8 @@
 //! The SQL is kept portable (`$n` placeholders, `ON CONFLICT`, `RETURNING`, row values) so the
 //! PostgreSQL store can share it.
 
+mod accounts;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

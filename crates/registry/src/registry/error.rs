@@ -76,12 +76,35 @@ pub enum RegistryError {
     /// The operation is not supported.
     #[error("{0}")]
     Unsupported(String),
+    /// The request is malformed (a query string, a form).
+    #[error("{0}")]
+    BadRequest(String),
     /// A blob cannot be deleted from a repository whose manifests still use it.
     #[error("the blob is used by manifests in this repository; delete those manifests first")]
     BlobInUse,
     /// Another request is writing to the same upload right now.
     #[error("another request is writing to this upload; wait for it, then ask for the status")]
     UploadBusy,
+    /// The request needs credentials, or better ones: the challenge tells the client where to
+    /// get a token and for what.
+    #[error("{message}")]
+    Unauthorized {
+        /// The `WWW-Authenticate` header's value.
+        challenge: String,
+        /// Why.
+        message: String,
+    },
+    /// The caller may not do this.
+    #[error("{0}")]
+    Denied(String),
+    /// Too many failed logins.
+    #[error("{message}")]
+    TooManyRequests {
+        /// When to try again.
+        retry_after: std::time::Duration,
+        /// Why.
+        message: String,
+    },
     /// The write gate refused or stopped the write.
     #[error(transparent)]
     Refused(#[from] WriteRefused),

@@ -43,20 +43,35 @@ impl Registry {
         Ok(page(&mut items, limit))
     }
 
-    /// A page of repository names: at most `n` (or up to [`MAX_PAGE`]) after `last`.
+    /// A page of the repository names `visible` accepts: at most `n` (or up to [`MAX_PAGE`])
+    /// after `last`.
     pub async fn repositories(
         &self,
         n: Option<u32>,
         last: Option<&str>,
+        visible: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<ListPage, RegistryError> {
         let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let mut items = self
-            .metadata
-            .repositories(Page {
-                last,
-                limit: limit + 1,
-            })
-            .await?;
+        let mut items: Vec<String> = Vec::new();
+        let mut after = last.map(str::to_owned);
+        // Pages of the store are read until enough visible names are found (one more than the
+        // limit tells whether there is a next page) or the names run out.
+        loop {
+            let batch = self
+                .metadata
+                .repositories(Page {
+                    last: after.as_deref(),
+                    limit: limit + 1,
+                })
+                .await?;
+            let exhausted = batch.len() <= limit as usize;
+            after = batch.last().cloned();
+            items.extend(batch.into_iter().filter(|name| visible(name)));
+            if exhausted || items.len() > limit as usize {
+                break;
+            }
+        }
+        items.truncate(limit as usize + 1);
         Ok(page(&mut items, limit))
     }
 

@@ -20,11 +20,16 @@ pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// The first superuser's password in registries started with [`TestApp::start_with_auth`].
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
 /// A registry running in this process.
 pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
     pub config: Config,
+    /// Basic credentials every request made through [`TestApp::request`] carries.
+    pub basic: Option<(String, String)>,
     dir: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), wharf_registry::ServeError>>>,
@@ -45,6 +50,30 @@ impl TestApp {
         config.gc.enabled = false;
         adjust(&mut config);
         Self::launch(config, Some(dir)).await
+    }
+
+    /// A registry with token authentication (`adjust` changes the configuration first), whose
+    /// requests carry the first superuser's credentials (`admin`, [`ADMIN_PASSWORD`]).
+    pub async fn start_with_auth(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().join("data");
+        config.storage.fsync = false;
+        config.gc.enabled = false;
+        config.auth.mode = wharf_registry::config::AuthMode::Token;
+        adjust(&mut config);
+        let options = wharf_registry::ServeOptions {
+            environment: vec![("WHARF_ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned())],
+            ..Default::default()
+        };
+        let mut app = Self::launch_with(config, Some(dir), options).await;
+        app.basic = Some(("admin".to_owned(), ADMIN_PASSWORD.to_owned()));
+        app
+    }
+
+    /// Makes the following requests carry these Basic credentials (`None`: none).
+    pub fn act_as(&mut self, credentials: Option<(&str, &str)>) {
+        self.basic = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
     }
 
     /// A registry configured by a file (which it follows), with `yaml` as the file's content.
@@ -95,6 +124,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             config,
+            basic: None,
             dir,
             stop: Some(stop),
             task: Some(task),
@@ -145,7 +175,11 @@ impl TestApp {
         } else {
             format!("{}{path}", self.url)
         };
-        self.http.request(method, url)
+        let request = self.http.request(method, url);
+        match &self.basic {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {

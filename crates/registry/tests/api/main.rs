@@ -5,6 +5,7 @@
 
 mod app;
 
+mod auth;
 mod backup;
 mod base;
 mod blobs;

@@ -3,15 +3,12 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AdminError;
-use super::state::READ_ONLY_RETRY_AFTER;
 use crate::api::AppState;
 use crate::config::HumanDuration;
-use crate::gate::WriteRefused;
 use crate::metadata::now_millis;
 use crate::registry::{GcSettings, RegistryError};
 
@@ -44,24 +41,10 @@ pub(super) async fn collect_garbage(
     };
     match state.registry.collect_garbage(settings, now_millis()).await {
         Ok(report) => Ok(axum::Json(report).into_response()),
-        Err(RegistryError::Refused(WriteRefused::ReadOnly { reason, .. })) => Err(AdminError {
-            retry_after: Some(READ_ONLY_RETRY_AFTER),
-            ..AdminError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                format!(
-                    "the registry is read-only ({reason}): garbage collection waits until it is read-write"
-                ),
-            )
-        }),
-        Err(RegistryError::Refused(WriteRefused::Cancelled)) => Err(AdminError {
-            retry_after: Some(5),
-            ..AdminError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
-                "garbage collection was cancelled",
-            )
-        }),
+        Err(RegistryError::Refused(refused)) => Err(AdminError::refused(
+            refused,
+            "garbage collection waits until it is read-write",
+        )),
         Err(error) => Err(AdminError::internal(error)),
     }
 }

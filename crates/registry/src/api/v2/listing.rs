@@ -14,9 +14,16 @@ use crate::registry::{ListPage, RegistryError};
 
 pub(super) async fn catalog(call: &Call) -> Result<Response, RegistryError> {
     let n = page_size(call)?;
+    // Only what the caller may pull is listed.
+    let permissions = call.auth.listing_permissions(&call.caller).await?;
+    let visible = |name: &str| {
+        permissions
+            .as_ref()
+            .is_none_or(|p| p.allows(name, crate::auth::Action::Pull))
+    };
     let page = call
         .registry
-        .repositories(n, call.params.last.as_deref())
+        .repositories(n, call.params.last.as_deref(), &visible)
         .await?;
     let body = json!({ "repositories": &page.items });
     Ok(paged_json(body, &page, n, "/v2/_catalog"))

@@ -24,7 +24,11 @@ pub(super) async fn start(
         let digest: Digest = mount.parse().map_err(RegistryError::digest)?;
         // Without `from` the client leaves it to the registry to find the blob; Wharf does not
         // search other repositories, so it opens a regular upload (as the spec allows).
-        if let Some(from) = &call.params.from {
+        // A source the caller may not pull is not used either (no blob is revealed); the
+        // client gets a regular upload, as the spec says for a source that is not readable.
+        if let Some(from) = &call.params.from
+            && call.auth.may_pull(&call.caller, from)
+        {
             let from: RepositoryName = from.parse()?;
             return Ok(
                 match registry
