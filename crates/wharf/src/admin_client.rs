@@ -141,7 +141,7 @@ impl AdminClient {
 }
 
 /// A refusal, with the registry's message, and what to do about missing credentials.
-fn refusal(status: reqwest::StatusCode, answer: &Value) -> anyhow::Error {
+pub fn refusal(status: reqwest::StatusCode, answer: &Value) -> anyhow::Error {
     let message = answer["errors"][0]["message"]
         .as_str()
         .unwrap_or("no message");

@@ -4,11 +4,13 @@
 // commands print is their interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod accounts;
 mod admin_client;
 mod backup;
 mod logging;
 mod progress;
 mod read_only;
+mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +78,34 @@ enum Command {
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage users: add, remove, passwd, superuser, grant, grants, list.
+    User {
+        #[command(subcommand)]
+        command: accounts::UserCommand,
+        #[command(flatten)]
+        via: accounts::Via,
+    },
+    /// Manage organizations and their teams.
+    Org {
+        #[command(subcommand)]
+        command: accounts::OrgCommand,
+        #[command(flatten)]
+        via: accounts::Via,
+    },
+    /// Manage robot accounts (organization+name, with tokens for CI).
+    Robot {
+        #[command(subcommand)]
+        command: accounts::RobotCommand,
+        #[command(flatten)]
+        via: accounts::Via,
+    },
+    /// Manage repositories' visibility and grants.
+    Repo {
+        #[command(subcommand)]
+        command: accounts::RepoCommand,
+        #[command(flatten)]
+        via: accounts::Via,
+    },
     /// Collect garbage once: expired uploads, and blobs no manifest uses (after gc.grace).
     /// When a server runs on the data folder, it does the collection (through its admin API),
     /// so the collection is one of its writes.
@@ -187,6 +217,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::User { command, via } => accounts(
+            &load_config()?,
+            accounts::AccountCommand::User(command),
+            &via,
+        ),
+        Command::Org { command, via } => accounts(
+            &load_config()?,
+            accounts::AccountCommand::Org(command),
+            &via,
+        ),
+        Command::Robot { command, via } => accounts(
+            &load_config()?,
+            accounts::AccountCommand::Robot(command),
+            &via,
+        ),
+        Command::Repo { command, via } => accounts(
+            &load_config()?,
+            accounts::AccountCommand::Repo(command),
+            &via,
+        ),
         Command::ReadOnly(command) => {
             let config = load_config()?;
             let reached = runtime()?.block_on(read_only::run(command, &config))?;
@@ -277,6 +327,15 @@ async fn collect_garbage(config: &Config, url: Option<&str>) -> anyhow::Result<G
         ),
         other => Ok(other?),
     }
+}
+
+fn accounts(
+    config: &Config,
+    command: accounts::AccountCommand,
+    via: &accounts::Via,
+) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(accounts::run(command, via, config))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -123,3 +123,44 @@ fn maintenance_commands_refuse_a_folder_without_a_registry() {
     assert!(stderr.contains("no registry in"), "{stderr}");
     assert!(!missing.exists(), "fsck must not create a registry");
 }
+
+#[test]
+fn serving_beyond_loopback_needs_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, _, stderr) = run(
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("refusing to serve on 0.0.0.0") && stderr.contains("auth.mode: token"),
+        "{stderr}"
+    );
+    // With authentication it serves; without, only when told something else authenticates.
+    let answers = |server: &WharfServer| {
+        use std::io::{Read, Write};
+        let port = server.address.rsplit(':').next().unwrap();
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.starts_with("HTTP/1.1 200")
+    };
+    let server = WharfServer::start_on(&data, "0.0.0.0:0", "auth:\n  mode: token\n");
+    assert!(server.address.starts_with("0.0.0.0:"), "{}", server.address);
+    assert!(answers(&server));
+    drop(server);
+    let server = WharfServer::start_with_flags(&data, "0.0.0.0:0", "", &["--insecure-no-auth"]);
+    assert!(answers(&server));
+}

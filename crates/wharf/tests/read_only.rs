@@ -9,39 +9,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{WharfServer, wharf, wharf_binary};
+use support::{WharfServer, wharf, wharf_binary, wharf_with};
 
 /// Turns authentication on: the first superuser's password is generated into the data folder,
 /// where the command line finds it.
 const WITH_AUTH: &str = "auth:\n  mode: token\n";
 
-/// `wharf --config <file> <args>` with extra environment; returns (status, stdout, stderr).
-fn wharf_with(
-    config_file: &std::path::Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (i32, String, String) {
-    let mut command = Command::new(wharf_binary());
-    command
-        .arg("--config")
-        .arg(config_file)
-        .args(args)
-        .env_remove("RUST_LOG");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = command.output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// The first superuser's generated password, if the server made one.
 fn admin_password(server: &WharfServer) -> Option<String> {
-    let data = server.config_file.with_extension("");
-    std::fs::read_to_string(data.join("admin-password"))
+    std::fs::read_to_string(server.data_dir.join("admin-password"))
         .ok()
         .map(|p| p.trim().to_owned())
 }
@@ -199,6 +175,7 @@ fn the_command_line_takes_and_releases_holds() {
             ("WHARF_USERNAME", "admin"),
             ("WHARF_PASSWORD", "not-the-password"),
         ],
+        None,
     );
     assert_ne!(code, 0);
     assert!(

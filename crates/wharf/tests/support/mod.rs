@@ -39,6 +39,16 @@ impl WharfServer {
 
     /// Like [`WharfServer::start`], on a given address (to restart on the same port).
     pub fn start_on(data_dir: &Path, listen: &str, extra_yaml: &str) -> WharfServer {
+        Self::start_with_flags(data_dir, listen, extra_yaml, &[])
+    }
+
+    /// Like [`WharfServer::start_on`], with extra `wharf serve` flags.
+    pub fn start_with_flags(
+        data_dir: &Path,
+        listen: &str,
+        extra_yaml: &str,
+        flags: &[&str],
+    ) -> WharfServer {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let config_file = data_dir.with_extension("yaml");
         std::fs::write(
@@ -52,6 +62,7 @@ impl WharfServer {
         let mut child = Command::new(wharf_binary())
             .args(["serve", "--config"])
             .arg(&config_file)
+            .args(flags)
             .env_remove("RUST_LOG")
             .env("WHARF_LOG_FORMAT", "text")
             .stdout(Stdio::null())
@@ -65,17 +76,20 @@ impl WharfServer {
         let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("serving on http://").nth(1) {
-                    let address = address
+                let address = line.split("serving on http://").nth(1).map(|address| {
+                    address
                         .split_whitespace()
                         .next()
                         .unwrap_or_default()
-                        .to_owned();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(address);
-                    }
-                }
+                        .to_owned()
+                });
+                // Logged before the start is reported, so the log has the line by then.
                 log_writer.lock().unwrap().push(line);
+                if let Some(address) = address
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(address);
+                }
             }
         });
         let address = match rx.recv_timeout(Duration::from_secs(60)) {
@@ -182,13 +196,42 @@ impl Drop for WharfServer {
 
 /// Runs `wharf <args>` with the server's configuration file and returns (status, stdout, stderr).
 pub fn wharf(config_file: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(wharf_binary())
+    wharf_with(config_file, args, &[], None)
+}
+
+/// Runs `wharf <args>` with the configuration file, extra environment variables and, if given,
+/// text on standard input; returns (status, stdout, stderr).
+pub fn wharf_with(
+    config_file: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    use std::io::Write;
+    let mut command = Command::new(wharf_binary());
+    command
         .arg("--config")
         .arg(config_file)
         .args(args)
         .env_remove("RUST_LOG")
-        .output()
-        .expect("run wharf");
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run wharf");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("run wharf");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
