@@ -13,6 +13,7 @@
 //! - [`storage`]: blob storage on `object_store`, and upload staging.
 //! - [`backup`]: consistent online backups (snapshot, lease, copy), verification, restore.
 //! - [`config`]: loading and validating the configuration.
+//! - [`tls`]: HTTPS, with certificates re-read when their files change.
 //! - [`digest`], [`reference`], [`manifest`], [`upload_id`]: parsing and validating what clients
 //!   send.
 //!
@@ -36,6 +37,7 @@ pub mod reference;
 pub mod registry;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod upload_id;
 
 pub use config::Config;

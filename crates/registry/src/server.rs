@@ -1,5 +1,6 @@
-//! Running the server: take the data folder, serve the API, follow holds and drains, collect
-//! garbage in the background, follow the configuration file, and shut down gracefully.
+//! Running the server: take the data folder, serve the API (over TLS when configured), follow
+//! holds and drains, collect garbage in the background, follow the configuration file and the
+//! TLS files, and shut down gracefully.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +24,7 @@ use crate::config::{AuthMode, Config, ConfigError, HOT_KEYS, ReadOnlyConfig};
 use crate::gate::holds::CONFIG_HOLD;
 use crate::gate::{HoldError, HoldName, HoldRequest, HoldSource, WriteGate};
 use crate::registry::{Registry, RegistryError};
+use crate::tls::{CertificateReloader, TlsError, TlsListener};
 
 /// How long shutdown waits, after cancelling writes, for the last connections to close.
 const CLOSE_AFTER_CANCEL: Duration = Duration::from_secs(5);
@@ -59,6 +62,9 @@ pub enum ServeError {
     /// Authentication could not be set up.
     #[error("cannot set up authentication: {0}")]
     Auth(String),
+    /// The TLS certificate cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The configuration file's read-only hold could not be applied.
     #[error("cannot apply read_only from the configuration: {0}")]
     Hold(#[from] HoldError),
@@ -129,6 +135,10 @@ pub async fn serve_with(
     let admin = Arc::new(AdminAccess {
         gc: config.gc_settings(),
     });
+    let certificate = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => Some(CertificateReloader::load(cert, key)?),
+        _ => None,
+    };
     let auth = ApiAuth {
         authenticator: match config.auth.mode {
             AuthMode::None => None,
@@ -141,7 +151,11 @@ pub async fn serve_with(
                 .await?,
             ),
         },
-        scheme: "http",
+        scheme: if certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        },
     };
 
     let background = TaskTracker::new();
@@ -161,6 +175,13 @@ pub async fn serve_with(
                 .await;
         });
     }
+    // A reload request (SIGHUP) re-reads the configuration file and the TLS files.
+    let reload_requests = fan_out(
+        options.reload.unwrap_or_default(),
+        2,
+        stop_background.clone(),
+        &background,
+    );
     if let Some(path) = options.config_file.clone() {
         let follower = ConfigFollower {
             reloader: Reloader::new(path, options.environment.clone()),
@@ -168,12 +189,19 @@ pub async fn serve_with(
             gate: gate.clone(),
             set_log_level: options.set_log_level,
         };
-        let requests = options.reload.unwrap_or_default();
-        background.spawn(follower.run(requests, stop_background.clone()));
+        background.spawn(follower.run(reload_requests[0].clone(), stop_background.clone()));
+    }
+    if let Some(certificate) = &certificate {
+        background.spawn(
+            certificate
+                .clone()
+                .follow(reload_requests[1].clone(), stop_background.clone()),
+        );
     }
     background.close();
 
-    tracing::info!(%address, data = %config.storage.data_dir.display(), "Wharf is serving on http://{address}");
+    let scheme = auth.scheme;
+    tracing::info!(%address, data = %config.storage.data_dir.display(), "Wharf is serving on {scheme}://{address}");
 
     let state = AppState {
         registry: registry.clone(),
@@ -182,9 +210,19 @@ pub async fn serve_with(
     };
     let app = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop_accepting = CancellationToken::new();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+    let stopped = stop_accepting.clone().cancelled_owned();
+    let mut server = match &certificate {
+        None => {
+            let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { server.await })
+        }
+        Some(certificate) => {
+            let tls = TlsListener::new(listener, certificate.server_config()?)?;
+            // tap_io gives the connections their peer address (ConnectInfo) as plain TCP does.
+            let server = axum::serve(tls.tap_io(|_| {}), app).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { server.await })
+        }
+    };
 
     tokio::select! {
         result = &mut server => {
@@ -217,6 +255,27 @@ fn variable(environment: &[(String, String)], name: &str) -> Option<String> {
         .iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.clone())
+}
+
+/// Copies each notification of `source` to `n` new notifies (one per follower: a `Notify`
+/// wakes one waiter only).
+fn fan_out(
+    source: Arc<Notify>,
+    n: usize,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) -> Vec<Arc<Notify>> {
+    let targets: Vec<Arc<Notify>> = (0..n).map(|_| Arc::new(Notify::new())).collect();
+    let copies = targets.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = source.notified() => copies.iter().for_each(|t| t.notify_one()),
+            }
+        }
+    });
+    targets
 }
 
 /// The authenticator of `auth.mode: token`: its signing keys, and the first superuser.

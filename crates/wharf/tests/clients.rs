@@ -1914,3 +1914,237 @@ fn a_backup_taken_during_pushes_restores_byte_identical() {
         report["read_only"]["read_only_ms"]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Authentication and TLS with real clients
+// ---------------------------------------------------------------------------------------------
+
+/// `wharf <args> --url <server>` as the first superuser, with `stdin`; must succeed.
+fn as_admin(session: &Session, args: &[&str], stdin: Option<&str>) -> String {
+    let password = std::fs::read_to_string(session.server.data_dir.join("admin-password")).unwrap();
+    let mut args = args.to_vec();
+    args.extend(["--url", session.server.url.as_str()]);
+    let (code, stdout, stderr) = support::wharf_with(
+        &session.server.config_file,
+        &args,
+        &[
+            ("WHARF_USERNAME", "admin"),
+            ("WHARF_PASSWORD", password.trim()),
+        ],
+        stdin,
+    );
+    assert_eq!(code, 0, "wharf {args:?}:\n{stdout}{stderr}");
+    stdout
+}
+
+/// podman and skopeo log in (tokens from Wharf's token endpoint), push to their own namespace,
+/// are denied someone else's, cannot pull a private repository they have no role on, and
+/// anyone pulls it anonymously once it is public — byte-identical.
+#[test]
+fn podman_and_skopeo_log_in_push_pull_and_are_denied_what_is_not_theirs() {
+    let fixture = oci_image();
+    let session = Session::start_with("auth:\n  mode: token\n");
+    as_admin(
+        &session,
+        &["user", "add", "alice", "--password-stdin"],
+        Some("alice-password\n"),
+    );
+    as_admin(
+        &session,
+        &["user", "add", "bob", "--password-stdin"],
+        Some("bob-password\n"),
+    );
+    let registry = session.server.address.clone();
+    let at = |reference: &str| format!("{registry}/{reference}");
+    let local = "localhost/wharf-test/multi:oci";
+    session.import(fixture, local);
+
+    // Not logged in: the push is refused with 401 (podman's first refusal is a HEAD, whose
+    // 401 has no body to show).
+    let refused = session.fails_with(
+        &session.clients,
+        "podman",
+        &["push", "--quiet", local, &at("alice/app:v1")],
+    );
+    assert!(refused.stderr.contains("401"), "{refused}");
+
+    session.ok(
+        "podman",
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "alice",
+            "-p",
+            "alice-password",
+            &registry,
+        ],
+    );
+    session.ok("podman", &["push", "--quiet", local, &at("alice/app:v1")]);
+    let denied = session.fails_with(
+        &session.clients,
+        "podman",
+        &["push", "--quiet", local, &at("bob/app:v1")],
+    );
+    assert!(
+        denied
+            .stderr
+            .contains("requested access to the resource is denied"),
+        "{denied}"
+    );
+    let wrong = session.fails_with(
+        &session.clients,
+        "podman",
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "alice",
+            "-p",
+            "not-her-password",
+            &registry,
+        ],
+    );
+    assert!(
+        wrong.stderr.contains("invalid username/password"),
+        "{wrong}"
+    );
+
+    // skopeo, logged in as bob: alice's repository is private.
+    let bob = session.more_clients("bob");
+    session.ok_with(
+        &bob,
+        "skopeo",
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "bob",
+            "-p",
+            "bob-password",
+            &registry,
+        ],
+    );
+    let copy = session.path("bob-copy");
+    let private = session.fails_with(
+        &bob,
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("docker://{}", at("alice/app:v1")),
+            &dir(&copy),
+        ],
+    );
+    assert!(
+        private.stderr.contains("denied") || private.stderr.contains("unauthorized"),
+        "{private}"
+    );
+    session.copy_with(
+        &bob,
+        EXACT,
+        &dir(&fixture.dir),
+        &format!("docker://{}", at("bob/tool:v1")),
+    );
+
+    // Public: anyone pulls it, anonymously, byte for byte.
+    as_admin(
+        &session,
+        &["repo", "visibility", "alice/app", "public"],
+        None,
+    );
+    let anonymous = session.more_clients("anonymous");
+    let pulled = session.path("anonymous-copy");
+    session.copy_with(
+        &anonymous,
+        EXACT,
+        &format!("docker://{}", at("alice/app:v1")),
+        &dir(&pulled),
+    );
+    let raw = read(&pulled.join("manifest.json"));
+    assert_dir_copy(&pulled, &raw, fixture);
+    let push = session.fails_with(
+        &anonymous,
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &dir(&fixture.dir),
+            &format!("docker://{}", at("alice/app:v2")),
+        ],
+    );
+    assert!(
+        push.stderr.contains("authentication required") || push.stderr.contains("unauthorized"),
+        "{push}"
+    );
+
+    // Secrets never reach the log.
+    let log = session.server.log();
+    for secret in ["alice-password", "bob-password", "not-her-password"] {
+        assert!(!log.contains(secret), "{secret} is in the server's log");
+    }
+    session.assert_fsck_clean();
+}
+
+/// With TLS and a test CA, skopeo verifies the registry's certificate: it pushes and pulls back
+/// byte-identical with the CA given, and refuses the registry without it.
+#[test]
+fn skopeo_verifies_the_registrys_certificate() {
+    preflight();
+    let fixture = oci_image();
+    let dir_ = tempfile::Builder::new()
+        .prefix("wharf-tls-")
+        .tempdir()
+        .unwrap();
+    let ca = support::certificates::TestCa::new(&dir_.path().join("ca"));
+    let (cert, key) = ca.issue("registry");
+    let server = WharfServer::start(
+        &dir_.path().join("data"),
+        &format!(
+            "tls:\n  cert: {}\n  key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let port = server.address.rsplit(':').next().unwrap();
+    let target = format!("docker://localhost:{port}/tls/app:v1");
+    // No registry is marked insecure: TLS is verified.
+    let clients = Clients::new(&dir_.path().join("clients"), &[]);
+    let certs = dir_.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(&ca.cert, certs.join("ca.crt")).unwrap();
+
+    let untrusted = clients.run("skopeo", &["copy", "--quiet", &dir(&fixture.dir), &target]);
+    assert!(!untrusted.success(), "{untrusted}");
+    assert!(untrusted.stderr.contains("certificate"), "{untrusted}");
+
+    let pushed = clients.run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-cert-dir",
+            s(&certs),
+            &dir(&fixture.dir),
+            &target,
+        ],
+    );
+    assert!(pushed.success(), "{pushed}");
+    let copy = dir_.path().join("copy");
+    let pulled = clients.run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-cert-dir",
+            s(&certs),
+            &target,
+            &dir(&copy),
+        ],
+    );
+    assert!(pulled.success(), "{pulled}");
+    assert_same_tree(&fixture.dir, &copy);
+}

@@ -6,7 +6,8 @@
 //! - with no credentials, or a token that lacks the action but whose holder may do it (the
 //!   client asked for too little): 401 with a `WWW-Authenticate: Bearer` challenge naming the
 //!   scope to ask for, so the client fetches a token and retries;
-//! - with credentials that may not do it: 403 `DENIED`;
+//! - with credentials that may not do it: 403 `DENIED` — except a read with a token, which is a
+//!   401 as other registries answer it (clients take a 401 to a `HEAD` for "not there");
 //! - with a bad token or password: 401; with too many failed logins: 429.
 
 use std::net::IpAddr;
@@ -232,9 +233,21 @@ impl ApiAuth {
                 .allows(name, action),
             _ => false,
         };
+        // A token holder refused a read gets 401 like any registry gives, because clients take
+        // a 401 to a `HEAD` as "not there" (before uploading a blob, say) but give up on a 403;
+        // a refused write is a plain 403 DENIED, which they print as it is.
+        let read_by_token = matches!(caller.grant, Grant::Token(_))
+            && matches!(needed, Needed::Repository(_, Action::Pull));
         if could {
             let error = caller.authenticated.then_some("insufficient_scope");
             Err(self.unauthorized(headers, scope.as_deref(), "authentication required", error))
+        } else if read_by_token {
+            Err(self.unauthorized(
+                headers,
+                scope.as_deref(),
+                "requested access to the resource is denied",
+                Some("insufficient_scope"),
+            ))
         } else {
             Err(RegistryError::Denied(
                 "requested access to the resource is denied".to_owned(),

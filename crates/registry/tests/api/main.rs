@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod app;
+#[path = "../../../wharf/tests/support/certificates.rs"]
+mod certificates;
 
 mod auth;
 mod backup;
@@ -15,4 +17,5 @@ mod listing;
 mod manifests;
 mod read_only;
 mod shutdown;
+mod tls;
 mod uploads;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certificates;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,7 +19,7 @@ pub fn wharf_binary() -> &'static str {
 /// A running `wharf serve`.
 pub struct WharfServer {
     child: Option<Child>,
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>` (`https://` with TLS)
     pub url: String,
     /// `127.0.0.1:<port>`
     pub address: String,
@@ -76,13 +78,10 @@ impl WharfServer {
         let reader = std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let address = line.split("serving on http://").nth(1).map(|address| {
-                    address
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned()
-                });
+                let address = line
+                    .split("serving on ")
+                    .nth(1)
+                    .map(|url| url.split_whitespace().next().unwrap_or_default().to_owned());
                 // Logged before the start is reported, so the log has the line by then.
                 log_writer.lock().unwrap().push(line);
                 if let Some(address) = address
@@ -92,8 +91,8 @@ impl WharfServer {
                 }
             }
         });
-        let address = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(address) => address,
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -102,9 +101,10 @@ impl WharfServer {
                 );
             }
         };
+        let address = url.split("://").nth(1).unwrap_or_default().to_owned();
         WharfServer {
             child: Some(child),
-            url: format!("http://{address}"),
+            url,
             address,
             data_dir: data_dir.to_owned(),
             config_file,
