@@ -13,18 +13,7 @@ use wharf_registry::auth::Role;
 use wharf_registry::auth::secrets::random_secret;
 
 use crate::target::Target;
-
-/// Where to send the requests, and how to print the answers.
-#[derive(Args)]
-pub struct Via {
-    /// The registry's URL (default: the server running on the data folder, else the data folder
-    /// itself).
-    #[arg(long, env = "WHARF_URL", global = true)]
-    url: Option<String>,
-    /// Print the API's JSON answer.
-    #[arg(long, global = true)]
-    json: bool,
-}
+pub use crate::target::Via;
 
 /// How a new password is given.
 #[derive(Args)]

@@ -1,4 +1,5 @@
-//! `wharf read-only on|off|status`: the admin API's holds and state, from the command line.
+//! `wharf read-only on|off|status`: the admin API's holds and state, from the command line — of
+//! the running server, or of the data folder when none runs (see [`Target`]).
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use serde_json::{Value, json};
 use wharf_registry::Config;
 use wharf_registry::config::HumanDuration;
 
-use crate::admin_client::AdminClient;
+use crate::target::{Target, Via};
 
 /// The hold the command takes and releases unless told another.
 const DEFAULT_HOLD: &str = "admin";
@@ -32,7 +33,7 @@ pub enum ReadOnlyCommand {
         #[arg(long, default_value = "10m")]
         timeout: HumanDuration,
         #[command(flatten)]
-        target: Target,
+        via: Via,
     },
     /// Release a hold: the registry is read-write again once no hold is left.
     Off {
@@ -40,24 +41,13 @@ pub enum ReadOnlyCommand {
         #[arg(long, default_value = DEFAULT_HOLD)]
         hold: String,
         #[command(flatten)]
-        target: Target,
+        via: Via,
     },
     /// Show the registry's mode, holds, writes in flight and last transition.
     Status {
         #[command(flatten)]
-        target: Target,
+        via: Via,
     },
-}
-
-/// Which registry to talk to, and how.
-#[derive(clap::Args)]
-pub struct Target {
-    /// The registry's URL (default: the configuration's server.listen, on loopback).
-    #[arg(long, env = "WHARF_URL")]
-    pub url: Option<String>,
-    /// Print the API's JSON answer instead of a summary.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Runs the command; returns whether it reached what it was asked for.
@@ -69,9 +59,16 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             ttl,
             wait,
             timeout,
-            target,
+            via,
         } => {
-            let client = AdminClient::new(target.url.as_deref(), config)?;
+            let client = Target::open(config, via.url.as_deref()).await?;
+            if wait && client.is_local() {
+                client.close().await;
+                anyhow::bail!(
+                    "no server runs on the data folder: nothing writes to it, so there is nothing to \
+                     wait for; take the hold without --wait (it applies when a server starts)"
+                );
+            }
             let mut path = format!("/api/v1/state/holds/{hold}");
             if wait {
                 path.push_str(&format!("?wait={timeout}"));
@@ -82,10 +79,12 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             } else {
                 Duration::from_secs(30)
             };
-            let (status, answer) = client
+            let sent = client
                 .send(reqwest::Method::PUT, &path, Some(body), timeout)
-                .await?;
-            if target.json {
+                .await;
+            client.close().await;
+            let (status, answer) = sent?;
+            if via.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 let created = answer["created"].as_bool().unwrap_or(false);
@@ -102,18 +101,13 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             }
             Ok(!wait || status == reqwest::StatusCode::OK)
         }
-        ReadOnlyCommand::Off { hold, target } => {
-            let client = AdminClient::new(target.url.as_deref(), config)?;
+        ReadOnlyCommand::Off { hold, via } => {
+            let client = Target::open(config, via.url.as_deref()).await?;
             let path = format!("/api/v1/state/holds/{hold}");
-            let (_, answer) = client
-                .send(
-                    reqwest::Method::DELETE,
-                    &path,
-                    None,
-                    Duration::from_secs(30),
-                )
-                .await?;
-            if target.json {
+            let sent = client.call(reqwest::Method::DELETE, &path, None).await;
+            client.close().await;
+            let answer = sent?;
+            if via.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 println!("hold {hold:?} released");
@@ -121,17 +115,14 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             }
             Ok(true)
         }
-        ReadOnlyCommand::Status { target } => {
-            let client = AdminClient::new(target.url.as_deref(), config)?;
-            let (_, answer) = client
-                .send(
-                    reqwest::Method::GET,
-                    "/api/v1/state",
-                    None,
-                    Duration::from_secs(30),
-                )
-                .await?;
-            if target.json {
+        ReadOnlyCommand::Status { via } => {
+            let client = Target::open(config, via.url.as_deref()).await?;
+            let sent = client
+                .call(reqwest::Method::GET, "/api/v1/state", None)
+                .await;
+            client.close().await;
+            let answer = sent?;
+            if via.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 print_state(&answer);

@@ -26,6 +26,18 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 /// The most an in-process answer may be (listings are small).
 const MAX_ANSWER: usize = 64 << 20;
 
+/// Which registry a command talks to, and how it prints the answers.
+#[derive(clap::Args)]
+pub struct Via {
+    /// The registry's URL (default: the server running on the data folder, else the data folder
+    /// itself).
+    #[arg(long, env = "WHARF_URL", global = true)]
+    pub url: Option<String>,
+    /// Print the API's JSON answer.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
 /// A registry to send admin requests to.
 pub enum Target {
     /// A running server.
@@ -80,8 +92,20 @@ impl Target {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        Ok(self.send(method, path, body, TIMEOUT).await?.1)
+    }
+
+    /// Sends a request that may take up to `timeout`; returns the status and the answer, or
+    /// the refusal as an error.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
         match self {
-            Target::Remote(client) => Ok(client.send(method, path, body, TIMEOUT).await?.1),
+            Target::Remote(client) => client.send(method, path, body, timeout).await,
             Target::Local { router, .. } => {
                 let body = match body {
                     Some(body) => axum::body::Body::from(serde_json::to_vec(&body)?),
@@ -97,21 +121,25 @@ impl Target {
                 request
                     .extensions_mut()
                     .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 0))));
-                let response = router
-                    .clone()
-                    .oneshot(request)
+                let response = tokio::time::timeout(timeout, router.clone().oneshot(request))
                     .await
+                    .context("the admin API in process did not answer in time")?
                     .context("calling the admin API in process")?;
                 let status = response.status();
                 let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER).await?;
                 let answer: Value = serde_json::from_slice(&bytes).unwrap_or_default();
                 if status.is_success() {
-                    Ok(answer)
+                    Ok((status, answer))
                 } else {
                     Err(refusal(status, &answer))
                 }
             }
         }
+    }
+
+    /// Whether this is the data folder itself, with no server running.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Target::Local { .. })
     }
 
     /// Closes the data folder's registry, if this is one.

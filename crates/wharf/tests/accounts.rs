@@ -246,7 +246,37 @@ fn a_stopped_registry_is_managed_on_its_data_folder() {
     assert_eq!(stdout.trim(), "root (superuser)");
     assert!(server.terminate());
 
-    // The password is lost: whoever may read the data folder sets a new one.
+    // The password is lost, and a hold keeps the registry read-only: whoever may read the data
+    // folder releases the hold and sets a new password.
+    let (code, _, stderr) = wharf_with(
+        &config,
+        &["read-only", "on", "--reason", "maintenance"],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = wharf_with(
+        &config,
+        &["read-only", "on", "--reason", "x", "--wait"],
+        &[],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("no server runs"), "{stderr}");
+    let (code, _, stderr) = wharf_with(
+        &config,
+        &["user", "passwd", "root", "--password-stdin"],
+        &[],
+        Some("root-password-2\n"),
+    );
+    assert_ne!(code, 0, "account changes are writes");
+    assert!(
+        stderr.contains("503") && stderr.contains("read-only"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = wharf_with(&config, &["read-only", "off"], &[], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("registry: read-write"), "{stdout}");
     let (code, _, stderr) = wharf_with(
         &config,
         &["user", "passwd", "root", "--password-stdin"],
