@@ -1981,6 +1981,29 @@ fn podman_and_skopeo_log_in_push_pull_and_are_denied_what_is_not_theirs() {
         ],
     );
     session.ok("podman", &["push", "--quiet", local, &at("alice/app:v1")]);
+    // podman pulls it back into fresh storage, logged in as alice there too.
+    let puller = session.more_clients("alice-puller");
+    session.ok_with(
+        &puller,
+        "podman",
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "alice",
+            "-p",
+            "alice-password",
+            &registry,
+        ],
+    );
+    let id = session
+        .ok_with(&puller, "podman", &["pull", "--quiet", &at("alice/app:v1")])
+        .text();
+    assert_eq!(
+        format!("sha256:{id}"),
+        fixture.manifest["config"]["digest"].as_str().unwrap()
+    );
+    assert_pulled_files(&session, &puller, &at("alice/app:v1"), fixture);
     let denied = session.fails_with(
         &session.clients,
         "podman",

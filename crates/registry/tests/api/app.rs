@@ -150,7 +150,9 @@ impl TestApp {
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         let config = self.config.clone();
-        Self::launch(config, self.dir.take()).await
+        let mut app = Self::launch(config, self.dir.take()).await;
+        app.basic = self.basic.take();
+        app
     }
 
     /// A second handle on the registry's data, for maintenance the API does not offer (gc, fsck).

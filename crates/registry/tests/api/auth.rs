@@ -1618,3 +1618,59 @@ async fn the_first_superusers_password_may_come_from_the_environment() {
         json!([{ "name": "admin", "superuser": true, "created_at": users["users"][0]["created_at"] }])
     );
 }
+
+#[tokio::test]
+async fn tokens_survive_a_restart_and_a_key_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_key, new_key) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
+    std::fs::write(&old_key, generate_pem().unwrap()).unwrap();
+    std::fs::write(&new_key, generate_pem().unwrap()).unwrap();
+    let kid = |token: &str| {
+        use base64::Engine;
+        let head = token.split('.').next().unwrap();
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(head)
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    };
+    let old = old_key.clone();
+    let mut app = TestApp::start_with_auth(move |c| c.auth.signing_keys = vec![old]).await;
+    app.push_image("team/app", "v1", 1).await;
+    let scopes = ["repository:team/app:pull"];
+    let before = token(&app, Some(("admin", ADMIN_PASSWORD)), &scopes).await;
+    let old_kid = kid(&before);
+
+    // Step 1 of a rotation: the new key is added second; the old one still signs.
+    app.config.auth.signing_keys = vec![old_key.clone(), new_key.clone()];
+    let mut app = app.restart().await;
+    let pull = |app: &TestApp, token: String| {
+        let request = with_token(app, Method::GET, "/v2/team/app/manifests/v1", &token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        pull(&app, before.clone()).await,
+        StatusCode::OK,
+        "a token survives a restart"
+    );
+    assert_eq!(
+        kid(&token(&app, Some(("admin", ADMIN_PASSWORD)), &scopes).await),
+        old_kid
+    );
+
+    // Step 2: the new key signs; tokens of the old one still verify.
+    app.config.auth.signing_keys = vec![new_key.clone(), old_key.clone()];
+    let mut app = app.restart().await;
+    let after = token(&app, Some(("admin", ADMIN_PASSWORD)), &scopes).await;
+    assert_ne!(kid(&after), old_kid);
+    assert_eq!(pull(&app, before.clone()).await, StatusCode::OK);
+    assert_eq!(pull(&app, after.clone()).await, StatusCode::OK);
+
+    // Step 3: the old key goes, and its tokens with it.
+    app.config.auth.signing_keys = vec![new_key];
+    let app = app.restart().await;
+    assert_eq!(pull(&app, before).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(pull(&app, after).await, StatusCode::OK);
+}
