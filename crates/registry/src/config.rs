@@ -441,6 +441,17 @@ impl Config {
         DataPaths::in_folder(&self.storage.data_dir)
     }
 
+    /// Opens (creating if missing) the registry in the data folder, with these settings.
+    pub async fn open_registry(&self) -> Result<crate::Registry, crate::RegistryError> {
+        crate::Registry::open_local(
+            &self.data_paths(),
+            self.storage.fsync,
+            self.limits(),
+            self.drain_settings(),
+        )
+        .await
+    }
+
     /// The push limits.
     pub fn limits(&self) -> Limits {
         Limits {

@@ -123,13 +123,7 @@ pub async fn serve_with(
         ))));
     }
     let _data_lock = lock_data_folder(&config.storage.data_dir)?;
-    let registry = Registry::open_local(
-        &config.data_paths(),
-        config.storage.fsync,
-        config.limits(),
-        config.drain_settings(),
-    )
-    .await?;
+    let registry = config.open_registry().await?;
     let gate = registry.gate().clone();
     apply_read_only(&gate, &config.read_only).await?;
     let admin = Arc::new(AdminAccess {

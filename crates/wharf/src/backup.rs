@@ -14,6 +14,7 @@ use clap::Subcommand;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use wharf_registry::Config;
+use wharf_registry::ServeError;
 use wharf_registry::backup::{
     BackupError, BackupId, BackupManifest, BackupSnapshot, BackupSource, Destination, LocalSource,
     SnapshotOptions, copy_backup,
@@ -23,7 +24,6 @@ use wharf_registry::digest::Digest;
 use wharf_registry::gate::HoldSource;
 use wharf_registry::server::lock_data_folder;
 use wharf_registry::storage::BlobStream;
-use wharf_registry::{Registry, ServeError};
 
 use crate::admin_client::AdminClient;
 use crate::progress::{ProgressReport, size};
@@ -161,13 +161,7 @@ async fn create(
     };
     let manifest = match lock {
         Some(_lock) => {
-            let registry = Registry::open_local(
-                &config.data_paths(),
-                config.storage.fsync,
-                config.limits(),
-                config.drain_settings(),
-            )
-            .await?;
+            let registry = config.open_registry().await?;
             let stop = CancellationToken::new();
             let gate = registry.gate().clone();
             let following = tokio::spawn({

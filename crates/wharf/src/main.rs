@@ -354,13 +354,7 @@ async fn open(config: &Config) -> anyhow::Result<Registry> {
             paths.metadata.display()
         );
     }
-    Ok(Registry::open_local(
-        &paths,
-        config.storage.fsync,
-        config.limits(),
-        config.drain_settings(),
-    )
-    .await?)
+    Ok(config.open_registry().await?)
 }
 
 fn print_fsck(report: &FsckReport) {

@@ -64,13 +64,7 @@ impl Target {
             }
             Err(error) => return Err(error.into()),
         };
-        let registry = Registry::open_local(
-            &config.data_paths(),
-            config.storage.fsync,
-            config.limits(),
-            config.drain_settings(),
-        )
-        .await?;
+        let registry = config.open_registry().await?;
         let state = AppState {
             registry: registry.clone(),
             admin: Arc::new(AdminAccess {

@@ -1151,11 +1151,22 @@ async fn failed_logins_are_limited_per_account_and_per_address() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// The status of an admin request with the app's current credentials.
+async fn status_of(app: &TestApp, method: Method, path: &str, body: Value) -> StatusCode {
+    let mut request = app.request(method, path);
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap().status()
+}
+
 #[tokio::test]
 async fn accounts_are_managed_by_who_may() {
+    use Method as M;
+    use StatusCode as S;
     let mut app = TestApp::start_with_auth(|_| {}).await;
     populate(&app).await;
-    let users = admin(&app, Method::GET, "/api/v1/users", json!(null)).await;
+    let users = admin(&app, M::GET, "/api/v1/users", json!(null)).await;
     let names: Vec<&str> = users["users"]
         .as_array()
         .unwrap()
@@ -1169,165 +1180,129 @@ async fn accounts_are_managed_by_who_may() {
     );
 
     // Names, passwords and roles are checked.
+    let checks = [
+        (
+            M::POST,
+            "/api/v1/users",
+            json!({ "name": "Bad/Name", "password": "long-enough" }),
+            S::BAD_REQUEST,
+        ),
+        (
+            M::POST,
+            "/api/v1/users",
+            json!({ "name": "shorty", "password": "short" }),
+            S::BAD_REQUEST,
+        ),
+        (
+            M::POST,
+            "/api/v1/users",
+            json!({ "name": "acme", "password": "long-enough" }),
+            S::CONFLICT,
+        ),
+        (
+            M::PUT,
+            "/api/v1/organizations/acme/teams/x",
+            json!({ "role": "owner" }),
+            S::BAD_REQUEST,
+        ),
+        (
+            M::PUT,
+            "/api/v1/organizations/nope/teams/x",
+            json!({ "role": "read" }),
+            S::NOT_FOUND,
+        ),
+        (
+            M::PUT,
+            "/api/v1/grants",
+            json!({ "repository": "acme/app", "principal": "ghost", "role": "read" }),
+            S::NOT_FOUND,
+        ),
+    ];
+    for (method, path, body, expected) in checks {
+        assert_eq!(
+            status_of(&app, method, path, body.clone()).await,
+            expected,
+            "{path} {body}"
+        );
+    }
     let response = app
-        .request(Method::POST, "/api/v1/users")
-        .json(&json!({ "name": "Bad/Name", "password": "long-enough" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let response = app
-        .request(Method::POST, "/api/v1/users")
-        .json(&json!({ "name": "shorty", "password": "short" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let response = app
-        .request(Method::POST, "/api/v1/users")
-        .json(&json!({ "name": "acme", "password": "long-enough" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::CONFLICT,
-        "an organization has the name"
-    );
-    let response = app
-        .request(Method::PUT, "/api/v1/organizations/acme/teams/x")
-        .json(&json!({ "role": "owner" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let response = app
-        .request(Method::PUT, "/api/v1/organizations/nope/teams/x")
-        .json(&json!({ "role": "read" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let response = app
-        .request(Method::PUT, "/api/v1/grants")
-        .json(&json!({ "repository": "acme/app", "principal": "ghost", "role": "read" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let response = app
-        .request(Method::POST, "/api/v1/users")
+        .request(M::POST, "/api/v1/users")
         .body("{not json")
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.status(), S::BAD_REQUEST);
 
-    // An organization's administrator manages its teams and robots, not another's, nor users.
+    // An organization's administrator manages its teams and robots, not another's, nor users;
+    // administering acme's repositories, also their grants and visibility.
     admin(
         &app,
-        Method::POST,
+        M::POST,
         "/api/v1/organizations",
         json!({ "name": "globex" }),
     )
     .await;
     let orgadmin = password("orgadmin");
     app.act_as(Some(("orgadmin", &orgadmin)));
-    let status = |response: reqwest::Response| response.status();
-    assert_eq!(
-        status(
-            app.request(Method::PUT, "/api/v1/organizations/acme/teams/qa")
-                .json(&json!({ "role": "read" }))
-                .send()
-                .await
-                .unwrap()
+    let as_orgadmin = [
+        (
+            M::PUT,
+            "/api/v1/organizations/acme/teams/qa",
+            json!({ "role": "read" }),
+            S::OK,
         ),
-        StatusCode::OK
-    );
-    assert_eq!(
-        status(
-            app.request(
-                Method::PUT,
-                "/api/v1/organizations/acme/teams/qa/members/outsider"
-            )
-            .send()
-            .await
-            .unwrap()
+        (
+            M::PUT,
+            "/api/v1/organizations/acme/teams/qa/members/outsider",
+            json!(null),
+            S::OK,
         ),
-        StatusCode::OK
-    );
-    assert_eq!(
-        status(
-            app.request(Method::POST, "/api/v1/robots")
-                .json(&json!({ "name": "acme+deploy" }))
-                .send()
-                .await
-                .unwrap()
+        (
+            M::POST,
+            "/api/v1/robots",
+            json!({ "name": "acme+deploy" }),
+            S::CREATED,
         ),
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        status(
-            app.request(Method::POST, "/api/v1/robots")
-                .json(&json!({ "name": "acme+root", "admin": true }))
-                .send()
-                .await
-                .unwrap()
+        (
+            M::POST,
+            "/api/v1/robots",
+            json!({ "name": "acme+root", "admin": true }),
+            S::FORBIDDEN,
         ),
-        StatusCode::FORBIDDEN,
-        "only a registry administrator makes admin robots"
-    );
-    assert_eq!(
-        status(
-            app.request(Method::PUT, "/api/v1/organizations/globex/teams/qa")
-                .json(&json!({ "role": "read" }))
-                .send()
-                .await
-                .unwrap()
+        (
+            M::PUT,
+            "/api/v1/organizations/globex/teams/qa",
+            json!({ "role": "read" }),
+            S::FORBIDDEN,
         ),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        status(app.get("/api/v1/users").await),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        status(app.get("/api/v1/state").await),
-        StatusCode::FORBIDDEN
-    );
-    // ...and, administering acme's repositories, their grants and visibility.
-    assert_eq!(
-        status(
-            app.request(Method::PUT, "/api/v1/grants")
-                .json(
-                    &json!({ "repository": "acme/app", "principal": "outsider", "role": "write" })
-                )
-                .send()
-                .await
-                .unwrap()
+        (M::GET, "/api/v1/users", json!(null), S::FORBIDDEN),
+        (M::GET, "/api/v1/state", json!(null), S::FORBIDDEN),
+        (
+            M::PUT,
+            "/api/v1/grants",
+            json!({ "repository": "acme/app", "principal": "outsider", "role": "write" }),
+            S::OK,
         ),
-        StatusCode::OK
-    );
-    assert_eq!(
-        status(
-            app.request(Method::PUT, "/api/v1/visibility")
-                .json(&json!({ "pattern": "acme/*", "public": true }))
-                .send()
-                .await
-                .unwrap()
+        (
+            M::PUT,
+            "/api/v1/visibility",
+            json!({ "pattern": "acme/*", "public": true }),
+            S::OK,
         ),
-        StatusCode::OK
-    );
-    assert_eq!(
-        status(
-            app.request(Method::PUT, "/api/v1/visibility")
-                .json(&json!({ "pattern": "globex/*", "public": true }))
-                .send()
-                .await
-                .unwrap()
+        (
+            M::PUT,
+            "/api/v1/visibility",
+            json!({ "pattern": "globex/*", "public": true }),
+            S::FORBIDDEN,
         ),
-        StatusCode::FORBIDDEN
-    );
+    ];
+    for (method, path, body, expected) in as_orgadmin {
+        assert_eq!(
+            status_of(&app, method, path, body.clone()).await,
+            expected,
+            "orgadmin: {path} {body}"
+        );
+    }
     let grants: Value = app
         .get("/api/v1/grants?repository=acme/app")
         .await
@@ -1342,25 +1317,15 @@ async fn accounts_are_managed_by_who_may() {
     // A user changes their own password, and only theirs; owns their namespace.
     let outsider = password("outsider");
     app.act_as(Some(("outsider", &outsider)));
+    let hijack = json!({ "password": "hijacked-password" });
     assert_eq!(
-        status(
-            app.request(Method::PUT, "/api/v1/users/reader/password")
-                .json(&json!({ "password": "hijacked-password" }))
-                .send()
-                .await
-                .unwrap()
-        ),
-        StatusCode::FORBIDDEN
+        status_of(&app, M::PUT, "/api/v1/users/reader/password", hijack).await,
+        S::FORBIDDEN
     );
+    let own = json!({ "password": "my-new-password" });
     assert_eq!(
-        status(
-            app.request(Method::PUT, "/api/v1/users/outsider/password")
-                .json(&json!({ "password": "my-new-password" }))
-                .send()
-                .await
-                .unwrap()
-        ),
-        StatusCode::OK
+        status_of(&app, M::PUT, "/api/v1/users/outsider/password", own).await,
+        S::OK
     );
     app.act_as(Some(("outsider", "my-new-password")));
     app.push_image("outsider/tool", "v1", 1).await;
@@ -1372,35 +1337,23 @@ async fn accounts_are_managed_by_who_may() {
         .await
         .unwrap();
     assert_eq!(mine["grants"][0]["repository"], "acme/app");
+    let share = json!({ "repository": "outsider/tool", "principal": "reader", "role": "read" });
     assert_eq!(
-        status(
-            app.request(Method::PUT, "/api/v1/grants")
-                .json(
-                    &json!({ "repository": "outsider/tool", "principal": "reader", "role": "read" })
-                )
-                .send()
-                .await
-                .unwrap()
-        ),
-        StatusCode::OK
+        status_of(&app, M::PUT, "/api/v1/grants", share).await,
+        S::OK
     );
     assert_eq!(
-        status(
-            app.request(Method::PUT, "/v2/reader/x/manifests/v1")
-                .send()
-                .await
-                .unwrap()
-        ),
-        StatusCode::FORBIDDEN,
+        status_of(&app, M::PUT, "/v2/reader/x/manifests/v1", json!(null)).await,
+        S::FORBIDDEN,
         "another's namespace"
     );
 
     // Removing a user removes their memberships and grants.
     app.act_as(Some(("admin", ADMIN_PASSWORD)));
-    admin(&app, Method::DELETE, "/api/v1/users/outsider", json!(null)).await;
+    admin(&app, M::DELETE, "/api/v1/users/outsider", json!(null)).await;
     let teams = admin(
         &app,
-        Method::GET,
+        M::GET,
         "/api/v1/organizations/acme/teams",
         json!(null),
     )
@@ -1408,19 +1361,13 @@ async fn accounts_are_managed_by_who_may() {
     assert!(!teams.to_string().contains("outsider"), "{teams}");
     let grants = admin(
         &app,
-        Method::GET,
+        M::GET,
         "/api/v1/grants?repository=acme/app",
         json!(null),
     )
     .await;
     assert_eq!(grants["grants"], json!([]));
-    admin(
-        &app,
-        Method::DELETE,
-        "/api/v1/organizations/acme",
-        json!(null),
-    )
-    .await;
+    admin(&app, M::DELETE, "/api/v1/organizations/acme", json!(null)).await;
     let robots = app.get("/api/v1/organizations/acme/robots").await;
     assert_eq!(
         robots.json::<Value>().await.unwrap()["robots"],

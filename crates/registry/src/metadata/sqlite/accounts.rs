@@ -120,6 +120,28 @@ async fn forget_principal(tx: &mut Transaction<'static, Sqlite>, principal: &str
     Ok(())
 }
 
+impl SqliteStore {
+    /// Deletes a user or robot (`table`) with what names it; returns whether it existed.
+    async fn delete_principal(
+        &self,
+        permit: &WritePermit,
+        table: &'static str,
+        name: &str,
+    ) -> Result<bool> {
+        let mut tx = self.write(permit).await?;
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE name = $1"
+        )))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        forget_principal(&mut tx, name).await?;
+        commit(tx, permit).await?;
+        Ok(deleted == 1)
+    }
+}
+
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
@@ -301,15 +323,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn delete_user(&self, permit: &WritePermit, name: &str) -> Result<bool> {
-        let mut tx = self.write(permit).await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        forget_principal(&mut tx, name).await?;
-        commit(tx, permit).await?;
-        Ok(deleted == 1)
+        self.delete_principal(permit, "users", name).await
     }
 
     async fn create_organization(&self, permit: &WritePermit, name: &str) -> Result<AccountChange> {
@@ -515,15 +529,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn delete_robot(&self, permit: &WritePermit, name: &str) -> Result<bool> {
-        let mut tx = self.write(permit).await?;
-        let deleted = sqlx::query("DELETE FROM robots WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        forget_principal(&mut tx, name).await?;
-        commit(tx, permit).await?;
-        Ok(deleted == 1)
+        self.delete_principal(permit, "robots", name).await
     }
 
     async fn put_grant(&self, permit: &WritePermit, grant: &GrantRecord) -> Result<AccountChange> {
