@@ -72,20 +72,36 @@ impl Reloader {
     }
 }
 
-/// Watches the folder of `path` and notifies `wake` on every event in it. The watch lasts as long
-/// as the returned watcher.
+/// Watches the folder of `path` and notifies `wake` on the events that may have changed the
+/// file: those naming it, and those naming a `..`-prefixed entry (Kubernetes mounts a ConfigMap
+/// or Secret file as a symlink through `..data`, which it swaps atomically). Other files in the
+/// folder, such as a log written beside the config, wake nobody. The watch lasts as long as the
+/// returned watcher.
 pub fn watch_folder(path: &Path, wake: Arc<Notify>) -> notify::Result<notify::RecommendedWatcher> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_owned());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // An error or an event without paths (a queue overflow) may hide a change: wake.
+        let relevant = event.map_or(true, |event| {
+            event.paths.is_empty() || event.paths.iter().any(|p| may_change(p, name.as_deref()))
+        });
+        if relevant {
             wake.notify_one();
         }
     })?;
     watcher.watch(folder, RecursiveMode::NonRecursive)?;
     Ok(watcher)
+}
+
+/// Whether an event on `changed` may change the watched file called `watched`.
+fn may_change(changed: &Path, watched: Option<&std::ffi::OsStr>) -> bool {
+    match changed.file_name() {
+        Some(changed) => Some(changed) == watched || changed.as_encoded_bytes().starts_with(b".."),
+        None => true,
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +135,22 @@ mod tests {
             reloader.reload().unwrap().gc.interval.0,
             std::time::Duration::from_secs(3 * 3600)
         );
+    }
+
+    #[test]
+    fn only_events_that_may_change_the_file_count() {
+        let watched = Some(std::ffi::OsStr::new("wharf.yaml"));
+        for (changed, counts) in [
+            ("/etc/wharf/wharf.yaml", true),
+            ("/etc/wharf/..data", true),
+            ("/etc/wharf/..data_tmp", true),
+            ("/etc/wharf/..2026_11_22_12_00_00.123", true),
+            ("/etc/wharf/wharf.log", false),
+            ("/etc/wharf/wharf.yaml.swp", false),
+            ("/etc/wharf/.wharf.yaml", false),
+        ] {
+            assert_eq!(may_change(Path::new(changed), watched), counts, "{changed}");
+        }
     }
 
     #[test]
