@@ -18,6 +18,7 @@
 //! system directly under the same root, and the finished file is moved into place with the
 //! store's rename, which is atomic.
 
+mod file_stream;
 mod staging;
 
 use std::ops::Range;
@@ -36,9 +37,6 @@ pub use staging::{AppendError, UploadLock};
 use crate::digest::{ContentHasher, Digest};
 use crate::gate::WritePermit;
 use crate::upload_id::UploadId;
-
-/// How much of a blob is read from disk at a time when serving it.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// The name of the object holding one placement of a blob's content.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,12 +153,7 @@ impl BlobStore {
         let range = result.range.clone();
         Ok(match result.payload {
             GetResultPayload::File(file, _path) => {
-                // Read in large chunks from our own task rather than object_store's small ones.
-                let mut file = tokio::fs::File::from_std(file);
-                use tokio::io::{AsyncReadExt, AsyncSeekExt};
-                file.seek(std::io::SeekFrom::Start(range.start)).await?;
-                let reader = file.take(range.end - range.start);
-                tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).boxed()
+                file_stream::FileStream::new(file, range).boxed()
             }
             GetResultPayload::Stream(stream) => stream.map_err(std::io::Error::other).boxed(),
         })

@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
@@ -116,18 +116,24 @@ impl Staging {
                 .read(true)
                 .write(true)
                 .open(&path)?;
-            if file.metadata()?.len() < offset {
+            let len = file.metadata()?.len();
+            if len < offset {
                 return Err(AppendError::Lost);
             }
-            file.set_len(offset)?;
+            // Cut what a failed request left past the committed length. Only then: on ext4 a
+            // truncation (even of an empty file) marks the file for writeback when it is closed,
+            // which costs a push the disk's time rather than the page cache's.
+            if len > offset {
+                file.set_len(offset)?;
+            }
             file.seek(SeekFrom::Start(offset))?;
             Ok(file)
         })
         .await?;
 
-        // One block is written (and hashed) on a blocking thread while the next is received.
         let mut writer = BlockWriter::new(file, hasher);
-        let mut block = BytesMut::with_capacity(WRITE_BLOCK);
+        let mut block = Vec::new();
+        let mut block_len = 0;
         let mut appended: u64 = 0;
         let outcome: Result<(), AppendError> = async {
             loop {
@@ -144,15 +150,17 @@ impl Staging {
                 {
                     return Err(AppendError::TooLarge { limit });
                 }
-                block.extend_from_slice(&chunk);
-                if block.len() >= WRITE_BLOCK {
-                    writer.submit(block.split().freeze()).await?;
+                block_len += chunk.len();
+                block.push(chunk);
+                if block_len >= WRITE_BLOCK {
+                    block_len = 0;
+                    writer.submit(std::mem::take(&mut block)).await?;
                 }
             }
         }
         .await;
         if !block.is_empty() && outcome.is_ok() {
-            writer.submit(block.split().freeze()).await?;
+            writer.submit(block).await?;
         }
         // Always wait for the write in progress: it must not outlive this request's lock.
         let hasher = writer.finish().await?;
@@ -241,42 +249,73 @@ impl Staging {
     }
 }
 
-/// Writes blocks to a file and hashes them on a blocking thread, one block at a time, so the
-/// next block can be received meanwhile.
+/// Writes blocks to a file and hashes them on blocking threads while the next block is received.
+/// Hashing and writing are two lanes that run at the same time (each has one block in progress):
+/// hashing is the costlier of the two, and the copy into the page cache need not wait for it.
 struct BlockWriter {
-    idle: Option<(std::fs::File, ContentHasher)>,
-    busy: Option<JoinHandle<std::io::Result<(std::fs::File, ContentHasher)>>>,
+    file: Lane<std::fs::File>,
+    hasher: Lane<ContentHasher>,
+}
+
+/// A value that one blocking task at a time works with: idle between tasks, or with its task.
+enum Lane<T> {
+    Idle(T),
+    Busy(JoinHandle<std::io::Result<T>>),
+    Failed,
+}
+
+impl<T: Send + 'static> Lane<T> {
+    async fn take(&mut self) -> std::io::Result<T> {
+        match std::mem::replace(self, Lane::Failed) {
+            Lane::Idle(value) => Ok(value),
+            Lane::Busy(task) => task.await.map_err(std::io::Error::other)?,
+            Lane::Failed => Err(std::io::Error::other("a previous block write failed")),
+        }
+    }
+
+    /// Waits for the task in progress, then starts `work` on the value.
+    async fn run(
+        &mut self,
+        work: impl FnOnce(&mut T) -> std::io::Result<()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let mut value = self.take().await?;
+        *self = Lane::Busy(tokio::task::spawn_blocking(move || {
+            work(&mut value)?;
+            Ok(value)
+        }));
+        Ok(())
+    }
 }
 
 impl BlockWriter {
     fn new(file: std::fs::File, hasher: ContentHasher) -> Self {
         BlockWriter {
-            idle: Some((file, hasher)),
-            busy: None,
+            file: Lane::Idle(file),
+            hasher: Lane::Idle(hasher),
         }
     }
 
-    async fn take_idle(&mut self) -> std::io::Result<(std::fs::File, ContentHasher)> {
-        if let Some(task) = self.busy.take() {
-            return task.await.map_err(std::io::Error::other)?;
-        }
-        self.idle
-            .take()
-            .ok_or_else(|| std::io::Error::other("a previous block write failed"))
+    /// Queues one block, made of the chunks the request body arrived in (`Bytes` are shared,
+    /// not copied, between the two lanes).
+    async fn submit(&mut self, block: Vec<Bytes>) -> std::io::Result<()> {
+        let to_hash = block.clone();
+        self.hasher
+            .run(move |hasher| {
+                to_hash.iter().for_each(|chunk| hasher.update(chunk));
+                Ok(())
+            })
+            .await?;
+        self.file
+            .run(move |file| block.iter().try_for_each(|chunk| file.write_all(chunk)))
+            .await
     }
 
-    async fn submit(&mut self, block: Bytes) -> std::io::Result<()> {
-        let (mut file, mut hasher) = self.take_idle().await?;
-        self.busy = Some(tokio::task::spawn_blocking(move || {
-            file.write_all(&block)?;
-            hasher.update(&block);
-            Ok((file, hasher))
-        }));
-        Ok(())
-    }
-
+    /// Waits for both lanes to finish; the hasher has then seen every block submitted.
     async fn finish(mut self) -> std::io::Result<ContentHasher> {
-        self.take_idle().await.map(|(_, hasher)| hasher)
+        let written = self.file.take().await;
+        let hasher = self.hasher.take().await?;
+        written?;
+        Ok(hasher)
     }
 }
 
