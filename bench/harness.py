@@ -42,6 +42,7 @@ import report
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WRK_SCRIPT = BENCH / "wrk" / "report.lua"
+PULL_LOAD = BENCH / "pull_load.py"
 PEER_BIN = "/usr/bin/docker-registry"
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -56,7 +57,7 @@ class Plan:
     chunked_sizes: tuple[int, ...]   # chunked pushes: POST, PATCH per `chunk`, PUT ?digest=
     chunk: int
     pull_size: int                   # the blob the pull loads fetch (pushed monolithically)
-    pull_seconds: int                # each wrk pull load
+    pull_seconds: int                # each pull load
     small_seconds: int               # each small-request load
     connections: int                 # concurrent connections/streams of the loads
     tags: int                        # tags of the image the small requests read
@@ -267,7 +268,8 @@ def start_peer(work: Path, name: str) -> Server:
 
 
 def start_nginx(work: Path, root: Path, probe: str) -> tuple[subprocess.Popen, str]:
-    """nginx serving the blob files from disk with sendfile: the machine's limit for a pull."""
+    """nginx serving the blob files from disk, under /sendfile/ and /readwrite/: the
+    machine's limit for a pull."""
     port = free_port()
     prefix = work / "nginx"
     prefix.mkdir(exist_ok=True)
@@ -282,7 +284,6 @@ def start_nginx(work: Path, root: Path, probe: str) -> tuple[subprocess.Popen, s
         "events { worker_connections 1024; }\n"
         "http {\n"
         "  access_log off;\n"
-        "  sendfile on;\n"
         "  tcp_nopush on;\n"
         "  keepalive_requests 1000000;\n"
         "  default_type application/octet-stream;\n"
@@ -291,13 +292,20 @@ def start_nginx(work: Path, root: Path, probe: str) -> tuple[subprocess.Popen, s
         f"  fastcgi_temp_path {prefix}/fastcgi;\n"
         f"  uwsgi_temp_path {prefix}/uwsgi;\n"
         f"  scgi_temp_path {prefix}/scgi;\n"
-        f"  server {{ listen 127.0.0.1:{port}; root {root}; }}\n"
+        f"  server {{\n"
+        f"    listen 127.0.0.1:{port};\n"
+        # The reference the targets name: sendfile(2) from the page cache.
+        f"    location /sendfile/ {{ alias {root}/; sendfile on; }}\n"
+        # Plain read(2)/write(2) through 1 MiB buffers, which can be faster (it is on some
+        # virtual machines): so the page also says what the machine does at best.
+        f"    location /readwrite/ {{ alias {root}/; sendfile off; output_buffers 2 1m; }}\n"
+        "  }\n"
         "}\n")
     out = open(prefix / "stderr.log", "ab")
     proc = spawn(["nginx", "-p", str(prefix), "-c", str(conf)], stdout=out, stderr=out,
                  stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(proc, f"{url}/{probe}", "nginx")
+    wait_ready(proc, f"{url}/sendfile/{probe}", "nginx")
     return proc, url
 
 
@@ -501,13 +509,23 @@ def pushes(server: Server, plan: Plan, inputs: Inputs, run: int, memory: bool) -
     return m
 
 
+def run_pull_load(url: str, seconds: int, connections: int) -> dict:
+    """A blob pull load from bench/pull_load.py (not wrk: see that file); MiB/s of body read."""
+    out = subprocess.run([sys.executable, str(PULL_LOAD), url, str(seconds), str(connections)],
+                         capture_output=True, text=True, check=True,
+                         timeout=seconds + 120).stdout
+    r = json.loads(out)
+    return {"mib_s": r["bytes"] / r["duration_s"] / MiB, "errors": r["errors"],
+            "requests": r["requests"]}
+
+
 def pulls(url: str, plan: Plan, path: str, pid: int | None) -> dict:
     """One stream, then `connections` concurrent streams pulling the same blob for a fixed
     time; MiB/s of body read. With a pid, that process's peak RSS during the concurrent pulls."""
-    one = run_wrk(url + path, plan.pull_seconds, 1)
+    one = run_pull_load(url + path, plan.pull_seconds, 1)
     if pid:
         reset_peak(pid)
-    many = run_wrk(url + path, plan.pull_seconds, plan.connections)
+    many = run_pull_load(url + path, plan.pull_seconds, plan.connections)
     m = {"pull_1": one["mib_s"], "pull_n": many["mib_s"],
          "pull_1_errors": one["errors"], "pull_n_errors": many["errors"]}
     if pid:
@@ -711,7 +729,10 @@ def reference(plan: Plan, inputs: Inputs, work: Path) -> dict:
     """The machine's limits: nginx sending the pull blob from disk, openssl hashing."""
     proc, url = start_nginx(work, inputs.dir, inputs.pull.path.name)
     try:
-        m = {f"nginx_{k}": v for k, v in pulls(url, plan, "/" + inputs.pull.path.name, None).items()}
+        name = inputs.pull.path.name
+        m = {f"nginx_{k}": v for k, v in pulls(url, plan, f"/sendfile/{name}", None).items()}
+        m.update({f"nginx_rw_{k}": v
+                  for k, v in pulls(url, plan, f"/readwrite/{name}", None).items()})
     finally:
         stop(proc)
     warm(inputs.largest.path)
@@ -746,7 +767,7 @@ def machine(work: Path, wharf_bin: str, wharf_source: str) -> dict:
     if Path("/etc/os-release").exists():
         found = re.search(r'PRETTY_NAME="([^"]*)"', Path("/etc/os-release").read_text())
         os_name = found.group(1) if found else os_name
-    fs = cmd_out(["stat", "-f", "-c", "%T", str(work)])
+    fs = cmd_out(["findmnt", "-no", "FSTYPE", "-T", str(work)])
     device = subprocess.run(["df", "--output=source", str(work)], capture_output=True,
                             text=True).stdout.split()[-1]
     return {
