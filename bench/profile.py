@@ -66,7 +66,7 @@ def loads(server: h.Server, push: h.Blob, pull: h.Blob, seconds: int):
             client.push_monolithic("prof/push", str(push.path), push.digest)
 
     def pull_load():
-        h.run_wrk(f"{server.url}/v2/prof/pull/blobs/{pull.digest}", seconds, 32)
+        h.run_pull_load(f"{server.url}/v2/prof/pull/blobs/{pull.digest}", seconds, 32)
 
     def manifest_load():
         h.run_wrk(f"{server.url}/v2/prof/small/manifests/v0", seconds, 32, "GET",
