@@ -326,6 +326,28 @@ against nginx with `sendfile`, as set; nginx with plain reads and writes is meas
 on some machines (virtual ones especially) it is the faster of the two, and then it is the
 better measure of the machine's limit: the *Met?* column gives both percentages.
 
+### Where the time goes
+
+What `perf` (`bench/profile.py`) shows on a two-core machine, and what that means for the
+targets this page may show as missed:
+
+- **Pushes** are bound by the two cores. Hashing is one core's work at the speed of
+  `openssl dgst -sha256` (Wharf's sha2 uses the SHA extensions: the same instructions, the same
+  rate, about 40% of the server's CPU time); the other core receives the bytes (the kernel's
+  loopback copy), copies them into the page cache and runs the client, which sends with
+  `sendfile`. Wharf hashes and writes each 1 MiB block on two threads while the next is
+  received, so neither waits for the other; what is left is the copies themselves. Distribution
+  2.8, as Debian builds it, hashes without the SHA extensions; how far ahead of it Wharf lands
+  depends on how much of the machine the client and the kernel leave to the server. A *chunked* push also pays, per `PATCH`, a round trip and a database
+  commit of the upload's progress (its hash state, so that the upload resumes anywhere) before
+  the client sends the next chunk.
+- **Pulls**: Distribution and nginx hand the file to the kernel with `sendfile`, so the server
+  copies nothing; Wharf serves through hyper, which writes buffers, so it reads each chunk from
+  the page cache (in place, on the async worker, with `preadv2(RWF_NOWAIT)`) and the kernel
+  copies it again into the socket. Memory-mapping the file would save the first copy, but a
+  blob file cut short or an I/O error would then kill the whole server with SIGBUS instead of
+  failing one request, and Wharf does not make that trade.
+
 ### Wharf with `storage.fsync: true`
 
 The table above runs Wharf with `storage.fsync: false`, because Distribution never fsyncs a blob.
