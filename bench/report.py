@@ -338,9 +338,10 @@ targets this page may show as missed:
   `sendfile`. Wharf hashes and writes each 1 MiB block on two threads while the next is
   received, so neither waits for the other; what is left is the copies themselves. Distribution
   2.8, as Debian builds it, hashes without the SHA extensions; how far ahead of it Wharf lands
-  depends on how much of the machine the client and the kernel leave to the server. A *chunked* push also pays, per `PATCH`, a round trip and a database
-  commit of the upload's progress (its hash state, so that the upload resumes anywhere) before
-  the client sends the next chunk.
+  depends on how much of the machine the client and the kernel leave to the server. A
+  *chunked* push also pays, per `PATCH`, a round trip and a database commit of the upload's
+  progress (its hash state, so that the upload resumes anywhere) before the client sends the
+  next chunk.
 - **Pulls**: Distribution and nginx hand the file to the kernel with `sendfile`, so the server
   copies nothing; Wharf serves through hyper, which writes buffers, so it reads each chunk from
   the page cache (in place, on the async worker, with `preadv2(RWF_NOWAIT)`) and the kernel
