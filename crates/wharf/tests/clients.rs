@@ -58,10 +58,30 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
 /// container configuration, then runs the command. `$1` is the environment's `state` folder, the
 /// rest is the command.
 const ISOLATE: &str = r#"set -e
-state=$1; shift
-mkdir -p /var/lib/containers /var/tmp
+state=$1; fixtures=$2; shift 2
+env=${state%/state}
+# Covering /var/tmp and /var/lib/containers hides the test's own files when they live under
+# one of them (a checkout in /var/tmp): keep the original tree reachable first, and once they
+# are covered, bind back the top folders under them that hold the environment and the fixtures.
+keep=/run/wharf-isolate
+mkdir -p "$keep" /var/lib/containers /var/tmp
+mount --rbind / "$keep"
 mount --bind "$state/var-lib-containers" /var/lib/containers
 mount --bind "$state/var-tmp" /var/tmp
+for path in "$env" "$fixtures"; do
+  for covered in /var/tmp /var/lib/containers; do
+    case $path in
+      "$covered"/*)
+        rest=${path#"$covered"/}
+        top=$covered/${rest%%/*}
+        if ! mountpoint -q "$top"; then
+          mkdir -p "$top"
+          mount --bind "$keep$top" "$top"
+        fi
+        ;;
+    esac
+  done
+done
 for hidden in /etc/containers /usr/share/containers; do
   if [ -d "$hidden" ]; then mount -t tmpfs -o size=4m,mode=0755 wharf-test-hidden "$hidden"; fi
 done
@@ -244,6 +264,7 @@ impl Clients {
                 "wharf-isolate",
             ])
             .arg(d("state"))
+            .arg(env!("CARGO_TARGET_TMPDIR"))
             .arg(program)
             .args(args)
             .env_clear()
