@@ -6,7 +6,8 @@
 //! variables and `$HOME/.config/containers`), vfs storage and TMPDIR, in a private mount
 //! namespace (`unshare --mount`) where `/var/lib/containers` (the blob-info cache, which no flag
 //! or variable moves and which decides whether clients mount or upload blobs) and `/var/tmp` are
-//! folders of the test, and `/etc/containers` and `/usr/share/containers` are hidden behind
+//! folders of the test (with the test's own files bound back into them when the checkout lives
+//! there), and `/etc/containers` and `/usr/share/containers` are hidden behind
 //! empty tmpfs, so the clients neither read nor change the machine's configuration. This needs
 //! root. A missing client fails the tests with the `apt-get install` line to run.
 //!
