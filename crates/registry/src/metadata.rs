@@ -226,6 +226,40 @@ pub struct Page<'a> {
     pub limit: u32,
 }
 
+/// Where a walk through the live blobs, page by page in digest order, has got to (fsck, backups
+/// and restores read them all this way).
+#[derive(Debug, Clone)]
+pub struct BlobCursor {
+    last: Option<String>,
+    limit: u32,
+}
+
+impl BlobCursor {
+    /// A walk from the first blob, `limit` blobs a page.
+    pub fn new(limit: u32) -> Self {
+        BlobCursor { last: None, limit }
+    }
+
+    /// The page to ask for next.
+    pub fn page(&self) -> Page<'_> {
+        Page {
+            last: self.last.as_deref(),
+            limit: self.limit,
+        }
+    }
+
+    /// Moves past `blobs`, the page just read; returns false when it was empty: the walk is over.
+    pub fn advance(&mut self, blobs: &[BlobRecord]) -> bool {
+        match blobs.last() {
+            Some(last) => {
+                self.last = Some(last.digest.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// The metadata store. See the [module documentation](self); its accounts part is
 /// [`AccountStore`].
 #[async_trait]

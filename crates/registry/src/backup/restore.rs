@@ -9,7 +9,7 @@ use super::verify::{check_metadata, metadata_path, read_manifest};
 use super::{BackupError, Progress};
 use crate::digest::Digest;
 use crate::gate::DrainSettings;
-use crate::metadata::{MetadataStore, Page, SqliteStore};
+use crate::metadata::{BlobCursor, MetadataStore, SqliteStore};
 use crate::registry::{DataPaths, FsckReport, Limits, Registry};
 
 const PAGE: u32 = 500;
@@ -150,18 +150,12 @@ async fn restore_blobs(
     progress: &dyn Progress,
 ) -> Result<(u64, u64), BackupError> {
     let (mut blobs, mut bytes) = (0u64, 0u64);
-    let mut last: Option<String> = None;
+    let mut cursor = BlobCursor::new(PAGE);
     loop {
-        let page = store
-            .live_blobs(Page {
-                last: last.as_deref(),
-                limit: PAGE,
-            })
-            .await?;
-        let Some(final_blob) = page.last() else {
+        let page = store.live_blobs(cursor.page()).await?;
+        if !cursor.advance(&page) {
             break;
-        };
-        last = Some(final_blob.digest.to_string());
+        }
         for blob in page {
             let source = blob_path(backup, &blob.digest);
             let content = read_file(&source).await.map_err(|_| {

@@ -9,7 +9,7 @@ use super::files::{blob_path, digest_file, hash_file};
 use super::manifest::{BackupManifest, FORMAT_VERSION};
 use super::{BackupError, Progress};
 use crate::digest::{Algorithm, ContentHasher};
-use crate::metadata::{Page, SqliteSnapshot};
+use crate::metadata::{BlobCursor, SqliteSnapshot};
 
 const PAGE: u32 = 500;
 
@@ -115,18 +115,12 @@ pub async fn verify(
     }
     progress.start(counts.blobs, counts.bytes);
     let mut list = ContentHasher::new(Algorithm::Sha256);
-    let mut last: Option<String> = None;
+    let mut cursor = BlobCursor::new(PAGE);
     loop {
-        let page = snapshot
-            .live_blobs(Page {
-                last: last.as_deref(),
-                limit: PAGE,
-            })
-            .await?;
-        let Some(final_blob) = page.last() else {
+        let page = snapshot.live_blobs(cursor.page()).await?;
+        if !cursor.advance(&page) {
             break;
-        };
-        last = Some(final_blob.digest.to_string());
+        }
         for blob in page {
             list.update(format!("{} {}\n", blob.digest, blob.size).as_bytes());
             report.blobs_checked += 1;

@@ -1201,15 +1201,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn live_blobs(&self, page: Page<'_>) -> Result<Vec<BlobRecord>> {
-        let rows: Vec<BlobRow> = sqlx::query_as(
-            "SELECT digest, size, storage_key FROM blobs
-             WHERE state = 'live' AND digest > $1 ORDER BY digest LIMIT $2",
-        )
-        .bind(page.last.unwrap_or(""))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.reader)
-        .await?;
-        collect(rows)
+        live_blobs_in(&self.reader, page).await
     }
 
     async fn stored_manifests(
@@ -1361,15 +1353,7 @@ impl SqliteSnapshot {
 
     /// A page of the snapshot's live blobs, ordered by digest, after the digest `page.last`.
     pub async fn live_blobs(&self, page: Page<'_>) -> Result<Vec<BlobRecord>> {
-        let rows: Vec<BlobRow> = sqlx::query_as(
-            "SELECT digest, size, storage_key FROM blobs
-             WHERE state = 'live' AND digest > $1 ORDER BY digest LIMIT $2",
-        )
-        .bind(page.last.unwrap_or(""))
-        .bind(i64::from(page.limit))
-        .fetch_all(&self.pool)
-        .await?;
-        collect(rows)
+        live_blobs_in(&self.pool, page).await
     }
 
     /// The schema migrations applied to the database the snapshot was taken of.
@@ -1385,6 +1369,19 @@ impl SqliteSnapshot {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A page of the live blobs of the database behind `pool`: the store's and a snapshot's.
+async fn live_blobs_in(pool: &SqlitePool, page: Page<'_>) -> Result<Vec<BlobRecord>> {
+    let rows: Vec<BlobRow> = sqlx::query_as(
+        "SELECT digest, size, storage_key FROM blobs
+         WHERE state = 'live' AND digest > $1 ORDER BY digest LIMIT $2",
+    )
+    .bind(page.last.unwrap_or(""))
+    .bind(i64::from(page.limit))
+    .fetch_all(pool)
+    .await?;
+    collect(rows)
 }
 
 impl SqliteStore {

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use super::{Registry, RegistryError};
 use crate::digest::Digest;
 use crate::manifest;
-use crate::metadata::Page;
+use crate::metadata::BlobCursor;
 
 const BATCH: u32 = 500;
 
@@ -136,17 +136,12 @@ impl Registry {
         verify_content: bool,
         report: &mut FsckReport,
     ) -> Result<(), RegistryError> {
-        let mut last: Option<String> = None;
+        let mut cursor = BlobCursor::new(BATCH);
         loop {
-            let page = Page {
-                last: last.as_deref(),
-                limit: BATCH,
-            };
-            let blobs = self.metadata.live_blobs(page).await?;
-            let Some(final_blob) = blobs.last() else {
+            let blobs = self.metadata.live_blobs(cursor.page()).await?;
+            if !cursor.advance(&blobs) {
                 return Ok(());
-            };
-            last = Some(final_blob.digest.to_string());
+            }
             for blob in blobs {
                 report.blobs_checked += 1;
                 let Some(actual_size) = self.blobs.size(&blob.storage_key).await? else {
