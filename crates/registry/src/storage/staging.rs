@@ -19,8 +19,10 @@ use crate::digest::{Algorithm, ContentHasher, Digest};
 use crate::gate::WritePermit;
 use crate::upload_id::UploadId;
 
-/// Bytes gathered from the request before one write to disk (and one hashing step).
-const WRITE_BLOCK: usize = 1024 * 1024;
+/// Bytes gathered from the request before one write to disk (and one hashing step). Small
+/// blocks keep a push's memory low (see [`QUEUED_BLOCKS`]); much smaller ones cost more in
+/// handing blocks between threads than they save.
+const WRITE_BLOCK: usize = 256 * 1024;
 
 /// Why appending to an upload stopped. Nothing of the request is committed in every case.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +47,16 @@ pub enum AppendError {
     Io(#[from] std::io::Error),
 }
 
-/// The exclusive right to write to one upload's staging file; released when dropped.
+/// The exclusive right to write to one upload's staging file; released when it is dropped and
+/// every write started under it has ended (see [`UploadLock::keep`]).
 #[derive(Debug)]
 pub struct UploadLock {
+    entry: Arc<HeldEntry>,
+}
+
+/// An upload's entry in the set of locked uploads, removed when the last holder lets go.
+#[derive(Debug)]
+struct HeldEntry {
     id: UploadId,
     held: Arc<Mutex<HashSet<UploadId>>>,
 }
@@ -55,11 +64,18 @@ pub struct UploadLock {
 impl UploadLock {
     /// The upload this lock is for.
     pub fn id(&self) -> &UploadId {
-        &self.id
+        &self.entry.id
+    }
+
+    /// Keeps the upload locked for as long as the returned value lives, even once this lock is
+    /// dropped: a write still running on a blocking thread after its request was cancelled must
+    /// end before another request may touch the file.
+    fn keep(&self) -> Arc<HeldEntry> {
+        Arc::clone(&self.entry)
     }
 }
 
-impl Drop for UploadLock {
+impl Drop for HeldEntry {
     fn drop(&mut self) {
         self.held
             .lock()
@@ -90,8 +106,10 @@ impl Staging {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         held.insert(id.clone()).then(|| UploadLock {
-            id: id.clone(),
-            held: Arc::clone(&self.held),
+            entry: Arc::new(HeldEntry {
+                id: id.clone(),
+                held: Arc::clone(&self.held),
+            }),
         })
     }
 
@@ -108,7 +126,7 @@ impl Staging {
         hasher: ContentHasher,
         max_size: Option<u64>,
     ) -> Result<(u64, ContentHasher), AppendError> {
-        let path = self.path(&lock.id);
+        let path = self.path(lock.id());
         let file = blocking(move || {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -131,7 +149,7 @@ impl Staging {
         })
         .await?;
 
-        let mut writer = BlockWriter::new(file, hasher);
+        let mut writer = BlockWriter::start(file, hasher, lock);
         let mut block = Vec::new();
         let mut block_len = 0;
         let mut appended: u64 = 0;
@@ -142,7 +160,7 @@ impl Staging {
                     () = permit.cancelled() => return Err(AppendError::Cancelled),
                     chunk = body.next() => chunk,
                 };
-                let Some(chunk) = chunk else { return Ok(()) };
+                let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(|e| AppendError::Body(e.to_string()))?;
                 appended += chunk.len() as u64;
                 if let Some(limit) = max_size
@@ -157,12 +175,14 @@ impl Staging {
                     writer.submit(std::mem::take(&mut block)).await?;
                 }
             }
+            if !block.is_empty() {
+                writer.submit(block).await?;
+            }
+            Ok(())
         }
         .await;
-        if !block.is_empty() && outcome.is_ok() {
-            writer.submit(block).await?;
-        }
-        // Always wait for the write in progress: it must not outlive this request's lock.
+        // Always wait for the blocks queued: the file is complete (or the failure known) only
+        // then. A worker's own error explains a failed submit better than the submit does.
         let hasher = writer.finish().await?;
         outcome?;
         permit.check().map_err(|_| AppendError::Cancelled)?;
@@ -175,7 +195,7 @@ impl Staging {
         algorithm: Algorithm,
         size: u64,
     ) -> Result<Digest, StorageError> {
-        let path = self.path(&lock.id);
+        let path = self.path(lock.id());
         Ok(blocking(move || {
             let file = std::fs::File::open(path)?;
             let mut reader = file.take(size);
@@ -195,7 +215,7 @@ impl Staging {
 
     /// Cuts the staged file to its committed `size` and flushes it, ready to be moved into place.
     pub(super) async fn seal(&self, lock: &UploadLock, size: u64) -> Result<PathBuf, StorageError> {
-        let path = self.path(&lock.id);
+        let path = self.path(lock.id());
         let fsync = self.fsync;
         Ok(blocking(move || {
             let file = std::fs::OpenOptions::new()
@@ -249,71 +269,89 @@ impl Staging {
     }
 }
 
-/// Writes blocks to a file and hashes them on blocking threads while the next block is received.
-/// Hashing and writing are two lanes that run at the same time (each has one block in progress):
-/// hashing is the costlier of the two, and the copy into the page cache need not wait for it.
+/// Writes blocks to a file and hashes them on two blocking threads while the request body is
+/// still being received. Each has a short queue, so that neither waits for the next block to
+/// arrive while there is received data to work on: hashing is the costlier of the two, and on a
+/// push it is what bounds the speed, so it must never idle while a block is ready.
 struct BlockWriter {
-    file: Lane<std::fs::File>,
-    hasher: Lane<ContentHasher>,
+    file: Worker<std::fs::File>,
+    hasher: Worker<ContentHasher>,
 }
 
-/// A value that one blocking task at a time works with: idle between tasks, or with its task.
-enum Lane<T> {
-    Idle(T),
-    Busy(JoinHandle<std::io::Result<T>>),
-    Failed,
+/// Blocks queued for each worker beyond the one it is working on (each at least
+/// [`WRITE_BLOCK`]; the two queues share the blocks' memory). Enough that the hasher has work
+/// while the next bytes arrive (on a 1 GiB push, 1 MiB per upload stays below the peak memory
+/// of CNCF Distribution; 4 MiB did not: `docs/benchmarks.md`).
+const QUEUED_BLOCKS: usize = 4;
+
+/// A blocking thread working through queued blocks in order, with the value it owns (the
+/// file, or the hasher), which it hands back at the end.
+struct Worker<T> {
+    queue: tokio::sync::mpsc::Sender<Arc<[Bytes]>>,
+    task: JoinHandle<std::io::Result<T>>,
 }
 
-impl<T: Send + 'static> Lane<T> {
-    async fn take(&mut self) -> std::io::Result<T> {
-        match std::mem::replace(self, Lane::Failed) {
-            Lane::Idle(value) => Ok(value),
-            Lane::Busy(task) => task.await.map_err(std::io::Error::other)?,
-            Lane::Failed => Err(std::io::Error::other("a previous block write failed")),
-        }
+impl<T: Send + 'static> Worker<T> {
+    fn start(
+        mut value: T,
+        lock: &UploadLock,
+        mut work: impl FnMut(&mut T, &[Bytes]) -> std::io::Result<()> + Send + 'static,
+    ) -> Self {
+        let (queue, mut blocks) = tokio::sync::mpsc::channel::<Arc<[Bytes]>>(QUEUED_BLOCKS);
+        let keep = lock.keep();
+        let task = tokio::task::spawn_blocking(move || {
+            let _keep = keep;
+            while let Some(block) = blocks.blocking_recv() {
+                work(&mut value, &block)?;
+            }
+            Ok(value)
+        });
+        Worker { queue, task }
     }
 
-    /// Waits for the task in progress, then starts `work` on the value.
-    async fn run(
-        &mut self,
-        work: impl FnOnce(&mut T) -> std::io::Result<()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let mut value = self.take().await?;
-        *self = Lane::Busy(tokio::task::spawn_blocking(move || {
-            work(&mut value)?;
-            Ok(value)
-        }));
-        Ok(())
+    /// Queues a block, waiting while the queue is full. Fails when the worker has stopped on
+    /// an error, which [`Worker::finish`] returns.
+    async fn submit(&self, block: Arc<[Bytes]>) -> std::io::Result<()> {
+        self.queue
+            .send(block)
+            .await
+            .map_err(|_| std::io::Error::other("a previous block write failed"))
+    }
+
+    /// Waits until the worker has done every block queued, and takes its value back.
+    async fn finish(self) -> std::io::Result<T> {
+        drop(self.queue);
+        self.task.await.map_err(std::io::Error::other)?
     }
 }
 
 impl BlockWriter {
-    fn new(file: std::fs::File, hasher: ContentHasher) -> Self {
+    /// Starts the two workers; each keeps the upload locked until it has ended, even if the
+    /// request is dropped first.
+    fn start(file: std::fs::File, hasher: ContentHasher, lock: &UploadLock) -> Self {
         BlockWriter {
-            file: Lane::Idle(file),
-            hasher: Lane::Idle(hasher),
+            file: Worker::start(file, lock, |file, block| {
+                block.iter().try_for_each(|chunk| file.write_all(chunk))
+            }),
+            hasher: Worker::start(hasher, lock, |hasher, block| {
+                block.iter().for_each(|chunk| hasher.update(chunk));
+                Ok(())
+            }),
         }
     }
 
     /// Queues one block, made of the chunks the request body arrived in (`Bytes` are shared,
-    /// not copied, between the two lanes).
+    /// not copied, between the two workers).
     async fn submit(&mut self, block: Vec<Bytes>) -> std::io::Result<()> {
-        let to_hash = block.clone();
-        self.hasher
-            .run(move |hasher| {
-                to_hash.iter().for_each(|chunk| hasher.update(chunk));
-                Ok(())
-            })
-            .await?;
-        self.file
-            .run(move |file| block.iter().try_for_each(|chunk| file.write_all(chunk)))
-            .await
+        let block: Arc<[Bytes]> = block.into();
+        self.hasher.submit(Arc::clone(&block)).await?;
+        self.file.submit(block).await
     }
 
-    /// Waits for both lanes to finish; the hasher has then seen every block submitted.
-    async fn finish(mut self) -> std::io::Result<ContentHasher> {
-        let written = self.file.take().await;
-        let hasher = self.hasher.take().await?;
+    /// Waits for both workers to finish; the hasher has then seen every block submitted.
+    async fn finish(self) -> std::io::Result<ContentHasher> {
+        let written = self.file.finish().await;
+        let hasher = self.hasher.finish().await?;
         written?;
         Ok(hasher)
     }
@@ -325,4 +363,126 @@ async fn blocking<T: Send + 'static, E: From<std::io::Error> + Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| E::from(std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::{DrainSettings, WriteGate, WriteIntent};
+    use crate::metadata::SqliteStore;
+    use crate::metrics::Metrics;
+
+    async fn gate(dir: &std::path::Path) -> WriteGate {
+        let store = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
+        WriteGate::open(
+            Arc::new(store),
+            DrainSettings::default(),
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn content(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    /// Many blocks, more than the queues hold, in chunks of uneven sizes: the file holds them
+    /// in order and the hash is of exactly those bytes.
+    #[tokio::test]
+    async fn every_block_is_written_and_hashed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = gate(dir.path()).await;
+        let staging = Staging::new(dir.path().join("uploads"), false);
+        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let data = content(3 * (QUEUED_BLOCKS + 1) * WRITE_BLOCK + 12_345);
+        let chunks: Vec<Result<Bytes, std::io::Error>> = data
+            .chunks(300_001)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let id = UploadId::generate();
+        let lock = staging.lock(&id).unwrap();
+        let permit = gate
+            .admit(WriteIntent::Housekeeping { job: "test" })
+            .await
+            .unwrap();
+        let (appended, hasher) = staging
+            .append(
+                &permit,
+                &lock,
+                0,
+                futures_util::stream::iter(chunks),
+                ContentHasher::new(Algorithm::Sha256),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(appended, data.len() as u64);
+        assert_eq!(hasher.finish(), Digest::sha256_of(&data));
+        assert_eq!(std::fs::read(staging.path(&id)).unwrap(), data);
+    }
+
+    /// A request dropped while its blocks are still being written (the client went away) keeps
+    /// the upload locked until the last queued block is on disk, so that a retry cannot write
+    /// to the file at the same time as the writer of the abandoned request.
+    #[tokio::test]
+    async fn the_upload_stays_locked_until_abandoned_writes_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = gate(dir.path()).await;
+        let staging = Staging::new(dir.path().join("uploads"), false);
+        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let id = UploadId::generate();
+        let lock = staging.lock(&id).unwrap();
+        let permit = gate
+            .admit(WriteIntent::Housekeeping { job: "test" })
+            .await
+            .unwrap();
+
+        // The body sends as many blocks as the queues take without waiting, then stalls; the
+        // request is dropped there. Large blocks, so that writing them takes a while.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let writer = staging.append(
+            &permit,
+            &lock,
+            0,
+            tokio_stream_from(rx),
+            ContentHasher::new(Algorithm::Sha256),
+            None,
+        );
+        let block = Bytes::from(vec![b'w'; 16 * 1024 * 1024]);
+        let feed = async {
+            for _ in 0..QUEUED_BLOCKS {
+                tx.send(Ok(block.clone())).await.unwrap();
+            }
+            // The channel holds one message: once this one is taken, the last block has been
+            // queued for the workers (queueing it did not wait: the queues had room).
+            tx.send(Ok(Bytes::from_static(b"x"))).await.unwrap();
+        };
+        tokio::select! {
+            _ = writer => panic!("the body never ends, so neither does the request"),
+            () = feed => {}
+        }
+        drop(lock);
+        // The workers may still hold the lock; once they are done it is free, and the file
+        // has every block.
+        let relocked = loop {
+            if let Some(lock) = staging.lock(&id) {
+                break lock;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert_eq!(
+            std::fs::metadata(staging.path(relocked.id()))
+                .unwrap()
+                .len(),
+            (QUEUED_BLOCKS * block.len()) as u64,
+            "the lock was free before the abandoned writes ended"
+        );
+    }
+
+    fn tokio_stream_from<T: Send + 'static>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> + Send + Unpin {
+        Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }
 }
