@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admin_client;
+mod allocator;
 mod backup;
 mod logging;
 mod progress;
@@ -138,6 +139,7 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
