@@ -348,8 +348,11 @@ targets this page may show as missed:
   arrived, 0.65 ms committing (SQLite, synchronous) and ~0.85 ms for the response, the
   client's next request and reopening the session. The hasher idles for those last three,
   a seventh of the time. Answering a `PATCH` once its bytes are written, with its hashing
-  finished behind the response, was tried and showed no gain above this machine's noise: the
-  hasher's short queue paces the receive either way.
+  finished behind the response, was tried: it hides only the ~1 ms of hashing still queued
+  when the last byte arrives, against a gap of ~2.5 ms before the next chunk's first bytes,
+  and showed no gain above this machine's noise. What would close the gap is a deeper hash
+  queue (memory, which the peak-memory target bounds) or a commit per chunk that does not wait
+  for the disk.
 - **Pulls**: Distribution and nginx hand the file to the kernel with `sendfile`, so the server
   copies nothing; Wharf serves through hyper, which writes buffers, so it reads each chunk from
   the page cache (in place, on the async worker, with `preadv2(RWF_NOWAIT)`) and the kernel
