@@ -280,8 +280,9 @@ struct BlockWriter {
 
 /// Blocks queued for each worker beyond the one it is working on (each at least
 /// [`WRITE_BLOCK`]; the two queues share the blocks' memory). Enough that the hasher has work
-/// while the next bytes arrive (on a 1 GiB push, 1 MiB per upload stays below the peak memory
-/// of CNCF Distribution; 4 MiB did not: `docs/benchmarks.md`).
+/// while the next bytes arrive. Measured on a 1 GiB push: four 256 KiB blocks kept the peak
+/// memory below CNCF Distribution's (`docs/benchmarks.md`); three 1 MiB blocks were a little
+/// faster but went 2-4 MiB above it.
 const QUEUED_BLOCKS: usize = 4;
 
 /// A blocking thread working through queued blocks in order, with the value it owns (the
