@@ -38,6 +38,7 @@ from pathlib import Path
 
 import registry_client as rc
 import report
+from report import size_key, size_label
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -87,14 +88,6 @@ MANIFEST_ACCEPT = rc.OCI_MANIFEST
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def size_label(n: int) -> str:
-    return f"{n // GiB} GiB" if n % GiB == 0 else f"{n // MiB} MiB"
-
-
-def size_key(n: int) -> str:
-    return f"{n // GiB}g" if n % GiB == 0 else f"{n // MiB}m"
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -467,6 +460,10 @@ class Inputs:
 
 
 def warm(path: Path) -> None:
+    """Reads `path` once, so that the timed step after it reads from the page cache. Done right
+    before each step, not once: kernels that reclaim idle page cache proactively (DAMON, as on
+    the machine the published figures come from) page out what has not been read for a
+    minute, and a step that reads half its input from disk measures the disk."""
     with open(path, "rb") as f:
         while f.read(8 * MiB):
             pass
@@ -494,6 +491,7 @@ def pushes(server: Server, plan: Plan, inputs: Inputs, run: int, memory: bool) -
     with rc.Client(server.url) as client:
         for size, blob in inputs.mono.items():
             settle()
+            warm(blob.path)
             if memory and size == max(plan.mono_sizes):
                 reset_peak(server.pid)
             secs = timed(client.push_monolithic, f"bench/mono-{size_key(size)}-r{run}",
@@ -503,6 +501,7 @@ def pushes(server: Server, plan: Plan, inputs: Inputs, run: int, memory: bool) -
                 m["mem_push"] = peak_mib(server.pid)
         for size, blob in inputs.chunked.items():
             settle()
+            warm(blob.path)
             secs = timed(client.push_chunked, f"bench/chunked-{size_key(size)}-r{run}",
                          str(blob.path), blob.digest, plan.chunk)
             m[f"push_chunked_{size_key(size)}"] = size / MiB / secs
@@ -522,6 +521,9 @@ def run_pull_load(url: str, seconds: int, connections: int) -> dict:
 def pulls(url: str, plan: Plan, path: str, pid: int | None) -> dict:
     """One stream, then `connections` concurrent streams pulling the same blob for a fixed
     time; MiB/s of body read. With a pid, that process's peak RSS during the concurrent pulls."""
+    # One untimed pull first: it brings the server's copy of the blob into the page cache.
+    with rc.Client(url) as client:
+        client.read_through(path)
     one = run_pull_load(url + path, plan.pull_seconds, 1)
     if pid:
         reset_peak(pid)
@@ -557,6 +559,9 @@ def skopeo_push_pull(server: Server, inputs: Inputs, work: Path, run: int) -> di
     host = server.url.removeprefix("http://")
     ref = f"docker://{host}/bench/skopeo-r{run}:v1"
     scratch = work / "skopeo"
+    for f in inputs.image.rglob("*"):
+        if f.is_file():
+            warm(f)
     push = skopeo(["copy", "--dest-tls-verify=false", f"dir:{inputs.image}", ref], scratch / "push")
     pulled = work / "skopeo-pulled"
     pull = skopeo(["copy", "--src-tls-verify=false", ref, f"dir:{pulled}"], scratch / "pull")
@@ -756,6 +761,30 @@ def cmd_out(cmd: list[str]) -> str:
         return "unknown"
 
 
+def page_reclaim() -> str:
+    """Proactive reclaim the kernel runs (DAMON schemes paging out idle memory), if any: it
+    takes page cache from files nobody has read for a while, whatever memory is free."""
+    schemes = []
+    for kdamond in Path("/sys/kernel/mm/damon/admin/kdamonds").glob("[0-9]*"):
+        try:
+            if (kdamond / "state").read_text().strip() != "on":
+                continue
+            for ctx in (kdamond / "contexts").glob("[0-9]*"):
+                aggr_us = int((ctx / "monitoring_attrs/intervals/aggr_us").read_text())
+                for scheme in (ctx / "schemes").glob("[0-9]*"):
+                    if (scheme / "action").read_text().strip() != "pageout":
+                        continue
+                    age = int((scheme / "access_pattern/age/min").read_text()) * aggr_us / 1e6
+                    quota = int((scheme / "quotas/bytes").read_text())
+                    per_ms = int((scheme / "quotas/reset_interval_ms").read_text())
+                    schemes.append(f"DAMON pages out memory idle for {age:.0f} s or more"
+                                   + (f" (up to {size_label(quota)} per {per_ms / 1000:g} s)"
+                                      if quota else ""))
+        except (OSError, ValueError):
+            schemes.append("DAMON is on (its settings could not be read)")
+    return "; ".join(schemes) or "none found"
+
+
 def machine(work: Path, wharf_bin: str, wharf_source: str) -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
@@ -779,6 +808,7 @@ def machine(work: Path, wharf_bin: str, wharf_source: str) -> dict:
         "kernel": platform.release(),
         "os": os_name,
         "work_fs": f"{fs} on {device}",
+        "page_reclaim": page_reclaim(),
         "versions": {
             "wharf": cmd_out([wharf_bin, "--version"]),
             "wharf_source": wharf_source,

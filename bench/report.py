@@ -379,6 +379,7 @@ Wharf's default flushes each blob to disk before committing it; this is what tha
 | Memory | {mach['memory_gib']} GiB |
 | OS, kernel | {mach['os']}, Linux {mach['kernel']} |
 | Work directory | {mach['work_fs']} (blobs to push, both registries' data, nginx's root) |
+| Proactive page reclaim | {mach.get('page_reclaim', 'not recorded')}: every file is read again right before the step that reads it |
 | Wharf | {v['wharf']} ({v['wharf_source']}) |
 | Peer | {v['peer']} |
 | nginx | {v['nginx']} |
@@ -425,13 +426,15 @@ fresh repository. *Monolithic*: `POST /v2/<repo>/blobs/uploads/`, then one `PUT 
 with the whole blob (Distribution 2.8 does not take the content on the `POST`). *Chunked*: `POST`,
 a `PATCH` per {size_label(plan['chunk'])} with its `Content-Range`, then `PUT ?digest=`. The figure
 is the blob's size over the whole sequence's wall time. Every push starts with `sync`, so that
-no earlier write's writeback runs during it (or makes the kernel throttle it). The client (`bench/registry_client.py`)
+no earlier write's writeback runs during it (or makes the kernel throttle it), and with a read of
+the blob to push, so that the client sends it from the page cache, not the disk. The client (`bench/registry_client.py`)
 keeps one connection per push and sends bodies with `sendfile(2)` from the page cache, so it
 costs little CPU and the same on both sides.
 
 **Pulls.** `bench/pull_load.py` fetching `GET /v2/<repo>/blobs/<digest>` of a
 {size_label(plan['pull_size'])} blob over and over for {plan['pull_seconds']} s, on 1 and on {n}
-keep-alive connections; the figure counts every body byte read. It receives bodies with
+keep-alive connections, after one untimed pull that brings the server's copy into the page
+cache; the figure counts every body byte read. It receives bodies with
 `recv_into` a 1 MiB buffer and parses only the headers: wrk, which reads 8 KiB at a time and
 parses every body byte, topped out at the same ~2 GiB/s against nginx, Distribution and Wharf
 alike, so it measured itself. nginx serves the same content from the same disk, with
