@@ -350,9 +350,13 @@ targets this page may show as missed:
   a seventh of the time. Answering a `PATCH` once its bytes are written, with its hashing
   finished behind the response, was tried: it hides only the ~1 ms of hashing still queued
   when the last byte arrives, against a gap of ~2.5 ms before the next chunk's first bytes,
-  and showed no gain above this machine's noise. What would close the gap is a deeper hash
-  queue (memory, which the peak-memory target bounds) or a commit per chunk that does not wait
-  for the disk.
+  and showed no gain above this machine's noise. With a queue four times as deep (4 MiB) it
+  gained ~20% in an interleaved A/B of six 1 GiB chunked pushes (median 593 against
+  492 MiB/s), still short of the target, and a 1 GiB push then peaked at 29 MiB, above
+  Distribution's 23: it was not kept. The profile of a chunked push shows where else the
+  time goes on this virtual machine: the two async workers spend about as much of it in the
+  scheduler (waking the hash and write threads and being woken, which a hypervisor makes
+  dear) as in copying received bytes.
 - **Pulls**: Distribution and nginx hand the file to the kernel with `sendfile`, so the server
   copies nothing; Wharf serves through hyper, which writes buffers, so it reads each chunk from
   the page cache (in place, on the async worker, with `preadv2(RWF_NOWAIT)`) and the kernel
