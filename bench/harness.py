@@ -451,22 +451,22 @@ class Inputs:
         log("building the skopeo image")
         self.image = self.dir / "image"
         self.image_bytes = skopeo_image(self.image, plan.skopeo_layers, plan.skopeo_bytes)
-        # The largest input, for openssl; everything is read once so later reads hit the cache.
+        # The largest input, for openssl.
         self.largest = max([*self.mono.values(), *self.chunked.values()], key=lambda b: b.size)
-        for f in self.dir.rglob("*"):
-            if f.is_file():
-                warm(f)
         settle()
 
 
 def warm(path: Path) -> None:
-    """Reads `path` once, so that the timed step after it reads from the page cache. Done right
-    before each step, not once: kernels that reclaim idle page cache proactively (DAMON, as on
-    the machine the published figures come from) page out what has not been read for a
-    minute, and a step that reads half its input from disk measures the disk."""
-    with open(path, "rb") as f:
-        while f.read(8 * MiB):
-            pass
+    """Reads `path` (every file under it, if a folder) once, so that the timed step after it
+    reads from the page cache. Done right before each step, not once: kernels that reclaim
+    idle page cache proactively (DAMON, as on the machine the published figures come from)
+    page out what has not been read for a minute, and a step that reads half its input from
+    disk measures the disk."""
+    for file in path.rglob("*") if path.is_dir() else [path]:
+        if file.is_file():
+            with open(file, "rb") as f:
+                while f.read(8 * MiB):
+                    pass
 
 
 def settle() -> None:
@@ -559,9 +559,7 @@ def skopeo_push_pull(server: Server, inputs: Inputs, work: Path, run: int) -> di
     host = server.url.removeprefix("http://")
     ref = f"docker://{host}/bench/skopeo-r{run}:v1"
     scratch = work / "skopeo"
-    for f in inputs.image.rglob("*"):
-        if f.is_file():
-            warm(f)
+    warm(inputs.image)
     push = skopeo(["copy", "--dest-tls-verify=false", f"dir:{inputs.image}", ref], scratch / "push")
     pulled = work / "skopeo-pulled"
     pull = skopeo(["copy", "--src-tls-verify=false", ref, f"dir:{pulled}"], scratch / "pull")

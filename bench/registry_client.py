@@ -21,8 +21,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
-MiB = 1 << 20
-
 
 class RegistryError(Exception):
     """A request answered something other than what the protocol says it must."""
@@ -85,19 +83,17 @@ class Client:
             raise RegistryError(f"{method} {url}: {resp.status} (wanted {want}): {resp.body[:300]!r}")
         return resp
 
-    def read_through(self, url: str) -> int:
+    def read_through(self, url: str) -> None:
         """GETs `url`, expecting 200, and reads the body into a reused buffer rather than
-        keeping it (a blob may be larger than memory); answers its length."""
+        keeping it (a blob may be larger than memory)."""
         self.conn.putrequest("GET", self._target(url), skip_accept_encoding=True)
         self.conn.endheaders()
         resp = self.conn.getresponse()
         if resp.status != 200:
             raise RegistryError(f"GET {url}: {resp.status}: {resp.read()[:300]!r}")
-        buf = bytearray(MiB)
-        total = 0
-        while n := resp.readinto(buf):
-            total += n
-        return total
+        buf = bytearray(1 << 20)
+        while resp.readinto(buf):
+            pass
 
     # --- uploads -----------------------------------------------------------------------------
 

@@ -430,10 +430,10 @@ fresh repository. *Monolithic*: `POST /v2/<repo>/blobs/uploads/`, then one `PUT 
 with the whole blob (Distribution 2.8 does not take the content on the `POST`). *Chunked*: `POST`,
 a `PATCH` per {size_label(plan['chunk'])} with its `Content-Range`, then `PUT ?digest=`. The figure
 is the blob's size over the whole sequence's wall time. Every push starts with `sync`, so that
-no earlier write's writeback runs during it (or makes the kernel throttle it), and with a read of
-the blob to push, so that the client sends it from the page cache, not the disk. The client (`bench/registry_client.py`)
-keeps one connection per push and sends bodies with `sendfile(2)` from the page cache, so it
-costs little CPU and the same on both sides.
+no earlier write's writeback runs during it (or makes the kernel throttle it), and with a read
+of the blob to push, so that the client sends it from the page cache, not the disk. The client
+(`bench/registry_client.py`) keeps one connection per push and sends bodies with `sendfile(2)`
+from the page cache, so it costs little CPU and the same on both sides.
 
 **Pulls.** `bench/pull_load.py` fetching `GET /v2/<repo>/blobs/<digest>` of a
 {size_label(plan['pull_size'])} blob over and over for {plan['pull_seconds']} s, on 1 and on {n}
