@@ -347,25 +347,31 @@ targets this page may show as missed:
   ~11 ms: ~8 ms hashing at full speed, ~1.8 ms finishing the hash after the last byte
   arrived, 0.65 ms committing (SQLite, synchronous) and ~0.85 ms for the response, the
   client's next request and reopening the session. The hasher idles for those last three,
-  a seventh of the time. Answering a `PATCH` once its bytes are written, with its hashing
-  finished behind the response, was tried: it hides only the ~1 ms of hashing still queued
-  when the last byte arrives, against a gap of ~2.5 ms before the next chunk's first bytes,
-  and showed no gain above this machine's noise. With a queue four times as deep (4 MiB) it
-  gained ~20% in an interleaved A/B of six 1 GiB chunked pushes (median 593 against
-  492 MiB/s), still short of the target, and a 1 GiB push then peaked at 29 MiB, above
-  Distribution's 23: it was not kept. The profile of a chunked push shows where else the
-  time goes on this virtual machine: the two async workers spend about as much of it in the
-  scheduler (waking the hash and write threads and being woken, which a hypervisor makes
-  dear) as in copying received bytes.
+  a seventh of the time. Two ways of keeping it busy through that gap were tried, each in
+  interleaved A/B rounds of 1 GiB pushes on fresh servers, and not kept. Answering a `PATCH`
+  once its bytes are written, its hashing finished behind the response and continued by the
+  next request: no gain above the noise with the 1 MiB queue; ~20% with a 4 MiB one (median
+  593 against 492 MiB/s over six rounds), but a 1 GiB push then peaked at 29 MiB, above
+  Distribution's 23. Letting the writes run ahead of the hashing, which reads back from the
+  page cache what it falls behind on (memory stays flat): 589 against 583 MiB/s chunked and
+  886 against 852 monolithic over eight rounds, no gain. The hasher then works through every
+  gap, but it holds one core, and the client, the kernel's copies and the server's receiving
+  and writing share the other: that core paces the chunks. A build that does not hash at all
+  pushes the same chunks at a median 915 MiB/s (six rounds, 746 to 1,154; Wharf as built,
+  510 in the same rounds). The profile of a chunked push shows where that core's time goes
+  on this virtual machine: the two async workers spend about as much of it in the scheduler
+  (waking the hash and write threads and being woken, which a hypervisor makes dear) as in
+  copying received bytes.
 - **Pulls**: Distribution and nginx hand the file to the kernel with `sendfile`, so the server
   copies nothing; Wharf serves through hyper, which writes buffers, so it reads each chunk from
   the page cache (in place, on the async worker, with `preadv2(RWF_NOWAIT)`) and the kernel
   copies it again into the socket. With one stream on two cores, the client's copy keeps one
   core busy and Wharf's two copies the other, so Wharf's core is the limit where nginx's and
   Distribution's is the client's (read chunks of 64 KiB to 1 MiB made no difference above
-  this machine's noise); with 32 streams the copies spread and Wharf leads clearly. Memory-mapping the file would save the first copy, but a
-  blob file cut short or an I/O error would then kill the whole server with SIGBUS instead of
-  failing one request, and Wharf does not make that trade.
+  this machine's noise); with 32 streams the copies spread and Wharf leads clearly.
+  Memory-mapping the file would save the first copy, but a blob file cut short or an I/O
+  error would then kill the whole server with SIGBUS instead of failing one request, and
+  Wharf does not make that trade.
 
 ### Wharf with `storage.fsync: true`
 
