@@ -7,7 +7,7 @@ first, so that drift (page cache, thermal, noisy neighbours) touches both. The r
 median of the runs for each figure.
 
 Usage (see bench/run --help):
-    harness.py --wharf-bin PATH [--runs N] [--smoke] [--out DIR] [--results JSON]
+    harness.py --wharf-bin PATH --bare-bin PATH [--runs N] [--smoke] [--out DIR] [--results JSON]
     harness.py --report-only bench/results/benchmarks.json   (rewrite docs/benchmarks.md + .png)
 """
 
@@ -45,6 +45,7 @@ ROOT = BENCH.parent
 WRK_SCRIPT = BENCH / "wrk" / "report.lua"
 PULL_LOAD = BENCH / "pull_load.py"
 PEER_BIN = "/usr/bin/docker-registry"
+BARE_LAYOUTS = (2, 3)  # bench/bare-upload --layout: threads per upload (see its source)
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
@@ -257,6 +258,20 @@ def start_peer(work: Path, name: str) -> Server:
                      stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, url + "/v2/", name, log_path=log_path)
+    return Server(proc, url, data, log_path)
+
+
+def start_bare(binary: str, work: Path, name: str, layout: int) -> Server:
+    """bench/bare-upload: the least work a push takes (receive, write, hash), in one of its two
+    thread layouts; the machine's limit for pushes, with the same client and requests."""
+    port = free_port()
+    data = work / f"data-{name}"
+    log_path = work / f"{name}.log"
+    with open(log_path, "ab") as out:
+        proc = spawn([binary, "--layout", str(layout), f"127.0.0.1:{port}", str(data)],
+                     stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url + "/healthz", name, log_path=log_path)
     return Server(proc, url, data, log_path)
 
 
@@ -728,8 +743,9 @@ def registry_session(kind: str, plan: Plan, inputs: Inputs, work: Path, run: int
         server.stop()
 
 
-def reference(plan: Plan, inputs: Inputs, work: Path) -> dict:
-    """The machine's limits: nginx sending the pull blob from disk, openssl hashing."""
+def reference(plan: Plan, inputs: Inputs, work: Path, run: int, bare_bin: str) -> dict:
+    """The machine's limits: nginx sending the pull blob from disk, the bare upload endpoint
+    taking the pushes (in both layouts, and the better of the two per push), openssl hashing."""
     proc, url = start_nginx(work, inputs.dir, inputs.pull.path.name)
     try:
         name = inputs.pull.path.name
@@ -738,6 +754,16 @@ def reference(plan: Plan, inputs: Inputs, work: Path) -> dict:
                   for k, v in pulls(url, plan, f"/readwrite/{name}", None).items()})
     finally:
         stop(proc)
+    for layout in BARE_LAYOUTS:
+        server = start_bare(bare_bin, work, f"bare{layout}-r{run}", layout)
+        try:
+            m.update({f"bare{layout}_{k}": v
+                      for k, v in pushes(server, plan, inputs, run, memory=False).items()})
+        finally:
+            server.stop()
+    for key in [k.removeprefix(f"bare{BARE_LAYOUTS[0]}_") for k in m
+                if k.startswith(f"bare{BARE_LAYOUTS[0]}_")]:
+        m[f"bare_{key}"] = max(m[f"bare{layout}_{key}"] for layout in BARE_LAYOUTS)
     warm(inputs.largest.path)
     best = float("inf")
     for _ in range(3):  # a limit: the best of three
@@ -881,6 +907,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--wharf-bin")
     ap.add_argument("--wharf-source", default="", help="what the binary was built from")
+    ap.add_argument("--bare-bin", help="bench/bare-upload's binary (bench/run builds it)")
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", type=Path, help="where docs/benchmarks.md and .png go")
@@ -896,8 +923,8 @@ def main() -> int:
         report.write(data, out_md, out_md.with_suffix(".png"), args.report_only)
         log(f"wrote {out_md} and {out_md.with_suffix('.png')}")
         return 0
-    if not args.wharf_bin:
-        ap.error("--wharf-bin is needed (bench/run gives it)")
+    if not args.wharf_bin or not args.bare_bin:
+        ap.error("--wharf-bin and --bare-bin are needed (bench/run gives them)")
 
     plan = SMOKE if args.smoke else FULL
     if args.runs:
@@ -925,8 +952,8 @@ def main() -> int:
                 wait_quiet()
             busy0, own0, t0 = cpu_busy_s(), own_cpu_s(), time.monotonic()
             if kind == "reference":
-                log(f"run {run}/{plan.runs}: reference points (nginx, openssl)")
-                result[kind] = reference(plan, inputs, work)
+                log(f"run {run}/{plan.runs}: reference points (nginx, bare-upload, openssl)")
+                result[kind] = reference(plan, inputs, work, run, args.bare_bin)
             else:
                 result[kind] = registry_session(kind, plan, inputs, work, run, args.wharf_bin)
             # CPU time used meanwhile by other processes (and kernel threads: writeback,

@@ -8,6 +8,7 @@ invocation: a Wharf median against the peer's, nginx's or openssl's median.
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ MiB, GiB = 1 << 20, 1 << 30
 
 
 # Every load's failed-request count, per registry.
+# bench/bare-upload's thread layouts, as the harness names its figures (bare2_…, bare3_…).
+BARE_LAYOUTS = (2, 3)
+
 ERROR_KEYS = ("pull_1_errors", "pull_n_errors", "manifest_get_errors", "blob_head_errors",
               "tags_list_errors")
 
@@ -47,9 +51,10 @@ class Row:
     target: str = "—"
     met: bool | None = None
     why: str = ""          # the measured figures a target is judged on
+    others: tuple = ()     # more figures shown beside these (the bare endpoint's layouts)
 
 
-def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
+def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row], list[Row]]:
     med = d["median"]
     plan = d["plan"]
 
@@ -75,6 +80,9 @@ def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
                   f"≥ 4× peer and ≥ 75% of sha256 ({fmt(0.75 * sha)} MiB/s)")
         row.met = w >= 4 * p and w >= 0.75 * sha
         row.why = f"{w / p:.2f}× peer, {100 * w / sha:.0f}% of sha256"
+        bare = m("reference", f"bare_{key}")
+        if bare:
+            row.why += f"; {100 * w / bare:.0f}% of the bare endpoint"
         main.append(row)
     for key, label in (("pull_1", "Blob pull, 1 stream"), ("pull_n", f"Blob pull, {n} streams")):
         w, p = m("wharf", key), m("peer", key)
@@ -150,12 +158,23 @@ def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
            Row(f"openssl dgst -sha256 ({size_label(max(plan['mono_sizes'] + plan['chunked_sizes']))}"
                ", warm cache)", "MiB/s", True, sha, None)]
 
+    # Against bench/bare-upload: Wharf's figure, each layout's, and the better layout's.
+    bare = []
+    for kind, size, how in pushes:
+        key = f"push_{kind}_{size_key(size)}"
+        if m("reference", f"bare_{key}") is None:
+            continue  # results from before the bare endpoint was measured
+        bare.append(Row(f"Blob push, {how}, {size_label(size)}", "MiB/s", True, m("wharf", key),
+                        m("reference", f"bare_{key}"),
+                        others=tuple(m("reference", f"bare{layout}_{key}")
+                                     for layout in BARE_LAYOUTS)))
+
     fsync = []
     for kind, size, how in pushes:
         key = f"push_{kind}_{size_key(size)}"
         fsync.append(Row(f"Blob push, {how}, {size_label(size)}", "MiB/s", True,
                          m("wharf_fsync", key), m("wharf", key)))
-    return main, ro, ref, fsync
+    return main, ro, ref, bare, fsync
 
 
 def met_cell(row: Row, smoke: bool) -> str:
@@ -178,7 +197,7 @@ def arrow(row: Row) -> str:
 
 
 def table(d: dict) -> str:
-    main, ro, ref, fsync = build_rows(d)
+    main, ro, ref, bare, fsync = build_rows(d)
     smoke = d["smoke"]
     out = ["| Measure | Unit | Wharf | Peer | Wharf / peer | Target | Met? |",
            "|---|---|--:|--:|--:|---|---|"]
@@ -195,14 +214,19 @@ def table(d: dict) -> str:
                         f"{met_cell(r, smoke)} |")
     ref_lines = ["| Reference point | Unit | Median |", "|---|---|--:|"]
     ref_lines += [f"| {r.label} | {r.unit} | {fmt(r.wharf)} |" for r in ref]
+    layouts = " | ".join(f"bare, layout {layout}" for layout in BARE_LAYOUTS)
+    bare_lines = [f"| Push | Unit | Wharf | {layouts} | Wharf / better layout |",
+                  "|---|---|--:|" + "--:|" * len(BARE_LAYOUTS) + "--:|"]
+    bare_lines += [f"| {r.label} | {r.unit} | {fmt(r.wharf)} | "
+                   f"{' | '.join(fmt(v) for v in r.others)} | {ratio(r)} |" for r in bare]
     fs_lines = ["| Push | Unit | Wharf, fsync on (default) | Wharf, fsync off (as above) | "
                 "on / off |", "|---|---|--:|--:|--:|"]
     fs_lines += [f"| {r.label} | {r.unit} | {fmt(r.wharf)} | {fmt(r.peer)} | {ratio(r)} |"
                  for r in fsync]
     summary = [r for r in main + ro if r.met is not None]
     met = sum(r.met for r in summary)
-    return "\n".join(out), "\n".join(ro_lines), "\n".join(ref_lines), "\n".join(fs_lines), \
-        (met, len(summary))
+    return "\n".join(out), "\n".join(ro_lines), "\n".join(ref_lines), \
+        "\n".join(bare_lines) if bare else "", "\n".join(fs_lines), (met, len(summary))
 
 
 def chart(d: dict, png: Path) -> None:
@@ -220,7 +244,8 @@ def chart(d: dict, png: Path) -> None:
         return v["median"], v["median"] - v["min"], v["max"] - v["median"]
 
     colors = {"Wharf": "#1f77b4", "Wharf, fsync on": "#9ecae1", "peer (Distribution)": "#ff7f0e",
-              "nginx sendfile": "#7f7f7f", "nginx read/write": "#c7c7c7"}
+              "nginx sendfile": "#7f7f7f", "nginx read/write": "#c7c7c7",
+              "bare upload endpoint": "#7f7f7f"}
 
     def bars(ax, title, unit, groups, series, line=None):
         width = 0.8 / len(series)
@@ -244,7 +269,8 @@ def chart(d: dict, png: Path) -> None:
                   [(f"push_chunked_{size_key(s)}", f"chunked\n{size_label(s)}")
                    for s in plan["chunked_sizes"]]
     bars(axes[0][0], "Blob push (higher is better)", "MiB/s", push_groups,
-         {"Wharf": "wharf", "Wharf, fsync on": "wharf_fsync", "peer (Distribution)": "peer"},
+         {"Wharf": "wharf", "Wharf, fsync on": "wharf_fsync", "peer (Distribution)": "peer",
+          "bare upload endpoint": lambda key: ("reference", f"bare_{key}")},
          (stat("reference", "openssl_sha256")[0], "openssl sha256"))
     bars(axes[0][1], f"Blob pull, {size_label(plan['pull_size'])} (higher is better)", "MiB/s",
          [("pull_1", "1 stream"), ("pull_n", f"{n} streams")],
@@ -274,9 +300,58 @@ def chart(d: dict, png: Path) -> None:
     plt.close(fig)
 
 
+def bare_text(d: dict, table_md: str) -> tuple[str, str]:
+    """The reference section's part on bench/bare-upload, and what its chunked figures say
+    about the chunked-push target (whichever way they go)."""
+    if not table_md:
+        return "", "(These results predate the bare upload endpoint's figures.)"
+    med, plan = d["median"], d["plan"]
+
+    def m(series: str, key: str) -> float:
+        return med[series][key]["median"]
+
+    sha = m("reference", "openssl_sha256")
+    keys = [f"push_chunked_{size_key(s)}" for s in plan["chunked_sizes"]]
+    bare = [m("reference", f"bare_{k}") for k in keys]
+    wharf = [m("wharf", k) for k in keys]
+    shares = ", ".join(f"{100 * w / b:.0f}%" for w, b in zip(wharf, bare))
+    sizes = " and ".join(size_label(s) for s in plan["chunked_sizes"])
+    bare_figs = " and ".join(f"{fmt(b)} MiB/s ({100 * b / sha:.0f}% of sha256)" for b in bare)
+    if all(b < 0.75 * sha for b in bare):
+        verdict = (f"The bare upload endpoint, which has no framework, no database and no commit, "
+                   f"pays the same drain: its chunked pushes of {sizes} ran at {bare_figs}, "
+                   f"short of the 75% target too: on this machine the target is out of reach "
+                   f"of a server that does nothing but receive, write and hash, not only of "
+                   f"Wharf. Wharf ran at "
+                   f"{shares} of the bare endpoint.")
+    else:
+        verdict = (f"The bare upload endpoint, which has no framework, no database and no commit, "
+                   f"reached {bare_figs} on chunked pushes of {sizes}: the target is within "
+                   f"this machine's reach, and Wharf, at {shares} of the bare endpoint, has that "
+                   f"much left to gain.")
+    section = f"""
+**Pushes against a bare upload endpoint.** `bench/bare-upload` (one file of Rust, std and sha2
+only) answers the same `POST`, `PATCH` and `PUT` requests from the same client, doing only what
+a push needs: it receives 256 KiB blocks, writes them to a file and hashes them with the sha2
+crate Wharf uses, through queues of four blocks as in Wharf, with no HTTP framework, async
+runtime, database or durability. It runs in two thread layouts, because which is faster depends
+on the workload: in layout 2 the connection's thread receives and writes and a second thread
+hashes; in layout 3 a thread each receives, writes and hashes (Wharf's layout). Like a registry,
+it answers a `PATCH` only once the chunk is written and hashed. Its figures are what this
+machine allows for each kind of push with the client and the server sharing two cores; openssl's
+is that limit only for a server with a core to spare. The push targets are judged as set (4× the
+peer and 75% of openssl's rate); their *Met?* column also gives Wharf's share of the better
+layout.
+
+{table_md}
+"""
+    return section, textwrap.fill(verdict, width=96, initial_indent="  ",
+                                  subsequent_indent="  ")
+
+
 def write(d: dict, md: Path, png: Path, results_json: Path) -> None:
     chart(d, png)
-    results, ro, ref, fsync, (met, judged) = table(d)
+    results, ro, ref, bare, fsync, (met, judged) = table(d)
     mach, plan, v = d["machine"], d["plan"], d["machine"]["versions"]
     n = plan["connections"]
     rel = os.path.relpath(results_json.resolve(), md.parent.resolve())
@@ -289,6 +364,7 @@ def write(d: dict, md: Path, png: Path, results_json: Path) -> None:
     errors = {s: sum(r.get(s, {}).get(k, 0) for r in d["runs"] for k in ERROR_KEYS)
               for s in ("wharf", "peer")}
     env = [r["env"] for r in d["runs"]]
+    bare_section, chunked_verdict = bare_text(d, bare)
     other = ", ".join(f"{100 * e['other_cpu_share']:.0f}%" for e in env)
     text = f"""# Benchmarks: Wharf against CNCF Distribution
 
@@ -325,7 +401,7 @@ extensions when there are any; the figure is the best of three). The pull target
 against nginx with `sendfile`, as set; nginx with plain reads and writes is measured too because
 on some machines (virtual ones especially) it is the faster of the two, and then it is the
 better measure of the machine's limit: the *Met?* column gives both percentages.
-
+{bare_section}
 ### Where the time goes
 
 What `perf` (`bench/profile.py`) shows on a two-core machine, and what that means for the
@@ -336,32 +412,27 @@ targets this page may show as missed:
   rate, about 40% of the server's CPU time); the other core receives the bytes (the kernel's
   loopback copy), copies them into the page cache and runs the client, which sends with
   `sendfile`. Wharf hashes and writes 256 KiB blocks on two threads, each with a short queue,
-  while the next blocks are received, so the hasher never idles while data is waiting; what
-  is left is the copies themselves. Before glibc was told to keep freed buffers (`mallopt` at
-  start), 8% of the CPU time went to faulting hyper's receive buffers in again. Distribution
-  2.8, as Debian builds it, hashes without the SHA extensions; how far ahead of it Wharf lands
-  depends on how much of the machine the client and the kernel leave to the server. A
-  *chunked* push also pays, per `PATCH`, a round trip and a database commit of the upload's
-  progress (its hash state, so that the upload resumes anywhere) before the client sends the
-  next chunk. Timed inside the server on a quiet two-core machine, an 8 MiB `PATCH` took
-  ~11 ms: ~8 ms hashing at full speed, ~1.8 ms finishing the hash after the last byte
-  arrived, 0.65 ms committing (SQLite, synchronous) and ~0.85 ms for the response, the
-  client's next request and reopening the session. The hasher idles for those last three,
-  a seventh of the time. Two ways of keeping it busy through that gap were tried, each in
-  interleaved A/B rounds of 1 GiB pushes on fresh servers, and not kept. Answering a `PATCH`
-  once its bytes are written, its hashing finished behind the response and continued by the
-  next request: no gain above the noise with the 1 MiB queue; ~20% with a 4 MiB one (median
-  593 against 492 MiB/s over six rounds), but a 1 GiB push then peaked at 29 MiB, above
-  Distribution's 23. Letting the writes run ahead of the hashing, which reads back from the
-  page cache what it falls behind on (memory stays flat): 589 against 583 MiB/s chunked and
-  886 against 852 monolithic over eight rounds, no gain. The hasher then works through every
-  gap, but it holds one core, and the client, the kernel's copies and the server's receiving
-  and writing share the other: that core paces the chunks. A build that does not hash at all
-  pushes the same chunks at a median 915 MiB/s (six rounds, 746 to 1,154; Wharf as built,
-  510 in the same rounds). The profile of a chunked push shows where that core's time goes
-  on this virtual machine: the two async workers spend about as much of it in the scheduler
-  (waking the hash and write threads and being woken, which a hypervisor makes dear) as in
-  copying received bytes.
+  while the next blocks are received, so the hasher never idles while data is waiting. Before
+  glibc was told to keep freed buffers (`mallopt` at start), 8% of the CPU time went to
+  faulting hyper's receive buffers in again. Distribution 2.8, as Debian builds it, hashes
+  without the SHA extensions; how far ahead of it Wharf lands depends on how much of the
+  machine the client and the kernel leave to the server.
+- **Chunked pushes** stop on every `PATCH`: the client sends the next chunk only once the
+  server has answered, and a server may answer only once the chunk is written and hashed (and,
+  in Wharf, its progress committed: the hash state, so that the upload resumes anywhere).
+  Meanwhile the queues drain and the hasher waits. Timed inside Wharf on a quiet machine, an
+  8 MiB `PATCH` took ~11 ms: ~8 ms hashing at full speed, ~1.8 ms finishing the hash after the
+  last byte arrived, 0.65 ms committing (SQLite, synchronous) and ~0.85 ms for the response,
+  the client's next request and reopening the session.
+{chunked_verdict}
+  Ways of keeping the hasher busy through the gap were tried in interleaved A/B rounds of 1 GiB
+  pushes on fresh servers, and not kept: answering a `PATCH` before its hashing ends (~20%
+  faster in one set of rounds, nothing in another, and a 1 GiB push then peaked above
+  Distribution's memory); letting the writes run ahead of the hashing, which reads back from
+  the page cache what it falls behind on (589 against 583 MiB/s: no gain); writing on the async
+  worker rather than a thread (+24% in one set of rounds, nothing in the next; and a worker
+  that the kernel's dirty-page throttling puts to sleep stalls every request it serves); a
+  faster SHA-256 (aws-lc-rs: the same speed as sha2).
 - **Pulls**: Distribution and nginx hand the file to the kernel with `sendfile`, so the server
   copies nothing; Wharf serves through hyper, which writes buffers, so it reads each chunk from
   the page cache (in place, on the async worker, with `preadv2(RWF_NOWAIT)`) and the kernel
@@ -410,8 +481,8 @@ From a clean checkout, on Debian 12 as root:
 `bench/run` installs what is missing with `apt-get` (`docker-registry`, `nginx-light`, `wrk`,
 `apache2-utils`, `curl`, `skopeo`, `python3-matplotlib`; on a machine booted with systemd,
 Debian also starts the packages' own nginx and registry services, which the benchmark does not
-use), builds Wharf (`cargo build --release -p wharf`), runs the harness (`bench/harness.py`)
-with Debian's Python, and writes this page, its chart and the raw figures. It needs about
+use), builds Wharf and the bare upload endpoint (`cargo build --release -p wharf -p
+bare-upload`), runs the harness (`bench/harness.py`) with Debian's Python, and writes this page, its chart and the raw figures. It needs about
 {size_label(2 * sum(plan['mono_sizes'] + plan['chunked_sizes']))} free under `/var/tmp` (or
 `BENCH_WORK_DIR`, which should be on a disk, not tmpfs). Run it on a quiet machine: anything else
 running shows up in the figures. Every process it starts listens on 127.0.0.1 only and is
