@@ -38,14 +38,13 @@ from pathlib import Path
 
 import registry_client as rc
 import report
-from report import size_key, size_label
+from report import BARE_LAYOUTS, size_key, size_label
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WRK_SCRIPT = BENCH / "wrk" / "report.lua"
 PULL_LOAD = BENCH / "pull_load.py"
 PEER_BIN = "/usr/bin/docker-registry"
-BARE_LAYOUTS = (2, 3)  # bench/bare-upload --layout: threads per upload (see its source)
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 

@@ -15,10 +15,10 @@ from pathlib import Path
 MiB, GiB = 1 << 20, 1 << 30
 
 
-# Every load's failed-request count, per registry.
 # bench/bare-upload's thread layouts, as the harness names its figures (bare2_…, bare3_…).
 BARE_LAYOUTS = (2, 3)
 
+# Every load's failed-request count, per registry.
 ERROR_KEYS = ("pull_1_errors", "pull_n_errors", "manifest_get_errors", "blob_head_errors",
               "tags_list_errors")
 
@@ -54,13 +54,17 @@ class Row:
     others: tuple = ()     # more figures shown beside these (the bare endpoint's layouts)
 
 
+def median(d: dict, series: str, key: str) -> float | None:
+    """The median of one figure over the runs; None if these results do not have it."""
+    v = d["median"].get(series, {}).get(key)
+    return v["median"] if v else None
+
+
 def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row], list[Row]]:
-    med = d["median"]
     plan = d["plan"]
 
     def m(series: str, key: str) -> float | None:
-        v = med.get(series, {}).get(key)
-        return v["median"] if v else None
+        return median(d, series, key)
 
     sha = m("reference", "openssl_sha256")
     nginx = {"pull_1": m("reference", "nginx_pull_1"), "pull_n": m("reference", "nginx_pull_n")}
@@ -305,10 +309,10 @@ def bare_text(d: dict, table_md: str) -> tuple[str, str]:
     about the chunked-push target (whichever way they go)."""
     if not table_md:
         return "", "(These results predate the bare upload endpoint's figures.)"
-    med, plan = d["median"], d["plan"]
+    plan = d["plan"]
 
-    def m(series: str, key: str) -> float:
-        return med[series][key]["median"]
+    def m(series: str, key: str) -> float | None:
+        return median(d, series, key)
 
     sha = m("reference", "openssl_sha256")
     sizes = plan["chunked_sizes"]
@@ -381,6 +385,7 @@ def write(d: dict, md: Path, png: Path, results_json: Path) -> None:
               for s in ("wharf", "peer")}
     env = [r["env"] for r in d["runs"]]
     bare_section, chunked_verdict = bare_text(d, bare)
+    disk = size_label(2 * sum(plan['mono_sizes'] + plan['chunked_sizes']))
     other = ", ".join(f"{100 * e['other_cpu_share']:.0f}%" for e in env)
     text = f"""# Benchmarks: Wharf against CNCF Distribution
 
@@ -498,10 +503,10 @@ From a clean checkout, on Debian 12 as root:
 `apache2-utils`, `curl`, `skopeo`, `python3-matplotlib`; on a machine booted with systemd,
 Debian also starts the packages' own nginx and registry services, which the benchmark does not
 use), builds Wharf and the bare upload endpoint (`cargo build --release -p wharf -p
-bare-upload`), runs the harness (`bench/harness.py`) with Debian's Python, and writes this page, its chart and the raw figures. It needs about
-{size_label(2 * sum(plan['mono_sizes'] + plan['chunked_sizes']))} free under `/var/tmp` (or
-`BENCH_WORK_DIR`, which should be on a disk, not tmpfs). Run it on a quiet machine: anything else
-running shows up in the figures. Every process it starts listens on 127.0.0.1 only and is
+bare-upload`), runs the harness (`bench/harness.py`) with Debian's Python, and writes this
+page, its chart and the raw figures. It needs about {disk} free under `/var/tmp` (or
+`BENCH_WORK_DIR`, which should be on a disk, not tmpfs). Run it on a quiet machine: anything
+else running shows up in the figures. Every process it starts listens on 127.0.0.1 only and is
 stopped by its PID when it ends, however it ends.
 
 ## How it measures
