@@ -20,6 +20,7 @@ import datetime
 import hashlib
 import io
 import json
+import mmap
 import os
 import platform
 import re
@@ -808,6 +809,49 @@ def page_reclaim() -> str:
     return "; ".join(schemes) or "none found"
 
 
+# --- memory the host takes back ----------------------------------------------------------------
+# On a virtual machine with virtio-balloon free page reporting, the guest hands its free pages
+# back to the host, and the first write to such a page afterwards stops the guest while the
+# host finds and zeroes one for it: ~2 to 8 us per 4 KiB page measured here, 0.5 s and more per
+# GiB, which is as long as Wharf takes to receive and hash that GiB. A push fills the page cache
+# with pages that were free, so every server pays it per byte received, on top of its own
+# work, and more or less from run to run as the host is busy: it narrows the ratios between
+# the registries and makes them noisy (a chunked push of 1 GiB, run after a few others, went
+# from 8 ms to 21 ms per PATCH halfway through). A registry's own host keeps its memory. So for
+# a full run the harness stops the reporting and writes enough memory once for the runs' page
+# cache to come from pages the host has already backed; it restores the setting when it ends.
+
+PAGE_REPORTING_ORDER = Path("/sys/module/page_reporting/parameters/page_reporting_order")
+# Only free blocks of this order or larger are reported; the buddy allocator's largest is 10.
+NO_PAGE_REPORTING = 11
+
+
+def keep_guest_memory(warm: int) -> str:
+    """Turns free page reporting off until the harness ends and writes `warm` bytes of memory
+    once, if the kernel reports free pages; answers what it did, for the page."""
+    try:
+        order = int(PAGE_REPORTING_ORDER.read_text())
+    except (OSError, ValueError):
+        return "none (the kernel does not report free pages to a host)"
+    if order < NO_PAGE_REPORTING:
+        try:
+            PAGE_REPORTING_ORDER.write_text(str(NO_PAGE_REPORTING))
+        except OSError as e:
+            log(f"warning: cannot turn free page reporting off ({e}); pushes will pay the "
+                "host's page faults")
+            return (f"free page reporting to the host is on (blocks of order {order} and up) "
+                    "and could not be turned off: pushes pay a host page fault per page cached")
+        atexit.register(PAGE_REPORTING_ORDER.write_text, str(order))
+    log(f"free page reporting off; writing {size_label(warm)} of memory once")
+    block = b"\x01" * (64 * MiB)
+    with mmap.mmap(-1, warm) as memory:
+        for _ in range(warm // len(block)):
+            memory.write(block)
+    was = f"order {order} and up" if order < NO_PAGE_REPORTING else "already off"
+    return (f"free page reporting to the host (virtio-balloon; {was}) off while the harness "
+            f"ran, restored after; {size_label(warm)} of memory written once before the runs")
+
+
 def machine(work: Path, wharf_bin: str, wharf_source: str) -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
@@ -936,6 +980,10 @@ def main() -> int:
 
     log(f"work directory {work}; {plan.runs} run(s){' (smoke)' if args.smoke else ''}")
     info = machine(work, args.wharf_bin, args.wharf_source)
+    # Before the inputs are written: they are page cache too. A third of the memory covers the
+    # page cache a run adds (its inputs, and the data of the one server running at a time).
+    info["host_memory"] = ("left as it is (smoke run)" if args.smoke else
+                           keep_guest_memory(min(8 * GiB, int(info["memory_gib"] * GiB) // 3)))
     inputs = Inputs(plan, work)
     started = time.monotonic()
     runs = []

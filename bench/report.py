@@ -482,6 +482,7 @@ Wharf's default flushes each blob to disk before committing it; this is what tha
 | OS, kernel | {mach['os']}, Linux {mach['kernel']} |
 | Work directory | {mach['work_fs']} (blobs to push, both registries' data, nginx's root) |
 | Proactive page reclaim | {mach.get('page_reclaim', 'not recorded')}: every file is read again right before the step that reads it |
+| Free memory returned to the host | {mach.get('host_memory', 'not recorded')} |
 | Wharf | {v['wharf']} ({v['wharf_source']}) |
 | Peer | {v['peer']} |
 | nginx | {v['nginx']} |
