@@ -810,16 +810,9 @@ def page_reclaim() -> str:
 
 
 # --- memory the host takes back ----------------------------------------------------------------
-# On a virtual machine with virtio-balloon free page reporting, the guest hands its free pages
-# back to the host, and the first write to such a page afterwards stops the guest while the
-# host finds and zeroes one for it: ~2 to 8 us per 4 KiB page measured here, 0.5 s and more per
-# GiB, which is as long as Wharf takes to receive and hash that GiB. A push fills the page cache
-# with pages that were free, so every server pays it per byte received, on top of its own
-# work, and more or less from run to run as the host is busy: it narrows the ratios between
-# the registries and makes them noisy (a chunked push of 1 GiB, run after a few others, went
-# from 8 ms to 21 ms per PATCH halfway through). A registry's own host keeps its memory. So for
-# a full run the harness stops the reporting and writes enough memory once for the runs' page
-# cache to come from pages the host has already backed; it restores the setting when it ends.
+# On a VM with virtio-balloon free page reporting, every page the page cache takes from the free
+# pool costs a host page fault, paid per byte pushed by every server alike: it narrows the ratios
+# and makes them noisy. Why and how much: "Memory the host takes back" on the page (report.py).
 
 PAGE_REPORTING_ORDER = Path("/sys/module/page_reporting/parameters/page_reporting_order")
 # Only free blocks of this order or larger are reported; the buddy allocator's largest is 10.
@@ -983,7 +976,7 @@ def main() -> int:
     # Before the inputs are written: they are page cache too. A third of the memory covers the
     # page cache a run adds (its inputs, and the data of the one server running at a time).
     info["host_memory"] = ("left as it is (smoke run)" if args.smoke else
-                           keep_guest_memory(min(8 * GiB, int(info["memory_gib"] * GiB) // 3)))
+                           keep_guest_memory(min(8, int(info["memory_gib"] // 3)) * GiB))
     inputs = Inputs(plan, work)
     started = time.monotonic()
     runs = []

@@ -7,6 +7,7 @@ invocation: a Wharf median against the peer's, nginx's or openssl's median.
 
 from __future__ import annotations
 
+import functools
 import os
 import textwrap
 from dataclasses import dataclass
@@ -63,8 +64,7 @@ def median(d: dict, series: str, key: str) -> float | None:
 def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row], list[Row]]:
     plan = d["plan"]
 
-    def m(series: str, key: str) -> float | None:
-        return median(d, series, key)
+    m = functools.partial(median, d)
 
     sha = m("reference", "openssl_sha256")
     nginx = {"pull_1": m("reference", "nginx_pull_1"), "pull_n": m("reference", "nginx_pull_n")}
@@ -311,8 +311,7 @@ def bare_text(d: dict, table_md: str) -> tuple[str, str]:
         return "", "(These results predate the bare upload endpoint's figures.)"
     plan = d["plan"]
 
-    def m(series: str, key: str) -> float | None:
-        return median(d, series, key)
+    m = functools.partial(median, d)
 
     sha = m("reference", "openssl_sha256")
     sizes = plan["chunked_sizes"]
