@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
@@ -49,13 +50,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
+        // A connection to a local file does not go stale: pinging it before every query (the
+        // pools' default) would only add a round trip to its thread.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore { reader, writer })
@@ -70,18 +75,75 @@ impl SqliteStore {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// Runs one statement as a write (re-checking the permit first); returns the rows affected.
+    /// Runs one statement as a write of its own; returns the rows affected.
+    ///
+    /// A statement on its own is a transaction already, and SQLite takes the write lock as it
+    /// starts, as `BEGIN IMMEDIATE` does; wrapping it in `BEGIN`/`COMMIT` would only add two round
+    /// trips to the connection's thread, on every chunk of a push. The statement is the commit
+    /// point, so the permit is re-checked just before it.
     async fn execute(&self, permit: &WritePermit, statement: Statement<'_>) -> Result<u64> {
-        let mut tx = self.write(permit).await?;
-        let affected = statement.execute(&mut *tx).await?.rows_affected();
-        commit(tx, permit).await?;
-        Ok(affected)
+        permit.check()?;
+        Ok(statement.execute(&self.writer).await?.rows_affected())
+    }
+
+    /// Runs one statement as a write that may wait for the disk: like [`Self::execute`], except
+    /// that it is not flushed before returning. It survives the process crashing and reaches the
+    /// disk with the next write that is flushed (or the next checkpoint), but a power cut may
+    /// undo it, and the database then holds what it held before. Returns the rows written.
+    ///
+    /// Only for the records of uploads in progress: their staged bytes are not flushed before
+    /// the upload completes either, so a record flushed ahead of its bytes would be no safer,
+    /// and the flush is the costliest step of a `PATCH` after hashing (the client waits for
+    /// it before sending the next chunk).
+    ///
+    /// `sql` is one `INSERT`, `UPDATE` or `DELETE` without `RETURNING`, whose parameters `bind`
+    /// binds. It runs between two `PRAGMA synchronous` in one request to the connection's
+    /// thread (each request is a thread hand-off, which costs more than the statement), and
+    /// counts its rows with `RETURNING` because SQLite's change count would also count them
+    /// for the second pragma.
+    async fn execute_unflushed(
+        &self,
+        permit: &WritePermit,
+        sql: &str,
+        bind: impl for<'q> FnOnce(Statement<'q>) -> Statement<'q>,
+    ) -> Result<u64> {
+        permit.check()?;
+        let statements = sqlx::AssertSqlSafe(format!(
+            "PRAGMA synchronous = NORMAL; {sql} RETURNING 1; PRAGMA synchronous = FULL"
+        ));
+        let mut writer = Unflushed {
+            connection: self.writer.acquire().await?,
+            restored: false,
+        };
+        let rows = bind(sqlx::query(statements))
+            .fetch_all(&mut *writer.connection)
+            .await?;
+        // Every statement ran, the last one included.
+        writer.restored = true;
+        Ok(rows.len() as u64)
     }
 
     /// Starts a write transaction of the control plane (holds, audit trail), which the write
     /// gate allows even while read-only.
     async fn control_write(&self, _control: &ControlWrite) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// The writer connection during [`SqliteStore::execute_unflushed`]. Dropped before its
+/// statements all ran (one failed, or the request went away), it may still be at `synchronous =
+/// NORMAL`, so it is closed rather than returned to the pool, where the next write would take it
+/// for a flushed one.
+struct Unflushed {
+    connection: PoolConnection<Sqlite>,
+    restored: bool,
+}
+
+impl Drop for Unflushed {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.connection.close_on_drop();
+        }
     }
 }
 
@@ -494,20 +556,24 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn open_upload(&self, permit: &WritePermit, session: &UploadSession) -> Result<()> {
-        let statement = sqlx::query(
+        self.execute_unflushed(
+            permit,
             "INSERT INTO upload_sessions
                  (id, repository, client, hash_algorithm, hash_state, received, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            |statement| {
+                statement
+                    .bind(session.id.as_str())
+                    .bind(session.repository.as_str())
+                    .bind(&session.client)
+                    .bind(session.hash_algorithm.name())
+                    .bind(&session.hash_state)
+                    .bind(to_i64(session.received))
+                    .bind(session.created_at)
+                    .bind(session.updated_at)
+            },
         )
-        .bind(session.id.as_str())
-        .bind(session.repository.as_str())
-        .bind(&session.client)
-        .bind(session.hash_algorithm.name())
-        .bind(&session.hash_state)
-        .bind(to_i64(session.received))
-        .bind(session.created_at)
-        .bind(session.updated_at);
-        self.execute(permit, statement).await?;
+        .await?;
         Ok(())
     }
 
@@ -520,17 +586,18 @@ impl MetadataStore for SqliteStore {
         hash_state: &[u8],
     ) -> Result<bool> {
         let updated = self
-            .execute(
+            .execute_unflushed(
                 permit,
-                sqlx::query(
-                    "UPDATE upload_sessions SET received = $3, hash_state = $4, updated_at = $5
-                     WHERE id = $1 AND received = $2 AND completed_at IS NULL",
-                )
-                .bind(id.as_str())
-                .bind(to_i64(expected))
-                .bind(to_i64(received))
-                .bind(hash_state)
-                .bind(now_millis()),
+                "UPDATE upload_sessions SET received = $3, hash_state = $4, updated_at = $5
+                 WHERE id = $1 AND received = $2 AND completed_at IS NULL",
+                |statement| {
+                    statement
+                        .bind(id.as_str())
+                        .bind(to_i64(expected))
+                        .bind(to_i64(received))
+                        .bind(hash_state)
+                        .bind(now_millis())
+                },
             )
             .await?;
         Ok(updated == 1)
@@ -1413,5 +1480,108 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::gate::{DrainSettings, WriteGate, WriteIntent};
+    use crate::metrics::Metrics;
+
+    /// `PRAGMA synchronous` of the connection the next write takes: 2 is FULL, 1 NORMAL.
+    async fn writer_synchronous(store: &SqliteStore) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap()
+    }
+
+    async fn store() -> (tempfile::TempDir, Arc<SqliteStore>, WriteGate) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
+        let gate = WriteGate::open(
+            Arc::clone(&store) as Arc<dyn MetadataStore>,
+            DrainSettings::default(),
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .unwrap();
+        (dir, store, gate)
+    }
+
+    fn session() -> UploadSession {
+        UploadSession {
+            id: UploadId::generate(),
+            repository: "a/b".parse().unwrap(),
+            client: "test".to_owned(),
+            received: 0,
+            hash_algorithm: Algorithm::Sha256,
+            hash_state: vec![1, 2, 3],
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unflushed_write_is_written_and_the_next_write_is_flushed() {
+        let (_dir, store, gate) = store().await;
+        let permit = gate
+            .admit(WriteIntent::Housekeeping { job: "test" })
+            .await
+            .unwrap();
+        assert_eq!(writer_synchronous(&store).await, 2);
+        let session = session();
+        store.open_upload(&permit, &session).await.unwrap();
+        assert!(
+            store
+                .record_upload_progress(&permit, &session.id, 0, 10, &[4, 5])
+                .await
+                .unwrap()
+        );
+        // A progress record that does not follow the last one writes nothing.
+        assert!(
+            !store
+                .record_upload_progress(&permit, &session.id, 0, 20, &[6])
+                .await
+                .unwrap()
+        );
+        let stored = store.upload(&session.id).await.unwrap().unwrap();
+        assert_eq!((stored.received, stored.hash_state), (10, vec![4, 5]));
+        assert_eq!(writer_synchronous(&store).await, 2);
+    }
+
+    /// A failing statement (here a second session with the same id) leaves the writer
+    /// connection as flushing as it found it.
+    #[tokio::test]
+    async fn a_failed_unflushed_write_does_not_relax_the_next_write() {
+        let (_dir, store, gate) = store().await;
+        let permit = gate
+            .admit(WriteIntent::Housekeeping { job: "test" })
+            .await
+            .unwrap();
+        let session = session();
+        store.open_upload(&permit, &session).await.unwrap();
+        assert!(store.open_upload(&permit, &session).await.is_err());
+        assert_eq!(writer_synchronous(&store).await, 2);
+    }
+
+    /// A write abandoned halfway (its request went away) must not hand a relaxed connection to
+    /// the next write, which expects to be flushed.
+    #[tokio::test]
+    async fn an_abandoned_unflushed_write_does_not_relax_the_next_write() {
+        let (_dir, store, _gate) = store().await;
+        let mut writer = Unflushed {
+            connection: store.writer.acquire().await.unwrap(),
+            restored: false,
+        };
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *writer.connection)
+            .await
+            .unwrap();
+        drop(writer);
+        assert_eq!(writer_synchronous(&store).await, 2);
     }
 }
