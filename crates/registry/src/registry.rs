@@ -10,6 +10,7 @@ mod fsck;
 mod gc;
 mod listing;
 mod manifests;
+mod sessions;
 mod uploads;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,7 @@ pub struct Registry {
     limits: Limits,
     /// Where backup snapshots are kept while their backups run.
     pub(crate) backups_dir: PathBuf,
+    sessions: Arc<sessions::SessionCache>,
 }
 
 /// Where the registry keeps its data on one machine.
@@ -93,6 +95,7 @@ impl Registry {
             gate,
             limits,
             backups_dir,
+            sessions: Arc::default(),
         }
     }
 

@@ -156,6 +156,7 @@ impl Registry {
                 let Some(_lock) = self.blobs.lock_upload(&session.id) else {
                     continue;
                 };
+                self.sessions.forget(&session.id);
                 if self.metadata.delete_upload(&permit, &session.id).await? {
                     self.blobs.discard_upload(&permit, &session.id).await?;
                     expired += 1;

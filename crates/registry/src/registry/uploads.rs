@@ -53,14 +53,17 @@ impl Registry {
         client: &str,
     ) -> Result<UploadSession, RegistryError> {
         let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
-        self.open_session(
-            &permit,
-            UploadId::generate(),
-            repository,
-            client,
-            SESSION_ALGORITHM,
-        )
-        .await
+        let session = self
+            .open_session(
+                &permit,
+                UploadId::generate(),
+                repository,
+                client,
+                SESSION_ALGORITHM,
+            )
+            .await?;
+        self.sessions.put(session.clone());
+        Ok(session)
     }
 
     async fn open_session(
@@ -112,6 +115,7 @@ impl Registry {
                 SESSION_ALGORITHM,
             )
             .await?;
+        self.sessions.put(session.clone());
         Ok(MountOutcome::Opened(session))
     }
 
@@ -171,12 +175,14 @@ impl Registry {
         if !advanced {
             return Err(RegistryError::BlobUploadUnknown);
         }
-        Ok(UploadSession {
+        let session = UploadSession {
             received,
             hash_state: hasher.save(),
             updated_at: now_millis(),
             ..session
-        })
+        };
+        self.sessions.put(session.clone());
+        Ok(session)
     }
 
     /// Completes upload `id` with an optional final chunk, verifying the content against
@@ -209,8 +215,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Takes the upload's lock, reloads its session (another request may have just advanced it)
-    /// and admits the write.
+    /// Takes the upload's lock and its session (another request may have just advanced it) and
+    /// admits the write. The session comes from the cache of sessions in progress if it is
+    /// there, and is out of the cache until this request puts its next state back.
     async fn continue_session(
         &self,
         repository: &RepositoryName,
@@ -221,7 +228,10 @@ impl Registry {
             .blobs
             .lock_upload(id)
             .ok_or(RegistryError::UploadBusy)?;
-        let session = self.upload_status(repository, id).await?;
+        let session = match self.sessions.take(id) {
+            Some(session) if session.repository == *repository => session,
+            _ => self.upload_status(repository, id).await?,
+        };
         if let Some(range) = range
             && range.start != session.received
         {

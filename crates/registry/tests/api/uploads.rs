@@ -672,3 +672,46 @@ async fn the_same_content_pushed_twice_is_stored_once() {
         .count();
     assert_eq!(staged, 0, "no staged upload is left behind");
 }
+
+/// The server keeps the sessions it is continuing in memory, but the database stays the judge:
+/// a session deleted behind the server's back (here through another connection to its
+/// database, as another process could) is unknown to its next chunk, which changes nothing.
+#[tokio::test]
+async fn a_session_deleted_behind_the_servers_back_is_unknown_to_its_next_chunk() {
+    let app = TestApp::start().await;
+    let opened = app.open_upload("mine").await;
+    let patch = |location: String, range: &'static str, body: &'static [u8]| {
+        app.request(Method::PATCH, &location)
+            .header("Content-Range", range)
+            .body(body)
+            .send()
+    };
+    let response = patch(opened, "0-4", b"hello").await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let next = location(&response);
+
+    let database = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new().filename(app.config.data_paths().metadata),
+    )
+    .await
+    .unwrap();
+    let deleted = sqlx::query("DELETE FROM upload_sessions")
+        .execute(&database)
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected(), 1);
+
+    let response = patch(next.clone(), "5-9", b"world").await.unwrap();
+    expect_error(response, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+    expect_error(
+        app.get(&next).await,
+        StatusCode::NOT_FOUND,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM upload_sessions")
+        .fetch_one(&database)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}

@@ -1,0 +1,101 @@
+//! The upload sessions this process is in the middle of, each as its last committed state, so
+//! that the next chunk of a session need not read it back from the database: a chunked push
+//! waits for every `PATCH`, and that read is a hand-off to the database's thread each time.
+//!
+//! A request takes its session out while it works on it and puts the new state back only once
+//! that state is committed; a request that fails or is cancelled leaves nothing behind, and the
+//! next one reads the database. So an entry is never older than the database, except where
+//! something outside the registry's requests changed the session (another process, an
+//! operator), and the database stays the judge even then: a chunk is committed only if the
+//! session there is still at the length the chunk continues from, so such a chunk fails as
+//! `BLOB_UPLOAD_UNKNOWN`, as it would have without this cache.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use crate::metadata::UploadSession;
+use crate::upload_id::UploadId;
+
+/// Sessions remembered at most; beyond that, new sessions are read from the database. Entries
+/// leave when their upload completes, is cancelled or expires.
+const CAPACITY: usize = 1024;
+
+#[derive(Default)]
+pub(super) struct SessionCache {
+    sessions: Mutex<HashMap<UploadId, UploadSession>>,
+}
+
+impl SessionCache {
+    /// Takes session `id` out, for a request that will write to it.
+    pub(super) fn take(&self, id: &UploadId) -> Option<UploadSession> {
+        self.lock().remove(id)
+    }
+
+    /// Forgets session `id` (it is being deleted).
+    pub(super) fn forget(&self, id: &UploadId) {
+        self.lock().remove(id);
+    }
+
+    /// Remembers `session`, whose state was just committed.
+    pub(super) fn put(&self, session: UploadSession) {
+        let mut sessions = self.lock();
+        if sessions.len() < CAPACITY || sessions.contains_key(&session.id) {
+            sessions.insert(session.id.clone(), session);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, UploadSession>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{Algorithm, ContentHasher};
+
+    fn session(received: u64) -> UploadSession {
+        UploadSession {
+            id: UploadId::generate(),
+            repository: "a/b".parse().unwrap(),
+            client: "test".to_owned(),
+            received,
+            hash_algorithm: Algorithm::Sha256,
+            hash_state: ContentHasher::new(Algorithm::Sha256).save(),
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    /// A request that takes a session and never puts it back (it failed, or was cancelled
+    /// after its commit may have run) leaves the next request to read the database.
+    #[test]
+    fn a_taken_session_is_gone_until_put_back() {
+        let cache = SessionCache::default();
+        let first = session(0);
+        cache.put(first.clone());
+        assert_eq!(cache.take(&first.id).map(|s| s.received), Some(0));
+        assert!(cache.take(&first.id).is_none());
+        cache.put(UploadSession {
+            received: 10,
+            ..first.clone()
+        });
+        assert_eq!(cache.take(&first.id).map(|s| s.received), Some(10));
+    }
+
+    #[test]
+    fn it_remembers_at_most_its_capacity() {
+        let cache = SessionCache::default();
+        let sessions: Vec<_> = (0..=CAPACITY).map(|_| session(0)).collect();
+        for s in &sessions {
+            cache.put(s.clone());
+        }
+        assert!(cache.take(&sessions[CAPACITY].id).is_none());
+        // Full, it still takes the new state of a session it has.
+        cache.put(UploadSession {
+            received: 5,
+            ..sessions[1].clone()
+        });
+        assert_eq!(cache.take(&sessions[1].id).map(|s| s.received), Some(5));
+    }
+}
