@@ -161,6 +161,9 @@ def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row], lis
                nginx_rw["pull_n"], None),
            Row(f"openssl dgst -sha256 ({size_label(max(plan['mono_sizes'] + plan['chunked_sizes']))}"
                ", warm cache)", "MiB/s", True, sha, None)]
+    if m("wharf", "fsck_mib_s") is not None:  # results from before it was measured lack it
+        ref.append(Row("Wharf's own SHA-256: `wharf fsck` reading and hashing every blob of a "
+                       "run (warm cache)", "MiB/s", True, m("wharf", "fsck_mib_s"), None))
 
     # Against bench/bare-upload: Wharf's figure, each layout's, and the better layout's.
     bare = []
@@ -304,6 +307,24 @@ def chart(d: dict, png: Path) -> None:
     plt.close(fig)
 
 
+def hashing_text(d: dict) -> str:
+    """What Wharf's own hashing rate, measured by `wharf fsck`, says beside openssl's."""
+    fsck, sha = median(d, "wharf", "fsck_mib_s"), median(d, "reference", "openssl_sha256")
+    if fsck is None:
+        return ""
+    share = fsck / sha
+    meaning = ("so Wharf hashes as fast as this machine can (with the CPU's SHA extensions, as "
+               "openssl does); what keeps a push below that rate is the rest of the push sharing "
+               "the machine's cores (below)" if share >= 0.9 else
+               "so Wharf's hashing itself is slower than this machine allows, and that alone "
+               "holds its pushes below openssl's rate")
+    return "\n" + textwrap.fill(
+        f"Wharf's hashing itself is timed too: `wharf fsck` reads every blob a run stored and "
+        f"checks its digest with the code a push hashes with, reading and hashing in turn, "
+        f"like openssl. It ran at {fmt(fsck)} MiB/s, {100 * share:.0f}% of openssl's "
+        f"rate (the whole command is timed, start-up included), {meaning}.", width=96) + "\n"
+
+
 def bare_text(d: dict, table_md: str) -> tuple[str, str]:
     """The reference section's part on bench/bare-upload, and what its chunked figures say
     about the chunked-push target (whichever way they go)."""
@@ -421,7 +442,7 @@ extensions when there are any; the figure is the best of three). The pull target
 against nginx with `sendfile`, as set; nginx with plain reads and writes is measured too because
 on some machines (virtual ones especially) it is the faster of the two, and then it is the
 better measure of the machine's limit: the *Met?* column gives both percentages.
-{bare_section}
+{hashing_text(d)}{bare_section}
 ### Where the time goes
 
 What `perf` (`bench/profile.py`) shows on a two-core machine, and what that means for the
@@ -432,7 +453,13 @@ targets this page may show as missed:
   rate, about 40% of the server's CPU time); the other core receives the bytes (the kernel's
   loopback copy), copies them into the page cache and runs the client, which sends with
   `sendfile`. Wharf hashes and writes 256 KiB blocks on two threads, each with a short queue,
-  while the next blocks are received, so the hasher never idles while data is waiting. Before
+  while the next blocks are received, so the hasher never idles while data is waiting. Counted
+  on monolithic 1 GiB pushes (context switches and CPU times from `/proc`), the hashing thread
+  hardly ever waited for a block (5 to 120 times per push) but lost its core ~2,500 times per
+  push to the threads receiving and writing, while the server used 1.4–1.7 cores and the client
+  0.1–0.2: the two cores together are the limit, not the hasher alone. Blocks of 512 KiB, with
+  half as many hand-offs between threads, measured 1–4% faster in eight interleaved rounds
+  (inside the rounds' spread) and took a 1 GiB push's peak memory to Distribution's; not kept. Before
   glibc was told to keep freed buffers (`mallopt` at start), 8% of the CPU time went to
   faulting hyper's receive buffers in again. Distribution 2.8, as Debian builds it, hashes
   without the SHA extensions; how far ahead of it Wharf lands depends on how much of the
