@@ -457,7 +457,12 @@ targets this page may show as missed:
   on monolithic 1 GiB pushes (context switches and CPU times from `/proc`), the hashing thread
   hardly ever waited for a block (5 to 120 times per push) but lost its core ~2,500 times per
   push to the threads receiving and writing, while the server used 1.4–1.7 cores and the client
-  0.1–0.2: the two cores together are the limit, not the hasher alone. Blocks of 512 KiB, with
+  0.1–0.2: the two cores together are the limit, not the hasher alone. The request's own
+  thread slept and woke ~10,000–13,000 times per push, once or more per block: woken whenever
+  a place in a full queue came free, it queued one block and slept again. It now sleeps until
+  half the queue is free: 2,500–5,000 times per push, and in eight interleaved rounds the
+  monolithic pushes' medians rose 5% (1,127 to 1,183 and 1,152 to 1,212 MiB/s; chunked pushes,
+  which stop on every `PATCH` anyway, moved −2% and +1%). Blocks of 512 KiB, with
   half as many hand-offs between threads, measured 1–4% faster in eight interleaved rounds
   (inside the rounds' spread) and took a 1 GiB push's peak memory to Distribution's; not kept. Before
   glibc was told to keep freed buffers (`mallopt` at start), 8% of the CPU time went to
