@@ -53,9 +53,19 @@ impl Registry {
         client: &str,
     ) -> Result<UploadSession, RegistryError> {
         let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
+        self.open_chunked_session(&permit, repository, client).await
+    }
+
+    /// Opens a session that later requests continue, so it is remembered as in progress.
+    async fn open_chunked_session(
+        &self,
+        permit: &WritePermit,
+        repository: &RepositoryName,
+        client: &str,
+    ) -> Result<UploadSession, RegistryError> {
         let session = self
             .open_session(
-                &permit,
+                permit,
                 UploadId::generate(),
                 repository,
                 client,
@@ -107,15 +117,8 @@ impl Registry {
             return Ok(MountOutcome::Mounted(blob));
         }
         let session = self
-            .open_session(
-                &permit,
-                UploadId::generate(),
-                repository,
-                client,
-                SESSION_ALGORITHM,
-            )
+            .open_chunked_session(&permit, repository, client)
             .await?;
-        self.sessions.put(session.clone());
         Ok(MountOutcome::Opened(session))
     }
 
