@@ -18,6 +18,7 @@
 //! system directly under the same root, and the finished file is moved into place with the
 //! store's rename, which is atomic.
 
+mod batch_policy;
 mod file_stream;
 mod staging;
 

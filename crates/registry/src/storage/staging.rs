@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::StorageError;
+use super::batch_policy::BatchPolicy;
 use crate::digest::{Algorithm, ContentHasher, Digest};
 use crate::gate::WritePermit;
 use crate::upload_id::UploadId;
@@ -273,6 +274,16 @@ const QUEUED_BLOCKS: usize = 4;
 /// the queue halves those, and the worker still has the other half to work on meanwhile.
 const REFILL_AT: usize = QUEUED_BLOCKS / 2;
 
+/// How a worker's thread is scheduled while it works.
+#[derive(Clone, Copy)]
+enum Scheduling {
+    /// As any thread: for the hasher, which bounds the upload's speed.
+    Normal,
+    /// As a batch thread, whose wake-ups do not preempt the hasher: for the writer, which
+    /// keeps up with time to spare (see [`BatchPolicy`]).
+    Batch,
+}
+
 /// A blocking thread working through queued blocks in order, with the value it owns (the
 /// file, or the hasher), which it hands back at the end.
 struct Worker<T> {
@@ -285,12 +296,15 @@ impl<T: Send + 'static> Worker<T> {
     fn start(
         init: impl FnOnce() -> Result<T, AppendError> + Send + 'static,
         lock: &UploadLock,
+        scheduling: Scheduling,
         mut work: impl FnMut(&mut T, &[Bytes]) -> std::io::Result<()> + Send + 'static,
     ) -> Self {
         let (queue, mut blocks) = tokio::sync::mpsc::channel::<Arc<[Bytes]>>(QUEUED_BLOCKS);
         let keep = lock.keep();
         let task = tokio::task::spawn_blocking(move || {
             let _keep = keep;
+            // Blocking threads are pooled: the policy must end with this work (the guard's drop).
+            let _policy = matches!(scheduling, Scheduling::Batch).then(BatchPolicy::enter);
             let mut value = init()?;
             while let Some(block) = blocks.blocking_recv() {
                 work(&mut value, &block)?;
@@ -353,11 +367,13 @@ impl BlockWriter {
             file: Worker::start(
                 move || open_at(&path, offset),
                 lock,
+                Scheduling::Batch,
                 |file, block| block.iter().try_for_each(|chunk| file.write_all(chunk)),
             ),
             hasher: Worker::start(
                 move || Ok(hasher),
                 lock,
+                Scheduling::Normal,
                 |hasher, block| {
                     block.iter().for_each(|chunk| hasher.update(chunk));
                     Ok(())
@@ -448,6 +464,38 @@ mod tests {
         assert_eq!(std::fs::read(staging.path(&id)).unwrap(), data);
     }
 
+    /// The writer works as a batch thread, and the pooled thread it borrowed is normal again
+    /// for whatever runs on it next.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_batch_worker_runs_as_batch_and_gives_its_thread_back_normal() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let staging = Staging::new(dir.path().to_owned(), false);
+            let lock = staging.lock(&UploadId::generate()).unwrap();
+            let worker = Worker::start(
+                || Ok(Vec::new()),
+                &lock,
+                Scheduling::Batch,
+                |seen: &mut Vec<bool>, _block| {
+                    seen.push(crate::storage::batch_policy::current_is_batch());
+                    Ok(())
+                },
+            );
+            let block = || -> Arc<[Bytes]> { vec![Bytes::from_static(b"block")].into() };
+            worker.submit(block()).await.unwrap();
+            worker.submit(block()).await.unwrap();
+            assert_eq!(worker.finish().await.unwrap(), [true, true]);
+            // One blocking thread: this runs on the thread the worker had.
+            let after = tokio::task::spawn_blocking(crate::storage::batch_policy::current_is_batch);
+            assert!(!after.await.unwrap());
+        });
+    }
+
     /// A request whose queue is full is woken once half of it is free, not for every block
     /// the worker takes.
     #[tokio::test(flavor = "current_thread")]
@@ -462,6 +510,7 @@ mod tests {
         let worker = Arc::new(Worker::start(
             || Ok(()),
             &lock,
+            Scheduling::Normal,
             move |(), _block| {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 gate.recv().map_err(std::io::Error::other)
