@@ -481,9 +481,9 @@ targets this page may show as missed:
   is what "the two cores together are the limit" means. One `writev` per block instead of one
   `write` per received chunk changed nothing (1,189 against 1,203 MiB/s). Before glibc was
   told to keep freed buffers (`mallopt` at start), 8% of the CPU time went to faulting hyper's
-  receive buffers in again. Distribution 2.8, as Debian builds
-  it, hashes without the SHA extensions; how far ahead of it Wharf lands depends on how much
-  of the machine the client and the kernel leave to the server. That share moves with the load
+  receive buffers in again. Distribution 2.8, as Debian builds it, hashes without the SHA
+  extensions; how far ahead of it Wharf lands depends on how much of the machine the client
+  and the kernel leave to the server. That share moves with the load
   on the host this virtual machine runs on, and it moves the two push targets in opposite
   directions: in three invocations on one day (the first two with the same serving code),
   openssl's rate stayed between 1,309 and 1,322 MiB/s while Distribution's 256 MiB monolithic
@@ -520,10 +520,9 @@ targets this page may show as missed:
   cache what it falls behind on (589 against 583 MiB/s: no gain); writing the progress record
   while the chunk's last blocks are still being hashed, keeping the hash state from before the
   chunk, so that the record's round trip overlaps the hashing (930 against 929 MiB/s at 1 GiB,
-  ten rounds: no gain); writing on the async worker
-  rather than a thread (+24% in one set of rounds, nothing in the next; and a worker that the
-  kernel's dirty-page throttling puts to sleep stalls every request it serves); a faster
-  SHA-256 (aws-lc-rs: the same speed as sha2).
+  ten rounds: no gain); writing on the async worker rather than a thread (+24% in one set of
+  rounds, nothing in the next; and a worker that the kernel's dirty-page throttling puts to
+  sleep stalls every request it serves); a faster SHA-256 (aws-lc-rs: the same speed as sha2).
 - **Pulls**: Distribution and nginx hand the file to the kernel with `sendfile`, so the server
   copies nothing; Wharf serves through hyper, which writes buffers, so it reads each chunk from
   the page cache (in place, on the async worker, with `preadv2(RWF_NOWAIT)`) and the kernel

@@ -19,7 +19,7 @@ pub(super) struct BatchPolicy {
 impl BatchPolicy {
     pub(super) fn enter() -> Self {
         BatchPolicy {
-            entered: sys::policy() == Some(sys::Policy::Other) && sys::set(sys::Policy::Batch),
+            entered: sys::policy() == Some(Policy::Other) && sys::set(Policy::Batch),
         }
     }
 }
@@ -27,7 +27,7 @@ impl BatchPolicy {
 impl Drop for BatchPolicy {
     fn drop(&mut self) {
         if self.entered {
-            sys::set(sys::Policy::Other);
+            sys::set(Policy::Other);
         }
     }
 }
@@ -35,16 +35,19 @@ impl Drop for BatchPolicy {
 /// Whether the calling thread is a batch thread now.
 #[cfg(all(test, target_os = "linux"))]
 pub(super) fn current_is_batch() -> bool {
-    sys::policy() == Some(sys::Policy::Batch)
+    sys::policy() == Some(Policy::Batch)
+}
+
+/// The scheduling policies this module moves a thread between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    Other,
+    Batch,
 }
 
 #[cfg(target_os = "linux")]
 mod sys {
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(super) enum Policy {
-        Other,
-        Batch,
-    }
+    use super::Policy;
 
     /// The calling thread's policy, if it is one of these.
     #[allow(unsafe_code)]
@@ -76,11 +79,7 @@ mod sys {
 /// Elsewhere there is no such policy to use: a no-op.
 #[cfg(not(target_os = "linux"))]
 mod sys {
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(super) enum Policy {
-        Other,
-        Batch,
-    }
+    use super::Policy;
 
     pub(super) fn policy() -> Option<Policy> {
         None
@@ -98,12 +97,12 @@ mod tests {
     #[test]
     fn the_thread_is_batch_while_the_guard_lives_and_normal_again_after() {
         std::thread::spawn(|| {
-            assert_eq!(sys::policy(), Some(sys::Policy::Other));
+            assert_eq!(sys::policy(), Some(Policy::Other));
             let guard = BatchPolicy::enter();
             assert!(guard.entered);
-            assert_eq!(sys::policy(), Some(sys::Policy::Batch));
+            assert_eq!(sys::policy(), Some(Policy::Batch));
             drop(guard);
-            assert_eq!(sys::policy(), Some(sys::Policy::Other));
+            assert_eq!(sys::policy(), Some(Policy::Other));
         })
         .join()
         .unwrap();
@@ -112,11 +111,11 @@ mod tests {
     #[test]
     fn a_thread_already_batch_is_left_batch() {
         std::thread::spawn(|| {
-            assert!(sys::set(sys::Policy::Batch));
+            assert!(sys::set(Policy::Batch));
             let guard = BatchPolicy::enter();
             assert!(!guard.entered);
             drop(guard);
-            assert_eq!(sys::policy(), Some(sys::Policy::Batch));
+            assert_eq!(sys::policy(), Some(Policy::Batch));
         })
         .join()
         .unwrap();
