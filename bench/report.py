@@ -479,7 +479,26 @@ targets this page may show as missed:
   hasher at a higher priority (nice −10) — made monolithic 1 GiB pushes 13% slower (1,195 to
   1,040 MiB/s, six rounds): starving the receiving side costs more than the hasher gains, which
   is what "the two cores together are the limit" means. One `writev` per block instead of one
-  `write` per received chunk changed nothing (1,189 against 1,203 MiB/s). Before glibc was
+  `write` per received chunk changed nothing (1,189 against 1,203 MiB/s). Per thread
+  (`/proc/<tid>/schedstat`, monolithic 1 GiB pushes), the hasher ran 0.65–0.70 of a core and
+  spent 0.20 of the push runnable but waiting for one; the two async workers receiving ran
+  ~0.27 each and the writer ~0.37, while 0.2 of the two cores idled (as much as in the bare
+  endpoint's pushes). With the async workers made batch threads as well (an experiment), the
+  hasher lost its core ~200 times per push instead of ~3,000, yet still ran 0.65 of a core and
+  the pushes were no faster: it waits for its share of two saturated cores, not for
+  preemptions. Writing on the async worker inside tokio's `block_in_place` (the safe form of
+  the bare endpoint's faster layout) made pushes 12–16% slower (six interleaved rounds,
+  monolithic 1 GiB 1,098 against 1,236 MiB/s), as each call hands the worker's core to another
+  thread; handing the writer two blocks at a time, half the wake-ups, measured +5% and +1%
+  monolithic and −2% and −1% chunked in eight rounds (noise); letting the workers' threads spin
+  briefly before they sleep, as the standard channel of the bare endpoint does, changed neither
+  the speed nor the context switches. Deeper queues buy speed with memory: eight blocks
+  (refilled at four) measured +2–3% monolithic and +3–8% chunked in eight interleaved rounds
+  (the chunked pushes won all 16), but a 1 GiB push's peak memory rose by 4 MiB, to
+  Distribution's; six blocks (refilled at three) +1–2.5% for 2 MiB more; refilling four at
+  three, no change. Not kept: eight blocks would trade the memory target (at most
+  Distribution's peak) for push figures that miss theirs by less than 2%, and six would leave
+  that target under 1 MiB of margin for gains inside the rounds' spread. Before glibc was
   told to keep freed buffers (`mallopt` at start), 8% of the CPU time went to faulting hyper's
   receive buffers in again. Distribution 2.8, as Debian builds it, hashes without the SHA
   extensions; how far ahead of it Wharf lands depends on how much of the machine the client
