@@ -457,58 +457,57 @@ targets this page may show as missed:
 
 - **Pushes** are bound by the two cores. Hashing is one core's work at the speed of `openssl
   dgst -sha256` (Wharf's sha2 uses the SHA extensions: the same instructions, the same rate,
-  about 40% of the server's CPU time); the other core receives the bytes (the kernel's
-  loopback copy), copies them into the page cache and runs the client, which sends with
-  `sendfile`. Wharf hashes and writes 256 KiB blocks on two threads, each with a short queue,
-  while the next blocks are received, so the hasher never idles while data is waiting. Counted
-  on monolithic 1 GiB pushes (context switches and CPU times from `/proc`), the hashing thread
-  hardly ever waited for a block (5 to 120 times per push) but lost its core ~2,500 times per
-  push to the threads receiving and writing, while the server used 1.4–1.7 cores and the
-  client 0.1–0.2: the two cores together are the limit, not the hasher alone. The request's
-  own thread slept and woke ~10,000–13,000 times per push, once or more per block: woken
-  whenever a place in a full queue came free, it queued one block and slept again. It now
-  sleeps until half the queue is free: 2,500–5,000 times per push, and in eight interleaved
-  rounds the monolithic pushes' medians rose 5% (1,127 to 1,183 and 1,152 to 1,212 MiB/s;
-  chunked pushes, which stop on every `PATCH` anyway, moved −2% and +1%). Blocks of 512 KiB,
-  with half as many hand-offs between threads, measured 1–4% faster in eight interleaved
-  rounds (inside the rounds' spread) and took a 1 GiB push's peak memory to Distribution's;
-  not kept. The writer, several times faster than the hasher, sleeps between blocks, and a
-  normal thread that wakes preempts whatever has the CPU: it now runs as a `SCHED_BATCH`
-  thread, whose wake-ups do not preempt. Chunked pushes, 18 interleaved rounds in two sets:
-  medians +2% and +6% at 1 GiB (won 13 of 18 rounds), +4% at 256 MiB. The opposite — the
-  hasher at a higher priority (nice −10) — made monolithic 1 GiB pushes 13% slower (1,195 to
-  1,040 MiB/s, six rounds): starving the receiving side costs more than the hasher gains, which
-  is what "the two cores together are the limit" means. One `writev` per block instead of one
-  `write` per received chunk changed nothing (1,189 against 1,203 MiB/s). Per thread
-  (`/proc/<tid>/schedstat`, monolithic 1 GiB pushes), the hasher ran 0.65–0.70 of a core and
-  spent 0.20 of the push runnable but waiting for one; the two async workers receiving ran
-  ~0.27 each and the writer ~0.37, while 0.2 of the two cores idled (as much as in the bare
-  endpoint's pushes). With the async workers made batch threads as well (an experiment), the
-  hasher lost its core ~200 times per push instead of ~3,000, yet still ran 0.65 of a core and
-  the pushes were no faster: it waits for its share of two saturated cores, not for
-  preemptions. Writing on the async worker inside tokio's `block_in_place` (the safe form of
-  the bare endpoint's faster layout) made pushes 12–16% slower (six interleaved rounds,
-  monolithic 1 GiB 1,098 against 1,236 MiB/s), as each call hands the worker's core to another
-  thread; handing the writer two blocks at a time, half the wake-ups, measured +5% and +1%
-  monolithic and −2% and −1% chunked in eight rounds (noise); letting the workers' threads spin
-  briefly before they sleep, as the standard channel of the bare endpoint does, changed neither
-  the speed nor the context switches. Deeper queues buy speed with memory: eight blocks
-  (refilled at four) measured +2–3% monolithic and +3–8% chunked in eight interleaved rounds
-  (the chunked pushes won all 16), but a 1 GiB push's peak memory rose by 4 MiB, to
-  Distribution's; six blocks (refilled at three) +1–2.5% for 2 MiB more; refilling four at
-  three, no change. Not kept: eight blocks would trade the memory target (at most
-  Distribution's peak) for push figures that miss theirs by less than 2%, and six would leave
-  that target under 1 MiB of margin for gains inside the rounds' spread. Before glibc was
-  told to keep freed buffers (`mallopt` at start), 8% of the CPU time went to faulting hyper's
-  receive buffers in again. Distribution 2.8, as Debian builds it, hashes without the SHA
-  extensions; how far ahead of it Wharf lands depends on how much of the machine the client
-  and the kernel leave to the server. That share moves with the load
-  on the host this virtual machine runs on, and it moves the two push targets in opposite
-  directions: in three invocations on one day (the first two with the same serving code),
-  openssl's rate stayed between 1,309 and 1,322 MiB/s while Distribution's 256 MiB monolithic
-  push went from 195 to 280 MiB/s and Wharf's from 968 to 1,095 MiB/s, so one invocation met
-  4× the peer and missed 75% of openssl, another the reverse. Each invocation judges the
-  targets on its own medians; the JSON keeps every run's figures.
+  about 40% of the server's CPU time); the other core receives the bytes (the kernel's loopback
+  copy), copies them into the page cache and runs the client, which sends with `sendfile`. Wharf
+  hashes and writes 256 KiB blocks on two threads, each with a short queue, while the next
+  blocks are received, so the hasher never idles while data is waiting. Counted on monolithic 1
+  GiB pushes (context switches and CPU times from `/proc`), the hashing thread hardly ever
+  waited for a block (5 to 120 times per push) but lost its core ~2,500 times per push to the
+  threads receiving and writing, while the server used 1.4–1.7 cores and the client 0.1–0.2: the
+  two cores together are the limit, not the hasher alone. The request's own thread slept and
+  woke ~10,000–13,000 times per push, once or more per block: woken whenever a place in a full
+  queue came free, it queued one block and slept again. It now sleeps until half the queue is
+  free: 2,500–5,000 times per push, and in eight interleaved rounds the monolithic pushes'
+  medians rose 5% (1,127 to 1,183 and 1,152 to 1,212 MiB/s; chunked pushes, which stop on every
+  `PATCH` anyway, moved −2% and +1%). Blocks of 512 KiB, with half as many hand-offs between
+  threads, measured 1–4% faster in eight interleaved rounds (inside the rounds' spread) and took
+  a 1 GiB push's peak memory to Distribution's; not kept. The writer, several times faster than
+  the hasher, sleeps between blocks, and a normal thread that wakes preempts whatever has the
+  CPU: it now runs as a `SCHED_BATCH` thread, whose wake-ups do not preempt. Chunked pushes, 18
+  interleaved rounds in two sets: medians +2% and +6% at 1 GiB (won 13 of 18 rounds), +4% at 256
+  MiB. The opposite — the hasher at a higher priority (nice −10) — made monolithic 1 GiB pushes
+  13% slower (1,195 to 1,040 MiB/s, six rounds): starving the receiving side costs more than the
+  hasher gains, which is what "the two cores together are the limit" means. One `writev` per
+  block instead of one `write` per received chunk changed nothing (1,189 against 1,203 MiB/s).
+  Before glibc was told to keep freed buffers (`mallopt` at start), 8% of the CPU time went to
+  faulting hyper's receive buffers in again. Distribution 2.8, as Debian builds it, hashes
+  without the SHA extensions; how far ahead of it Wharf lands depends on how much of the machine
+  the client and the kernel leave to the server. That share moves with the load on the host this
+  virtual machine runs on, and it moves the two push targets in opposite directions: in three
+  invocations on one day (the first two with the same serving code), openssl's rate stayed
+  between 1,309 and 1,322 MiB/s while Distribution's 256 MiB monolithic push went from 195 to
+  280 MiB/s and Wharf's from 968 to 1,095 MiB/s, so one invocation met 4× the peer and missed
+  75% of openssl, another the reverse. Each invocation judges the targets on its own medians;
+  the JSON keeps every run's figures.
+- **Where a push's two cores go.** Per thread (`/proc/<tid>/schedstat`, monolithic 1 GiB
+  pushes), the hasher ran 0.65–0.70 of a core and spent 0.20 of the push runnable but waiting
+  for one; the two async workers receiving ran ~0.27 each and the writer ~0.37, while 0.2 of the
+  two cores idled (as much as in the bare endpoint's pushes). With the async workers made batch
+  threads as well (an experiment), the hasher lost its core ~200 times per push instead of
+  ~3,000, yet still ran 0.65 of a core and the pushes were no faster: it waits for its share of
+  two saturated cores, not for preemptions. Writing on the async worker inside tokio's
+  `block_in_place` (the safe form of the bare endpoint's faster layout) made pushes 12–16%
+  slower (six interleaved rounds, monolithic 1 GiB 1,098 against 1,236 MiB/s), as each call
+  hands the worker's core to another thread; handing the writer two blocks at a time, half the
+  wake-ups, measured +5% and +1% monolithic and −2% and −1% chunked in eight rounds (noise);
+  letting the workers' threads spin briefly before they sleep, as the standard channel of the
+  bare endpoint does, changed neither the speed nor the context switches. Deeper queues buy
+  speed with memory: eight blocks (refilled at four) measured +2–3% monolithic and +3–8% chunked
+  in eight interleaved rounds (the chunked pushes won all 16), but a 1 GiB push's peak memory
+  rose by 4 MiB, to Distribution's; six blocks (refilled at three) +1–2.5% for 2 MiB more;
+  refilling four at three, no change. Not kept: eight blocks would trade the memory target (at
+  most Distribution's peak) for push figures that miss theirs by less than 2%, and six would
+  leave that target under 1 MiB of margin for gains inside the rounds' spread.
 - **Chunked pushes** stop on every `PATCH`: the client sends the next chunk only once the
   server has answered, and a server may answer only once the chunk is written and hashed (and,
   in Wharf, its progress recorded: the length and hash state, so that the upload resumes
