@@ -5,7 +5,7 @@
 //! registries, so its figures are this machine's limit for each kind of push, as nginx's are
 //! for pulls.
 //!
-//! Bytes move in 256 KiB blocks through queues of four, as in Wharf, in one of two layouts,
+//! Bytes move in 256 KiB blocks through queues of eight, as in Wharf, in one of two layouts,
 //! because which is faster depends on the machine and the workload (the benchmark runs both):
 //!
 //! - `--layout 2`: the connection's thread receives each block and writes it to the staged
@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 const BLOCK: usize = 256 * 1024;
 
 /// Blocks waiting for each worker thread: Wharf's queue depth.
-const QUEUED: usize = 4;
+const QUEUED: usize = 8;
 
 /// The longest request head taken; the benchmark's are a few hundred bytes.
 const MAX_HEAD: u64 = 16 * 1024;
