@@ -380,7 +380,7 @@ def bare_text(d: dict, table_md: str) -> tuple[str, str]:
 **Pushes against a bare upload endpoint.** `bench/bare-upload` (one file of Rust, std and sha2
 only) answers the same `POST`, `PATCH` and `PUT` requests from the same client, doing only what
 a push needs: it receives 256 KiB blocks, writes them to a file and hashes them with the sha2
-crate Wharf uses, through queues of four blocks as in Wharf, with no HTTP framework, async
+crate Wharf uses, through queues of eight blocks as in Wharf, with no HTTP framework, async
 runtime, database or durability. It runs in two thread layouts, because which is faster depends
 on the workload: in layout 2 the connection's thread receives and writes and a second thread
 hashes; in layout 3 a thread each receives, writes and hashes (Wharf's layout). Like a registry,
@@ -501,13 +501,22 @@ targets this page may show as missed:
   hands the worker's core to another thread; handing the writer two blocks at a time, half the
   wake-ups, measured +5% and +1% monolithic and −2% and −1% chunked in eight rounds (noise);
   letting the workers' threads spin briefly before they sleep, as the standard channel of the
-  bare endpoint does, changed neither the speed nor the context switches. Deeper queues buy
-  speed with memory: eight blocks (refilled at four) measured +2–3% monolithic and +3–8% chunked
-  in eight interleaved rounds (the chunked pushes won all 16), but a 1 GiB push's peak memory
-  rose by 4 MiB, to Distribution's; six blocks (refilled at three) +1–2.5% for 2 MiB more;
-  refilling four at three, no change. Not kept: eight blocks would trade the memory target (at
-  most Distribution's peak) for push figures that miss theirs by less than 2%, and six would
-  leave that target under 1 MiB of margin for gains inside the rounds' spread.
+  bare endpoint does, changed neither the speed nor the context switches.
+- **Deeper queues, one allocator arena.** Queues of eight blocks (refilled at four) instead of
+  four measured +2–3% monolithic and +3–8% chunked in eight interleaved rounds (the chunked
+  pushes won all 16), but a 1 GiB push's peak memory rose by 4 MiB, to Distribution's (six
+  blocks: +1–2.5% for 2 MiB more). The memory was the allocator's doing: glibc gives each thread
+  an arena of its own, and a push's receive buffers, allocated on whichever async worker runs
+  the request and freed on the hasher's and the writer's threads, filled both workers' arenas.
+  With every thread on one arena (`mallopt(M_ARENA_MAX, 1)` at start), a 1 GiB push with eight
+  blocks queued peaked at 18–20 MiB (chunked: 20–21), against 22–24 (25–26) with an arena per
+  thread, and 19–21 (21–23) with four blocks and an arena per thread (`VmHWM`, four pushes
+  each). So Wharf now queues eight blocks on one arena. Against four blocks with an arena per
+  thread, in eight interleaved rounds: monolithic 256 MiB and 1 GiB +5% and +2% (1,233 and
+  1,249 against 1,170 and 1,221 MiB/s), chunked +0% and +4% (962 and 984 against 959 and 949);
+  in four rounds of the small-request and pull loads, nothing was slower (manifest GET 32,400
+  against 26,100 requests/s, 32-stream pulls 5,020 against 4,060 MiB/s, inside a wide spread
+  from round to round). The bare endpoint queues eight blocks too.
 - **Chunked pushes** stop on every `PATCH`: the client sends the next chunk only once the
   server has answered, and a server may answer only once the chunk is written and hashed (and,
   in Wharf, its progress recorded: the length and hash state, so that the upload resumes
