@@ -19,7 +19,8 @@
 //! (glibc's tcache) without taking the arena's lock; the larger ones that take it are few, and
 //! pulls and small requests measured no slower with one arena (`docs/benchmarks.md`).
 
-/// Sets the thresholds. Call it first thing in `main`, before any thread starts.
+/// Sets the thresholds and the arena count. Call it first thing in `main`, before any thread
+/// starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub fn tune() {

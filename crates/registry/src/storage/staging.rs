@@ -263,9 +263,10 @@ struct BlockWriter {
 /// Blocks queued for each worker beyond the one it is working on (each at least
 /// [`WRITE_BLOCK`]; the two queues share the blocks' memory). Enough that the hasher has work
 /// while the next bytes arrive, and the request has work when the hasher falls behind. Measured
-/// on 1 GiB pushes (`docs/benchmarks.md`): eight 256 KiB blocks pushed 2–8% faster than four,
-/// and with the allocator's single arena (`wharf`'s `allocator.rs`) a push's peak memory stays
-/// below CNCF Distribution's; three 1 MiB blocks were no faster and went above it.
+/// on 256 MiB and 1 GiB pushes (`docs/benchmarks.md`): eight 256 KiB blocks were 2–5% faster
+/// than four monolithic and 0–8% chunked, and with the allocator's single arena (`wharf`'s
+/// `allocator.rs`) a push's peak memory stays below CNCF Distribution's; three 1 MiB blocks
+/// were a little faster than four 256 KiB blocks but went above it.
 const QUEUED_BLOCKS: usize = 8;
 
 /// Free places a full queue must have before the request is woken to fill it again. Woken for
