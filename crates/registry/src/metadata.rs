@@ -75,8 +75,12 @@ pub struct UploadSession {
     pub received: u64,
     /// The algorithm of `hash_state`.
     pub hash_algorithm: Algorithm,
-    /// The hasher's saved state after `received` bytes.
+    /// The hasher's saved state after the first `hashed` bytes.
     pub hash_state: Vec<u8>,
+    /// How many bytes `hash_state` covers, at most `received`: hashing a chunk may still be
+    /// running when the chunk is answered, and the bytes it had not reached are hashed from the
+    /// staged data when the upload continues without that hasher.
+    pub hashed: u64,
     /// When the session was opened.
     pub created_at: Millis,
     /// When bytes were last received.
@@ -312,15 +316,16 @@ pub trait MetadataStore: AccountStore + Send + Sync + 'static {
     /// Records a new upload session.
     async fn open_upload(&self, permit: &WritePermit, session: &UploadSession) -> Result<()>;
 
-    /// Records that the session now holds `received` bytes hashed to `hash_state`, provided it
-    /// still holds `expected` bytes (so two writers cannot both advance it). Returns whether the
-    /// session was advanced.
+    /// Records that the session now holds `received` bytes, the first `hashed` of them hashed
+    /// to `hash_state`, provided it still holds `expected` bytes (so two writers cannot both
+    /// advance it). Returns whether the session was advanced.
     async fn record_upload_progress(
         &self,
         permit: &WritePermit,
         id: &UploadId,
         expected: u64,
         received: u64,
+        hashed: u64,
         hash_state: &[u8],
     ) -> Result<bool>;
 

@@ -33,7 +33,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 
-pub use staging::{AppendError, UploadLock};
+pub use staging::{AppendError, HashProgress, HashResume, Hashing, UploadLock};
 
 use crate::digest::{ContentHasher, Digest};
 use crate::gate::WritePermit;
@@ -217,24 +217,25 @@ impl BlobStore {
         self.staging.lock(id)
     }
 
-    /// Appends a request body to upload `id`, whose first `offset` bytes are committed, feeding
-    /// the bytes to `hasher`. Bytes beyond `offset` left by an interrupted request are discarded
-    /// first. Returns how many bytes were appended and the hasher after them. Stops, with nothing committed, if the permit
-    /// is cancelled, the body fails, or the upload would exceed `max_size`.
+    /// Appends a request body to upload `id`, whose first `offset` bytes are committed, hashing
+    /// the bytes on from `hash`. Bytes beyond `offset` left by an interrupted request are
+    /// discarded first. Returns once the bytes are written: how many were appended, and their
+    /// hashing, which may still be running. Stops, with nothing committed, if the permit is
+    /// cancelled, the body fails, or the upload would exceed `max_size`.
     pub async fn append_upload<E>(
         &self,
         permit: &WritePermit,
         lock: &UploadLock,
         offset: u64,
         body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
-        hasher: ContentHasher,
+        hash: HashResume,
         max_size: Option<u64>,
-    ) -> Result<(u64, ContentHasher), AppendError>
+    ) -> Result<(u64, Hashing), AppendError>
     where
         E: std::fmt::Display,
     {
         self.staging
-            .append(permit, lock, offset, body, hasher, max_size)
+            .append(permit, lock, offset, body, hash, max_size)
             .await
     }
 

@@ -200,6 +200,7 @@ struct UploadRow {
     client: String,
     hash_algorithm: String,
     hash_state: Vec<u8>,
+    hashed: i64,
     received: i64,
     created_at: i64,
     updated_at: i64,
@@ -220,6 +221,7 @@ impl TryFrom<UploadRow> for UploadSession {
             received: to_u64(row.received)?,
             hash_algorithm,
             hash_state: row.hash_state,
+            hashed: to_u64(row.hashed)?,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -339,7 +341,7 @@ impl TryFrom<EventRow> for ModeEvent {
 }
 
 const UPLOAD_COLUMNS: &str =
-    "id, repository, client, hash_algorithm, hash_state, received, created_at, updated_at";
+    "id, repository, client, hash_algorithm, hash_state, hashed, received, created_at, updated_at";
 
 fn collect<R, T>(rows: Vec<R>) -> Result<Vec<T>>
 where
@@ -559,8 +561,9 @@ impl MetadataStore for SqliteStore {
         self.execute_unflushed(
             permit,
             "INSERT INTO upload_sessions
-                 (id, repository, client, hash_algorithm, hash_state, received, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 (id, repository, client, hash_algorithm, hash_state, hashed, received,
+                  created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             |statement| {
                 statement
                     .bind(session.id.as_str())
@@ -568,6 +571,7 @@ impl MetadataStore for SqliteStore {
                     .bind(&session.client)
                     .bind(session.hash_algorithm.name())
                     .bind(&session.hash_state)
+                    .bind(to_i64(session.hashed))
                     .bind(to_i64(session.received))
                     .bind(session.created_at)
                     .bind(session.updated_at)
@@ -583,18 +587,21 @@ impl MetadataStore for SqliteStore {
         id: &UploadId,
         expected: u64,
         received: u64,
+        hashed: u64,
         hash_state: &[u8],
     ) -> Result<bool> {
         let updated = self
             .execute_unflushed(
                 permit,
-                "UPDATE upload_sessions SET received = $3, hash_state = $4, updated_at = $5
+                "UPDATE upload_sessions
+                 SET received = $3, hashed = $4, hash_state = $5, updated_at = $6
                  WHERE id = $1 AND received = $2 AND completed_at IS NULL",
                 |statement| {
                     statement
                         .bind(id.as_str())
                         .bind(to_i64(expected))
                         .bind(to_i64(received))
+                        .bind(to_i64(hashed))
                         .bind(hash_state)
                         .bind(now_millis())
                 },
@@ -1520,6 +1527,7 @@ mod tests {
             received: 0,
             hash_algorithm: Algorithm::Sha256,
             hash_state: vec![1, 2, 3],
+            hashed: 0,
             created_at: 1,
             updated_at: 1,
         }
@@ -1537,19 +1545,22 @@ mod tests {
         store.open_upload(&permit, &session).await.unwrap();
         assert!(
             store
-                .record_upload_progress(&permit, &session.id, 0, 10, &[4, 5])
+                .record_upload_progress(&permit, &session.id, 0, 10, 8, &[4, 5])
                 .await
                 .unwrap()
         );
         // A progress record that does not follow the last one writes nothing.
         assert!(
             !store
-                .record_upload_progress(&permit, &session.id, 0, 20, &[6])
+                .record_upload_progress(&permit, &session.id, 0, 20, 20, &[6])
                 .await
                 .unwrap()
         );
         let stored = store.upload(&session.id).await.unwrap().unwrap();
-        assert_eq!((stored.received, stored.hash_state), (10, vec![4, 5]));
+        assert_eq!(
+            (stored.received, stored.hashed, stored.hash_state),
+            (10, 8, vec![4, 5])
+        );
         assert_eq!(writer_synchronous(&store).await, 2);
     }
 

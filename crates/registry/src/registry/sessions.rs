@@ -9,11 +9,17 @@
 //! operator), and the database stays the judge even then: a chunk is committed only if the
 //! session there is still at the length the chunk continues from, so such a chunk fails as
 //! `BLOB_UPLOAD_UNKNOWN`, as it would have without this cache.
+//!
+//! With the session goes the hashing of its last chunk, which may still be running when the
+//! chunk is answered; the next chunk's hasher continues from it. Without it (the entry was
+//! never there, or was dropped) the next chunk hashes again, from the staged bytes, whatever
+//! the committed hash state does not cover.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::metadata::UploadSession;
+use crate::storage::Hashing;
 use crate::upload_id::UploadId;
 
 /// Sessions remembered at most; beyond that, new sessions are read from the database. Entries
@@ -22,12 +28,18 @@ const CAPACITY: usize = 1024;
 
 #[derive(Default)]
 pub(super) struct SessionCache {
-    sessions: Mutex<HashMap<UploadId, UploadSession>>,
+    sessions: Mutex<HashMap<UploadId, CachedSession>>,
+}
+
+/// A session as last committed, and the hashing of its last chunk if it was kept.
+pub(super) struct CachedSession {
+    pub(super) session: UploadSession,
+    pub(super) hashing: Option<Hashing>,
 }
 
 impl SessionCache {
     /// Takes session `id` out, for a request that will write to it.
-    pub(super) fn take(&self, id: &UploadId) -> Option<UploadSession> {
+    pub(super) fn take(&self, id: &UploadId) -> Option<CachedSession> {
         self.lock().remove(id)
     }
 
@@ -36,15 +48,16 @@ impl SessionCache {
         self.lock().remove(id);
     }
 
-    /// Remembers `session`, whose state was just committed.
-    pub(super) fn put(&self, session: UploadSession) {
+    /// Remembers `session`, whose state was just committed, and `hashing`, the hashing of the
+    /// chunk that brought it there.
+    pub(super) fn put(&self, session: UploadSession, hashing: Option<Hashing>) {
         let mut sessions = self.lock();
         if sessions.len() < CAPACITY || sessions.contains_key(&session.id) {
-            sessions.insert(session.id.clone(), session);
+            sessions.insert(session.id.clone(), CachedSession { session, hashing });
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, UploadSession>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UploadId, CachedSession>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -62,6 +75,7 @@ mod tests {
             received,
             hash_algorithm: Algorithm::Sha256,
             hash_state: ContentHasher::new(Algorithm::Sha256).save(),
+            hashed: received,
             created_at: 1,
             updated_at: 1,
         }
@@ -73,14 +87,17 @@ mod tests {
     fn a_taken_session_is_gone_until_put_back() {
         let cache = SessionCache::default();
         let first = session(0);
-        cache.put(first.clone());
-        assert_eq!(cache.take(&first.id).map(|s| s.received), Some(0));
+        cache.put(first.clone(), None);
+        assert_eq!(cache.take(&first.id).map(|c| c.session.received), Some(0));
         assert!(cache.take(&first.id).is_none());
-        cache.put(UploadSession {
-            received: 10,
-            ..first.clone()
-        });
-        assert_eq!(cache.take(&first.id).map(|s| s.received), Some(10));
+        cache.put(
+            UploadSession {
+                received: 10,
+                ..first.clone()
+            },
+            None,
+        );
+        assert_eq!(cache.take(&first.id).map(|c| c.session.received), Some(10));
     }
 
     #[test]
@@ -88,14 +105,20 @@ mod tests {
         let cache = SessionCache::default();
         let sessions: Vec<_> = (0..=CAPACITY).map(|_| session(0)).collect();
         for s in &sessions {
-            cache.put(s.clone());
+            cache.put(s.clone(), None);
         }
         assert!(cache.take(&sessions[CAPACITY].id).is_none());
         // Full, it still takes the new state of a session it has.
-        cache.put(UploadSession {
-            received: 5,
-            ..sessions[1].clone()
-        });
-        assert_eq!(cache.take(&sessions[1].id).map(|s| s.received), Some(5));
+        cache.put(
+            UploadSession {
+                received: 5,
+                ..sessions[1].clone()
+            },
+            None,
+        );
+        assert_eq!(
+            cache.take(&sessions[1].id).map(|c| c.session.received),
+            Some(5)
+        );
     }
 }

@@ -4,8 +4,11 @@
 //!
 //! Received bytes are hashed as they arrive and the hasher's state is saved with the session, so
 //! completing never re-reads the content (unless the client names another digest algorithm) and
-//! an upload continues after a restart. The blob becomes visible only in the transaction that
-//! completes the session, after its digest was verified and its content moved into place.
+//! an upload continues after a restart. A chunk is answered once it is written and recorded: its
+//! hashing may end a moment later, while the client sends the next chunk, so the state saved
+//! may be a few blocks behind the bytes received (see `storage::staging`). The blob becomes
+//! visible only in the transaction that completes the session, after its digest was verified
+//! and its content moved into place.
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -15,7 +18,7 @@ use crate::digest::{Algorithm, ContentHasher, Digest};
 use crate::gate::{WriteIntent, WritePermit};
 use crate::metadata::{BlobRecord, UploadCompletion, UploadSession, now_millis};
 use crate::reference::RepositoryName;
-use crate::storage::{AppendError, UploadLock};
+use crate::storage::{AppendError, HashResume, Hashing, UploadLock};
 use crate::upload_id::UploadId;
 
 /// What a mount request led to.
@@ -72,7 +75,7 @@ impl Registry {
                 SESSION_ALGORITHM,
             )
             .await?;
-        self.sessions.put(session.clone());
+        self.sessions.put(session.clone(), None);
         Ok(session)
     }
 
@@ -92,6 +95,7 @@ impl Registry {
             received: 0,
             hash_algorithm: algorithm,
             hash_state: ContentHasher::new(algorithm).save(),
+            hashed: 0,
             created_at: now,
             updated_at: now,
         };
@@ -140,9 +144,9 @@ impl Registry {
         let session = self
             .open_session(&permit, id, repository, client, digest.algorithm())
             .await?;
-        let hasher = ContentHasher::new(digest.algorithm());
-        let (appended, hasher) = self.append(&permit, &lock, &session, body, hasher).await?;
-        self.commit(&permit, &lock, &session, digest, appended, hasher)
+        let hash = HashResume::new(ContentHasher::new(digest.algorithm()), 0, None);
+        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
+        self.commit(&permit, &lock, &session, digest, appended, hashing)
             .await
     }
 
@@ -166,25 +170,36 @@ impl Registry {
         range: Option<ChunkRange>,
         body: impl Stream<Item = Result<Bytes, E>> + Send + Unpin,
     ) -> Result<UploadSession, RegistryError> {
-        let (lock, session, permit) = self.continue_session(repository, id, range).await?;
-        let hasher = restore_hasher(&session)?;
-        let (appended, hasher) = self.append(&permit, &lock, &session, body, hasher).await?;
+        let (lock, session, running, permit) = self.continue_session(repository, id, range).await?;
+        let hash = hash_resume(&session, running)?;
+        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
         check_declared_length(range, appended)?;
         let received = session.received + appended;
+        // Recorded without waiting for the hashing to end: the client's next chunk need not
+        // wait for it, and the next chunk's hasher continues from this one.
+        let progress = hashing.progress();
         let advanced = self
             .metadata
-            .record_upload_progress(&permit, id, session.received, received, &hasher.save())
+            .record_upload_progress(
+                &permit,
+                id,
+                session.received,
+                received,
+                progress.hashed,
+                &progress.state,
+            )
             .await?;
         if !advanced {
             return Err(RegistryError::BlobUploadUnknown);
         }
         let session = UploadSession {
             received,
-            hash_state: hasher.save(),
+            hashed: progress.hashed,
+            hash_state: progress.state,
             updated_at: now_millis(),
             ..session
         };
-        self.sessions.put(session.clone());
+        self.sessions.put(session.clone(), Some(hashing));
         Ok(session)
     }
 
@@ -198,11 +213,11 @@ impl Registry {
         range: Option<ChunkRange>,
         body: impl Stream<Item = Result<Bytes, E>> + Send + Unpin,
     ) -> Result<BlobRecord, RegistryError> {
-        let (lock, session, permit) = self.continue_session(repository, id, range).await?;
-        let hasher = restore_hasher(&session)?;
-        let (appended, hasher) = self.append(&permit, &lock, &session, body, hasher).await?;
+        let (lock, session, running, permit) = self.continue_session(repository, id, range).await?;
+        let hash = hash_resume(&session, running)?;
+        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
         check_declared_length(range, appended)?;
-        self.commit(&permit, &lock, &session, digest, appended, hasher)
+        self.commit(&permit, &lock, &session, digest, appended, hashing)
             .await
     }
 
@@ -212,7 +227,8 @@ impl Registry {
         repository: &RepositoryName,
         id: &UploadId,
     ) -> Result<(), RegistryError> {
-        let (_lock, session, permit) = self.continue_session(repository, id, None).await?;
+        let (_lock, session, _running, permit) =
+            self.continue_session(repository, id, None).await?;
         self.metadata.delete_upload(&permit, &session.id).await?;
         self.discard_after_commit(&permit, &session.id).await;
         Ok(())
@@ -220,20 +236,23 @@ impl Registry {
 
     /// Takes the upload's lock and its session (another request may have just advanced it) and
     /// admits the write. The session comes from the cache of sessions in progress if it is
-    /// there, and is out of the cache until this request puts its next state back.
+    /// there, with the hashing of its last chunk, and is out of the cache until this request
+    /// puts its next state back.
     async fn continue_session(
         &self,
         repository: &RepositoryName,
         id: &UploadId,
         range: Option<ChunkRange>,
-    ) -> Result<(UploadLock, UploadSession, WritePermit), RegistryError> {
+    ) -> Result<(UploadLock, UploadSession, Option<Hashing>, WritePermit), RegistryError> {
         let lock = self
             .blobs
             .lock_upload(id)
             .ok_or(RegistryError::UploadBusy)?;
-        let session = match self.sessions.take(id) {
-            Some(session) if session.repository == *repository => session,
-            _ => self.upload_status(repository, id).await?,
+        let (session, running) = match self.sessions.take(id) {
+            Some(cached) if cached.session.repository == *repository => {
+                (cached.session, cached.hashing)
+            }
+            _ => (self.upload_status(repository, id).await?, None),
         };
         if let Some(range) = range
             && range.start != session.received
@@ -247,7 +266,7 @@ impl Registry {
         let permit = self
             .admit(WriteIntent::ContinueUpload { session: &session })
             .await?;
-        Ok((lock, session, permit))
+        Ok((lock, session, running, permit))
     }
 
     async fn append<E: std::fmt::Display>(
@@ -256,33 +275,19 @@ impl Registry {
         lock: &UploadLock,
         session: &UploadSession,
         body: impl Stream<Item = Result<Bytes, E>> + Send + Unpin,
-        hasher: ContentHasher,
-    ) -> Result<(u64, ContentHasher), RegistryError> {
-        let appended = self
-            .blobs
+        hash: HashResume,
+    ) -> Result<(u64, Hashing), RegistryError> {
+        self.blobs
             .append_upload(
                 permit,
                 lock,
                 session.received,
                 body,
-                hasher,
+                hash,
                 self.limits.max_blob_size,
             )
-            .await;
-        appended.map_err(|error| match error {
-            AppendError::Cancelled => crate::gate::WriteRefused::Cancelled.into(),
-            AppendError::Body(why) => RegistryError::BlobUploadInvalid(format!(
-                "the request body could not be read: {why}"
-            )),
-            AppendError::TooLarge { limit } => {
-                RegistryError::TooLarge(format!("the blob exceeds the size limit of {limit} bytes"))
-            }
-            AppendError::Lost => {
-                tracing::error!(upload = %session.id, "staged upload data is missing");
-                RegistryError::BlobUploadUnknown
-            }
-            AppendError::Io(e) => RegistryError::internal(e),
-        })
+            .await
+            .map_err(|error| append_error(session, error))
     }
 
     /// Verifies the session's content against `digest` and commits it as a blob.
@@ -293,9 +298,13 @@ impl Registry {
         session: &UploadSession,
         digest: &Digest,
         appended: u64,
-        hasher: ContentHasher,
+        hashing: Hashing,
     ) -> Result<BlobRecord, RegistryError> {
         let size = session.received + appended;
+        let hasher = hashing
+            .wait()
+            .await
+            .map_err(|error| append_error(session, error))?;
         let actual = if hasher.algorithm() == digest.algorithm() {
             hasher.finish()
         } else {
@@ -362,9 +371,34 @@ impl Registry {
     }
 }
 
-fn restore_hasher(session: &UploadSession) -> Result<ContentHasher, RegistryError> {
-    ContentHasher::restore(session.hash_algorithm, &session.hash_state)
-        .map_err(RegistryError::internal)
+/// Where the hashing of a session's next chunk starts: the session's committed state, or the
+/// previous chunk's hashing if it is `running` on.
+fn hash_resume(
+    session: &UploadSession,
+    running: Option<Hashing>,
+) -> Result<HashResume, RegistryError> {
+    let hasher = ContentHasher::restore(session.hash_algorithm, &session.hash_state)
+        .map_err(RegistryError::internal)?;
+    Ok(HashResume::new(hasher, session.hashed, running))
+}
+
+fn append_error(session: &UploadSession, error: AppendError) -> RegistryError {
+    match error {
+        AppendError::Cancelled => crate::gate::WriteRefused::Cancelled.into(),
+        AppendError::Body(why) => {
+            RegistryError::BlobUploadInvalid(format!("the request body could not be read: {why}"))
+        }
+        AppendError::TooLarge { limit } => {
+            RegistryError::TooLarge(format!("the blob exceeds the size limit of {limit} bytes"))
+        }
+        AppendError::Lost => {
+            tracing::error!(upload = %session.id, "staged upload data is missing");
+            RegistryError::BlobUploadUnknown
+        }
+        error @ (AppendError::HashAhead { .. } | AppendError::Io(_)) => {
+            RegistryError::internal(error)
+        }
+    }
 }
 
 fn check_declared_length(range: Option<ChunkRange>, appended: u64) -> Result<(), RegistryError> {

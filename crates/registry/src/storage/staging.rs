@@ -4,15 +4,21 @@
 //! Bytes past the committed length are garbage left by a request that failed or was cancelled;
 //! the next append truncates them. Only one request may write to a session at a time (an
 //! in-process lock: the file system store serves one process per data folder).
+//!
+//! An append ends once its bytes are written; hashing them may go on for a moment after (see
+//! [`Hashing`]), while the request is answered and the client sends its next chunk, and the
+//! next append's hasher continues from it. The upload's committed hash state may therefore
+//! cover fewer bytes than were received; an append that starts without the previous hasher
+//! (after a restart, say) first hashes those bytes again from the staged file.
 
 use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use super::StorageError;
 use super::batch_policy::BatchPolicy;
@@ -43,6 +49,16 @@ pub enum AppendError {
     /// The staged bytes are shorter than the committed length: they were deleted or damaged.
     #[error("the upload's staged data is missing")]
     Lost,
+    /// The committed hash state says it covers more bytes than were committed.
+    #[error(
+        "the upload's saved hash state covers {hashed} bytes, but only {received} were received"
+    )]
+    HashAhead {
+        /// The bytes the state covers.
+        hashed: u64,
+        /// The bytes committed.
+        received: u64,
+    },
     /// The file system failed.
     #[error("upload staging I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -80,9 +96,139 @@ impl Drop for HeldEntry {
     fn drop(&mut self) {
         self.held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.id);
     }
+}
+
+/// Where an append's hashing starts: the upload's committed hash state and, if the upload's
+/// previous append may still be hashing, that hashing.
+pub struct HashResume {
+    /// The committed state: a hasher after the upload's first `hashed` bytes.
+    hasher: ContentHasher,
+    hashed: u64,
+    /// The previous append's hashing; used if it ends at the new append's offset.
+    running: Option<Hashing>,
+}
+
+impl HashResume {
+    /// Hashing from `hasher`, which has seen the upload's first `hashed` bytes; `running` is
+    /// the previous append's hashing if it was kept.
+    pub fn new(hasher: ContentHasher, hashed: u64, running: Option<Hashing>) -> Self {
+        HashResume {
+            hasher,
+            hashed,
+            running,
+        }
+    }
+
+    /// The hasher after the upload's first `offset` bytes: the previous append's, if it got
+    /// there, else the committed state and the staged bytes it does not cover. Blocks.
+    fn run(self, path: &Path, offset: u64) -> Result<ContentHasher, AppendError> {
+        let HashResume {
+            mut hasher,
+            hashed,
+            running,
+        } = self;
+        if let Some(running) = running
+            && let Ok(Ok((previous, reached))) = running.done.blocking_recv()
+            && reached == offset
+        {
+            return Ok(previous);
+        }
+        // The previous hashing failed or was not kept: this is the committed state's way.
+        if hashed < offset {
+            hash_staged(&mut hasher, path, hashed, offset - hashed).map_err(|e| {
+                match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => {
+                        AppendError::Lost
+                    }
+                    _ => e.into(),
+                }
+            })?;
+        }
+        Ok(hasher)
+    }
+}
+
+/// An append's hashing, which goes on through the blocks queued for it after the append has
+/// ended: [`Hashing::wait`]ed for by the request that needs the digest, or handed to the
+/// upload's next append in a [`HashResume`].
+pub struct Hashing {
+    done: oneshot::Receiver<HashOutcome>,
+    progress: Arc<Mutex<HashProgress>>,
+}
+
+/// How a hashing ended: the hasher, and how many of the upload's bytes it has seen.
+type HashOutcome = Result<(ContentHasher, u64), AppendError>;
+
+/// A hasher's saved state after the upload's first `hashed` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashProgress {
+    /// The bytes hashed.
+    pub hashed: u64,
+    /// The hasher's saved state (see [`ContentHasher::save`]).
+    pub state: Vec<u8>,
+}
+
+impl HashProgress {
+    fn of(hasher: &ContentHasher, hashed: u64) -> Self {
+        HashProgress {
+            hashed,
+            state: hasher.save(),
+        }
+    }
+}
+
+impl Hashing {
+    /// The latest state saved: at most a queue of blocks behind the bytes appended while the
+    /// hasher works through them, and safe to commit at any time.
+    pub fn progress(&self) -> HashProgress {
+        lock_progress(&self.progress).clone()
+    }
+
+    /// Waits until every byte appended is hashed, and takes the hasher.
+    pub async fn wait(self) -> Result<ContentHasher, AppendError> {
+        Ok(ended(self.done.await)?.0)
+    }
+}
+
+fn lock_progress(progress: &Mutex<HashProgress>) -> std::sync::MutexGuard<'_, HashProgress> {
+    progress.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A worker's outcome as its receiver saw it: a worker that went away without one panicked.
+fn ended<T>(
+    outcome: Result<Result<T, AppendError>, oneshot::error::RecvError>,
+) -> Result<T, AppendError> {
+    outcome.unwrap_or_else(|_| Err(std::io::Error::other("a staging worker stopped").into()))
+}
+
+/// Feeds `len` staged bytes of the file at `path`, from `from`, to `hasher`; fails with
+/// `UnexpectedEof` if the file ends before.
+fn hash_staged(
+    hasher: &mut ContentHasher,
+    path: &Path,
+    from: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut reader = file.take(len);
+    let mut buf = vec![0; WRITE_BLOCK];
+    let mut total = 0;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    if total < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
 }
 
 #[derive(Clone)]
@@ -102,10 +248,7 @@ impl Staging {
     }
 
     pub(super) fn lock(&self, id: &UploadId) -> Option<UploadLock> {
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         held.insert(id.clone()).then(|| UploadLock {
             entry: Arc::new(HeldEntry {
                 id: id.clone(),
@@ -124,14 +267,20 @@ impl Staging {
         lock: &UploadLock,
         offset: u64,
         mut body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
-        hasher: ContentHasher,
+        hash: HashResume,
         max_size: Option<u64>,
-    ) -> Result<(u64, ContentHasher), AppendError> {
+    ) -> Result<(u64, Hashing), AppendError> {
+        if hash.hashed > offset {
+            return Err(AppendError::HashAhead {
+                hashed: hash.hashed,
+                received: offset,
+            });
+        }
         // The file is opened by the thread that writes to it, so that receiving and hashing
         // need not wait for it (each hand-off to a blocking thread is a wake-up, which on a
         // virtual machine costs as much as receiving tens of KiB).
         let path = self.path(lock.id());
-        let mut writer = BlockWriter::start(path, offset, hasher, lock);
+        let mut writer = BlockWriter::start(path, offset, hash, lock);
         let mut block = Vec::new();
         let mut block_len = 0;
         let mut appended: u64 = 0;
@@ -163,12 +312,21 @@ impl Staging {
             Ok(())
         }
         .await;
-        // Always wait for the blocks queued: the file is complete (or the failure known) only
-        // then. A worker's own error explains a failed submit better than the submit does.
-        let hasher = writer.finish().await?;
-        outcome?;
+        // Always wait for the blocks queued to be written: the file is complete (or the
+        // failure known) only then. The hashing may go on.
+        let hashing = writer.finish().await?;
+        if let Err(error) = outcome {
+            // A submit fails when a worker stopped, and the worker's own error says why (the
+            // writer's was returned above). The hasher's queue is closed: it ends soon.
+            if matches!(error, AppendError::Io(_))
+                && let Err(hasher_error) = hashing.wait().await
+            {
+                return Err(hasher_error);
+            }
+            return Err(error);
+        }
         permit.check().map_err(|_| AppendError::Cancelled)?;
-        Ok((appended, hasher))
+        Ok((appended, hashing))
     }
 
     pub(super) async fn digest(
@@ -179,17 +337,8 @@ impl Staging {
     ) -> Result<Digest, StorageError> {
         let path = self.path(lock.id());
         Ok(blocking(move || {
-            let file = std::fs::File::open(path)?;
-            let mut reader = file.take(size);
             let mut hasher = ContentHasher::new(algorithm);
-            let mut buf = vec![0; WRITE_BLOCK];
-            loop {
-                let n = reader.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
+            hash_staged(&mut hasher, &path, 0, size)?;
             Ok::<_, std::io::Error>(hasher.finish())
         })
         .await?)
@@ -257,7 +406,9 @@ impl Staging {
 /// push it is what bounds the speed, so it must never idle while a block is ready.
 struct BlockWriter {
     file: Worker<std::fs::File>,
-    hasher: Worker<ContentHasher>,
+    /// The hasher, and how many of the upload's bytes it has seen.
+    hasher: Worker<(ContentHasher, u64)>,
+    progress: Arc<Mutex<HashProgress>>,
 }
 
 /// Blocks queued for each worker beyond the one it is working on (each at least
@@ -290,36 +441,46 @@ enum Scheduling {
 /// file, or the hasher), which it hands back at the end.
 struct Worker<T> {
     queue: tokio::sync::mpsc::Sender<Arc<[Bytes]>>,
-    task: JoinHandle<Result<T, AppendError>>,
+    done: oneshot::Receiver<Result<T, AppendError>>,
 }
 
 impl<T: Send + 'static> Worker<T> {
     /// Starts the thread, which makes its value with `init` before taking the first block.
+    /// With `keep`, the upload stays locked until the thread has ended.
     fn start(
         init: impl FnOnce() -> Result<T, AppendError> + Send + 'static,
-        lock: &UploadLock,
+        keep: Option<Arc<HeldEntry>>,
         scheduling: Scheduling,
         mut work: impl FnMut(&mut T, &[Bytes]) -> std::io::Result<()> + Send + 'static,
     ) -> Self {
         let (queue, mut blocks) = tokio::sync::mpsc::channel::<Arc<[Bytes]>>(QUEUED_BLOCKS);
-        let keep = lock.keep();
-        let task = tokio::task::spawn_blocking(move || {
-            let _keep = keep;
-            // Blocking threads are pooled: the policy must end with this work (the guard's drop).
-            let _policy = matches!(scheduling, Scheduling::Batch).then(BatchPolicy::enter);
-            let mut value = init()?;
-            while let Some(block) = blocks.blocking_recv() {
-                work(&mut value, &block)?;
-            }
-            Ok(value)
+        let (result, done) = oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let outcome = {
+                // Blocking threads are pooled: the policy must end with this work (the
+                // guard's drop).
+                let _policy = matches!(scheduling, Scheduling::Batch).then(BatchPolicy::enter);
+                init().and_then(|mut value| {
+                    while let Some(block) = blocks.blocking_recv() {
+                        work(&mut value, &block)?;
+                    }
+                    Ok(value)
+                })
+            };
+            // The queue goes first, so that a request still queueing fails rather than waits;
+            // the lock before the outcome, so that whoever hears of it may lock the upload.
+            drop(blocks);
+            drop(keep);
+            // Nobody waiting (the request went away) is fine: the outcome is not needed.
+            let _ = result.send(outcome);
         });
-        Worker { queue, task }
+        Worker { queue, done }
     }
 
     /// Queues a block; when the queue is full, waits until [`REFILL_AT`] places are free. Fails
     /// when the worker has stopped on an error, which [`Worker::finish`] returns.
     async fn submit(&self, block: Arc<[Bytes]>) -> std::io::Result<()> {
-        let stopped = || std::io::Error::other("a previous block write failed");
+        let stopped = || std::io::Error::other("a staging worker stopped");
         if self.queue.capacity() == 0 {
             // Only this request sends on the queue, so the places stay free once released.
             drop(
@@ -332,15 +493,22 @@ impl<T: Send + 'static> Worker<T> {
         self.queue.send(block).await.map_err(|_| stopped())
     }
 
+    /// Tells the worker that no more blocks come: it ends once it has done those queued, and
+    /// then sends its value (or its error) on the returned channel.
+    fn close(self) -> oneshot::Receiver<Result<T, AppendError>> {
+        let Worker { queue, done } = self;
+        drop(queue);
+        done
+    }
+
     /// Waits until the worker has done every block queued, and takes its value back.
     async fn finish(self) -> Result<T, AppendError> {
-        drop(self.queue);
-        self.task.await.map_err(std::io::Error::other)?
+        ended(self.close().await)
     }
 }
 
 /// Opens an upload's staged file for appending at `offset`, its committed length.
-fn open_at(path: &std::path::Path, offset: u64) -> Result<std::fs::File, AppendError> {
+fn open_at(path: &Path, offset: u64) -> Result<std::fs::File, AppendError> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -362,25 +530,41 @@ fn open_at(path: &std::path::Path, offset: u64) -> Result<std::fs::File, AppendE
 }
 
 impl BlockWriter {
-    /// Starts the two workers; each keeps the upload locked until it has ended, even if the
-    /// request is dropped first.
-    fn start(path: PathBuf, offset: u64, hasher: ContentHasher, lock: &UploadLock) -> Self {
+    /// Starts the two workers. The writer keeps the upload locked until it has ended, even if
+    /// the request is dropped first. The hasher keeps nothing locked: it reads no more of the
+    /// file than the committed bytes before `offset` (see [`HashResume::run`]), which no
+    /// append changes, and it goes on after the append has ended.
+    fn start(path: PathBuf, offset: u64, hash: HashResume, lock: &UploadLock) -> Self {
+        let progress = Arc::new(Mutex::new(HashProgress::of(&hash.hasher, hash.hashed)));
+        let (resumed, saved) = (Arc::clone(&progress), Arc::clone(&progress));
+        let hash_path = path.clone();
         BlockWriter {
             file: Worker::start(
                 move || open_at(&path, offset),
-                lock,
+                Some(lock.keep()),
                 Scheduling::Batch,
                 |file, block| block.iter().try_for_each(|chunk| file.write_all(chunk)),
             ),
             hasher: Worker::start(
-                move || Ok(hasher),
-                lock,
+                move || {
+                    let hasher = hash.run(&hash_path, offset)?;
+                    *lock_progress(&resumed) = HashProgress::of(&hasher, offset);
+                    Ok((hasher, offset))
+                },
+                None,
                 Scheduling::Normal,
-                |hasher, block| {
-                    block.iter().for_each(|chunk| hasher.update(chunk));
+                move |(hasher, hashed), block| {
+                    for chunk in block.iter() {
+                        hasher.update(chunk);
+                        *hashed += chunk.len() as u64;
+                    }
+                    // After every block, so that an append that ends before its hashing
+                    // commits a state at most a queue behind the bytes it wrote.
+                    *lock_progress(&saved) = HashProgress::of(hasher, *hashed);
                     Ok(())
                 },
             ),
+            progress,
         }
     }
 
@@ -392,12 +576,15 @@ impl BlockWriter {
         self.file.submit(block).await
     }
 
-    /// Waits for both workers to finish; the hasher has then seen every block submitted.
-    async fn finish(self) -> Result<ContentHasher, AppendError> {
-        let written = self.file.finish().await;
-        let hasher = self.hasher.finish().await?;
-        written?;
-        Ok(hasher)
+    /// Waits until every block submitted is written; the hasher goes on with those it has not
+    /// reached.
+    async fn finish(self) -> Result<Hashing, AppendError> {
+        let hashing = Hashing {
+            done: self.hasher.close(),
+            progress: self.progress,
+        };
+        self.file.finish().await?;
+        Ok(hashing)
     }
 }
 
@@ -416,7 +603,7 @@ mod tests {
     use crate::metadata::SqliteStore;
     use crate::metrics::Metrics;
 
-    async fn gate(dir: &std::path::Path) -> WriteGate {
+    async fn gate(dir: &Path) -> WriteGate {
         let store = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
         WriteGate::open(
             Arc::new(store),
@@ -450,20 +637,215 @@ mod tests {
             .admit(WriteIntent::Housekeeping { job: "test" })
             .await
             .unwrap();
-        let (appended, hasher) = staging
+        let (appended, hashing) = staging
             .append(
                 &permit,
                 &lock,
                 0,
                 futures_util::stream::iter(chunks),
-                ContentHasher::new(Algorithm::Sha256),
+                HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None),
                 None,
             )
             .await
             .unwrap();
         assert_eq!(appended, data.len() as u64);
-        assert_eq!(hasher.finish(), Digest::sha256_of(&data));
+        assert_eq!(
+            hashing.wait().await.unwrap().finish(),
+            Digest::sha256_of(&data)
+        );
         assert_eq!(std::fs::read(staging.path(&id)).unwrap(), data);
+    }
+
+    /// The body in chunks of 64 KiB.
+    fn body_of(data: &[u8]) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin {
+        let chunks: Vec<_> = data
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures_util::stream::iter(chunks)
+    }
+
+    fn hasher_of(data: &[u8]) -> ContentHasher {
+        let mut hasher = ContentHasher::new(Algorithm::Sha256);
+        hasher.update(data);
+        hasher
+    }
+
+    /// A previous append's hashing whose end the test decides.
+    fn held_hashing() -> (oneshot::Sender<HashOutcome>, Hashing) {
+        let (end, done) = oneshot::channel();
+        let progress = HashProgress::of(&ContentHasher::new(Algorithm::Sha256), 0);
+        let hashing = Hashing {
+            done,
+            progress: Arc::new(Mutex::new(progress)),
+        };
+        (end, hashing)
+    }
+
+    /// An append ends once its bytes are written, not when they are hashed: here its hasher
+    /// waits for the previous append's hashing, which the test holds back. The upload is free
+    /// for its next request at once, the state saved so far is the committed one, and once the
+    /// previous hashing ends the hash covers both appends' bytes.
+    #[tokio::test]
+    async fn an_append_ends_before_its_hashing_which_continues_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = gate(dir.path()).await;
+        let staging = Staging::new(dir.path().join("uploads"), false);
+        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let id = UploadId::generate();
+        let first = content(3 * WRITE_BLOCK + 7);
+        let second: Vec<u8> = content(3 * WRITE_BLOCK + 5).into_iter().rev().collect();
+        std::fs::write(staging.path(&id), &first).unwrap();
+        let (previous_ends, previous) = held_hashing();
+        let committed = ContentHasher::new(Algorithm::Sha256);
+
+        let lock = staging.lock(&id).unwrap();
+        let permit = gate
+            .admit(WriteIntent::Housekeeping { job: "test" })
+            .await
+            .unwrap();
+        let hash = HashResume::new(committed.clone(), 0, Some(previous));
+        // Fewer blocks than the hasher's queue holds: the append need not wait for it.
+        let (appended, hashing) = within(staging.append(
+            &permit,
+            &lock,
+            first.len() as u64,
+            body_of(&second),
+            hash,
+            None,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(appended, second.len() as u64);
+        assert_eq!(hashing.progress(), HashProgress::of(&committed, 0));
+        drop(lock);
+        assert!(
+            staging.lock(&id).is_some(),
+            "the running hashing keeps the upload locked"
+        );
+
+        previous_ends
+            .send(Ok((hasher_of(&first), first.len() as u64)))
+            .unwrap_or_else(|_| panic!("the hasher stopped waiting for the previous one"));
+        let both = [first, second].concat();
+        let hasher = within(hashing.wait()).await.unwrap();
+        assert_eq!(hasher.finish(), Digest::sha256_of(&both));
+        assert_eq!(std::fs::read(staging.path(&id)).unwrap(), both);
+    }
+
+    /// Without the previous append's hashing (there was none kept, as after a restart; it
+    /// failed; it went away; it ended elsewhere than at the append's offset) the staged bytes
+    /// the committed state does not cover are hashed again from the file.
+    #[tokio::test]
+    async fn without_the_previous_hashing_the_staged_bytes_are_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = gate(dir.path()).await;
+        let staging = Staging::new(dir.path().join("uploads"), false);
+        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let first = content(2 * WRITE_BLOCK + 3);
+        let second: Vec<u8> = content(WRITE_BLOCK + 11).into_iter().rev().collect();
+        let both = [first.clone(), second.clone()].concat();
+        // The committed state covers the first 1000 bytes only.
+        let committed = 1000;
+
+        #[derive(Debug, Clone, Copy)]
+        enum Previous {
+            NotKept,
+            Failed,
+            WentAway,
+            EndedElsewhere,
+        }
+        let ended_with = |outcome| {
+            let (end, previous) = held_hashing();
+            end.send(outcome).unwrap_or_else(|_| panic!("nobody waits"));
+            Some(previous)
+        };
+        for case in [
+            Previous::NotKept,
+            Previous::Failed,
+            Previous::WentAway,
+            Previous::EndedElsewhere,
+        ] {
+            let id = UploadId::generate();
+            std::fs::write(staging.path(&id), &first).unwrap();
+            let running = match case {
+                Previous::NotKept => None,
+                Previous::Failed => ended_with(Err(std::io::Error::other("failed").into())),
+                Previous::WentAway => Some(held_hashing().1),
+                Previous::EndedElsewhere => ended_with(Ok((hasher_of(&first[..2000]), 2000))),
+            };
+            let lock = staging.lock(&id).unwrap();
+            let permit = gate
+                .admit(WriteIntent::Housekeeping { job: "test" })
+                .await
+                .unwrap();
+            let hash = HashResume::new(hasher_of(&first[..committed]), committed as u64, running);
+            let (_, hashing) = within(staging.append(
+                &permit,
+                &lock,
+                first.len() as u64,
+                body_of(&second),
+                hash,
+                None,
+            ))
+            .await
+            .unwrap();
+            let hasher = within(hashing.wait()).await.unwrap();
+            assert_eq!(hasher.finish(), Digest::sha256_of(&both), "{case:?}");
+        }
+    }
+
+    /// A committed hash state that claims more bytes than were committed (a damaged record)
+    /// is refused before anything is written.
+    #[tokio::test]
+    async fn a_hash_state_ahead_of_the_committed_bytes_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = gate(dir.path()).await;
+        let staging = Staging::new(dir.path().join("uploads"), false);
+        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let id = UploadId::generate();
+        std::fs::write(staging.path(&id), b"0123456789").unwrap();
+        let lock = staging.lock(&id).unwrap();
+        let permit = gate
+            .admit(WriteIntent::Housekeeping { job: "test" })
+            .await
+            .unwrap();
+        let hash = HashResume::new(hasher_of(b"0123456789x"), 11, None);
+        let refused = staging
+            .append(&permit, &lock, 10, body_of(b"abc"), hash, None)
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(AppendError::HashAhead {
+                    hashed: 11,
+                    received: 10
+                })
+            ),
+            "{:?}",
+            refused.map(|(appended, _)| appended)
+        );
+        assert_eq!(std::fs::read(staging.path(&id)).unwrap(), b"0123456789");
+    }
+
+    /// The staged file is shorter than the committed bytes the hash state does not cover: the
+    /// upload's data is lost, and the append says so.
+    #[tokio::test]
+    async fn staged_bytes_missing_behind_the_hash_state_are_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::new(dir.path().join("uploads"), false);
+        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let path = staging.path(&UploadId::generate());
+        std::fs::write(&path, b"01234").unwrap();
+        let hash = HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None);
+        let resumed = tokio::task::spawn_blocking(move || hash.run(&path, 10))
+            .await
+            .unwrap();
+        assert!(
+            matches!(resumed, Err(AppendError::Lost)),
+            "{:?}",
+            resumed.err()
+        );
     }
 
     /// The writer works as a batch thread, and the pooled thread it borrowed is normal again
@@ -481,7 +863,7 @@ mod tests {
             let lock = staging.lock(&UploadId::generate()).unwrap();
             let worker = Worker::start(
                 || Ok(Vec::new()),
-                &lock,
+                Some(lock.keep()),
                 Scheduling::Batch,
                 |seen: &mut Vec<bool>, _block| {
                     seen.push(crate::storage::batch_policy::current_is_batch());
@@ -511,7 +893,7 @@ mod tests {
         let counted = Arc::clone(&taken);
         let worker = Arc::new(Worker::start(
             || Ok(()),
-            &lock,
+            Some(lock.keep()),
             Scheduling::Normal,
             move |(), _block| {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -590,9 +972,9 @@ mod tests {
             .await
             .unwrap();
         let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(data))]);
-        let hasher = ContentHasher::new(Algorithm::Sha256);
+        let hash = HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None);
         let (appended, _) = staging
-            .append(&permit, &lock, offset, body, hasher, None)
+            .append(&permit, &lock, offset, body, hash, None)
             .await?;
         Ok(appended)
     }
@@ -651,7 +1033,7 @@ mod tests {
             &lock,
             0,
             tokio_stream_from(rx),
-            ContentHasher::new(Algorithm::Sha256),
+            HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None),
             None,
         );
         let block = Bytes::from(vec![b'w'; 16 * 1024 * 1024]);
