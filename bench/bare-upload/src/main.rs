@@ -13,8 +13,9 @@
 //! - `--layout 3`: the connection's thread only receives; one thread writes, another hashes
 //!   (Wharf's layout, with its async worker as the receiver).
 //!
-//! A `PATCH` is answered once every byte of it is written and hashed, as a registry must to
-//! report an upload's progress truthfully.
+//! A `PATCH` is answered once every byte of it is written, as Wharf answers one: the hashing of
+//! its last blocks goes on while the answer goes out and the next `PATCH` comes in (whose
+//! blocks queue behind them), and the `PUT` waits for it.
 //!
 //! ```text
 //! bare-upload --layout 2|3 127.0.0.1:PORT DIR
@@ -153,12 +154,12 @@ impl Upload {
         self.hasher.submit(block)
     }
 
-    /// Waits until every block submitted so far is written and hashed.
-    fn wait(&self) -> Result<(), Error> {
-        if let Writer::Thread(worker) = &self.writer {
-            worker.wait()?;
+    /// Waits until every block submitted so far is written; the hasher may still be behind.
+    fn wait_written(&self) -> Result<(), Error> {
+        match &self.writer {
+            Writer::Thread(worker) => worker.wait(),
+            Writer::Inline(_) => Ok(()),
         }
-        self.hasher.wait()
     }
 
     /// The content's sha256, in hex, once every block is written and hashed.
@@ -262,7 +263,7 @@ fn serve(stream: TcpStream, uploads: &Uploads) -> Result<(), Error> {
                     return respond(&mut out, "404 Not Found", &[]);
                 };
                 append(&mut upload, &mut body)?;
-                upload.wait()?;
+                upload.wait_written()?;
                 let location = format!("/uploads/{id}");
                 let range = format!("0-{}", upload.len.saturating_sub(1));
                 uploads.put_back(id, upload);
