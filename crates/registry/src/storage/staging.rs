@@ -603,15 +603,66 @@ mod tests {
     use crate::metadata::SqliteStore;
     use crate::metrics::Metrics;
 
-    async fn gate(dir: &Path) -> WriteGate {
-        let store = SqliteStore::open(&dir.join("metadata.db")).await.unwrap();
-        WriteGate::open(
+    /// A staging area in a temporary folder, and the write gate its appends are admitted by.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        gate: WriteGate,
+        staging: Staging,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("metadata.db"))
+            .await
+            .unwrap();
+        let gate = WriteGate::open(
             Arc::new(store),
             DrainSettings::default(),
             Arc::new(Metrics::new()),
         )
         .await
-        .unwrap()
+        .unwrap();
+        let staging = Staging::new(dir.path().join("uploads"), false);
+        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        Fixture {
+            _dir: dir,
+            gate,
+            staging,
+        }
+    }
+
+    impl Fixture {
+        async fn permit(&self) -> WritePermit {
+            self.gate
+                .admit(WriteIntent::Housekeeping { job: "test" })
+                .await
+                .unwrap()
+        }
+
+        /// Appends `data` to upload `id` at `offset`, in chunks of 64 KiB, under a lock and a
+        /// permit of its own.
+        async fn append(
+            &self,
+            id: &UploadId,
+            offset: u64,
+            data: &[u8],
+            hash: HashResume,
+        ) -> Result<(u64, Hashing), AppendError> {
+            let lock = self.staging.lock(id).unwrap();
+            let permit = self.permit().await;
+            let chunks: Vec<_> = data
+                .chunks(64 * 1024)
+                .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+                .collect();
+            let body = futures_util::stream::iter(chunks);
+            self.staging
+                .append(&permit, &lock, offset, body, hash, None)
+                .await
+        }
+    }
+
+    fn fresh_hash() -> HashResume {
+        HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None)
     }
 
     fn content(len: usize) -> Vec<u8> {
@@ -622,28 +673,23 @@ mod tests {
     /// in order and the hash is of exactly those bytes.
     #[tokio::test]
     async fn every_block_is_written_and_hashed_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let gate = gate(dir.path()).await;
-        let staging = Staging::new(dir.path().join("uploads"), false);
-        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
         let data = content(3 * (QUEUED_BLOCKS + 1) * WRITE_BLOCK + 12_345);
         let chunks: Vec<Result<Bytes, std::io::Error>> = data
             .chunks(300_001)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
+        let fixture = fixture().await;
         let id = UploadId::generate();
-        let lock = staging.lock(&id).unwrap();
-        let permit = gate
-            .admit(WriteIntent::Housekeeping { job: "test" })
-            .await
-            .unwrap();
-        let (appended, hashing) = staging
+        let lock = fixture.staging.lock(&id).unwrap();
+        let permit = fixture.permit().await;
+        let (appended, hashing) = fixture
+            .staging
             .append(
                 &permit,
                 &lock,
                 0,
                 futures_util::stream::iter(chunks),
-                HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None),
+                fresh_hash(),
                 None,
             )
             .await
@@ -653,16 +699,7 @@ mod tests {
             hashing.wait().await.unwrap().finish(),
             Digest::sha256_of(&data)
         );
-        assert_eq!(std::fs::read(staging.path(&id)).unwrap(), data);
-    }
-
-    /// The body in chunks of 64 KiB.
-    fn body_of(data: &[u8]) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin {
-        let chunks: Vec<_> = data
-            .chunks(64 * 1024)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        futures_util::stream::iter(chunks)
+        assert_eq!(std::fs::read(fixture.staging.path(&id)).unwrap(), data);
     }
 
     fn hasher_of(data: &[u8]) -> ContentHasher {
@@ -688,10 +725,8 @@ mod tests {
     /// previous hashing ends the hash covers both appends' bytes.
     #[tokio::test]
     async fn an_append_ends_before_its_hashing_which_continues_the_previous_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let gate = gate(dir.path()).await;
-        let staging = Staging::new(dir.path().join("uploads"), false);
-        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let fixture = fixture().await;
+        let staging = &fixture.staging;
         let id = UploadId::generate();
         let first = content(3 * WRITE_BLOCK + 7);
         let second: Vec<u8> = content(3 * WRITE_BLOCK + 5).into_iter().rev().collect();
@@ -699,26 +734,14 @@ mod tests {
         let (previous_ends, previous) = held_hashing();
         let committed = ContentHasher::new(Algorithm::Sha256);
 
-        let lock = staging.lock(&id).unwrap();
-        let permit = gate
-            .admit(WriteIntent::Housekeeping { job: "test" })
-            .await
-            .unwrap();
         let hash = HashResume::new(committed.clone(), 0, Some(previous));
         // Fewer blocks than the hasher's queue holds: the append need not wait for it.
-        let (appended, hashing) = within(staging.append(
-            &permit,
-            &lock,
-            first.len() as u64,
-            body_of(&second),
-            hash,
-            None,
-        ))
-        .await
-        .unwrap();
+        let (appended, hashing) = within(fixture.append(&id, first.len() as u64, &second, hash))
+            .await
+            .unwrap();
         assert_eq!(appended, second.len() as u64);
         assert_eq!(hashing.progress(), HashProgress::of(&committed, 0));
-        drop(lock);
+        // The append's own lock is gone with it.
         assert!(
             staging.lock(&id).is_some(),
             "the running hashing keeps the upload locked"
@@ -738,10 +761,7 @@ mod tests {
     /// the committed state does not cover are hashed again from the file.
     #[tokio::test]
     async fn without_the_previous_hashing_the_staged_bytes_are_hashed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let gate = gate(dir.path()).await;
-        let staging = Staging::new(dir.path().join("uploads"), false);
-        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let fixture = fixture().await;
         let first = content(2 * WRITE_BLOCK + 3);
         let second: Vec<u8> = content(WRITE_BLOCK + 11).into_iter().rev().collect();
         let both = [first.clone(), second.clone()].concat();
@@ -767,29 +787,17 @@ mod tests {
             Previous::EndedElsewhere,
         ] {
             let id = UploadId::generate();
-            std::fs::write(staging.path(&id), &first).unwrap();
+            std::fs::write(fixture.staging.path(&id), &first).unwrap();
             let running = match case {
                 Previous::NotKept => None,
                 Previous::Failed => ended_with(Err(std::io::Error::other("failed").into())),
                 Previous::WentAway => Some(held_hashing().1),
                 Previous::EndedElsewhere => ended_with(Ok((hasher_of(&first[..2000]), 2000))),
             };
-            let lock = staging.lock(&id).unwrap();
-            let permit = gate
-                .admit(WriteIntent::Housekeeping { job: "test" })
+            let hash = HashResume::new(hasher_of(&first[..committed]), committed as u64, running);
+            let (_, hashing) = within(fixture.append(&id, first.len() as u64, &second, hash))
                 .await
                 .unwrap();
-            let hash = HashResume::new(hasher_of(&first[..committed]), committed as u64, running);
-            let (_, hashing) = within(staging.append(
-                &permit,
-                &lock,
-                first.len() as u64,
-                body_of(&second),
-                hash,
-                None,
-            ))
-            .await
-            .unwrap();
             let hasher = within(hashing.wait()).await.unwrap();
             assert_eq!(hasher.finish(), Digest::sha256_of(&both), "{case:?}");
         }
@@ -799,21 +807,11 @@ mod tests {
     /// is refused before anything is written.
     #[tokio::test]
     async fn a_hash_state_ahead_of_the_committed_bytes_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let gate = gate(dir.path()).await;
-        let staging = Staging::new(dir.path().join("uploads"), false);
-        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let fixture = fixture().await;
         let id = UploadId::generate();
-        std::fs::write(staging.path(&id), b"0123456789").unwrap();
-        let lock = staging.lock(&id).unwrap();
-        let permit = gate
-            .admit(WriteIntent::Housekeeping { job: "test" })
-            .await
-            .unwrap();
+        std::fs::write(fixture.staging.path(&id), b"0123456789").unwrap();
         let hash = HashResume::new(hasher_of(b"0123456789x"), 11, None);
-        let refused = staging
-            .append(&permit, &lock, 10, body_of(b"abc"), hash, None)
-            .await;
+        let refused = fixture.append(&id, 10, b"abc", hash).await;
         assert!(
             matches!(
                 refused,
@@ -825,19 +823,20 @@ mod tests {
             "{:?}",
             refused.map(|(appended, _)| appended)
         );
-        assert_eq!(std::fs::read(staging.path(&id)).unwrap(), b"0123456789");
+        assert_eq!(
+            std::fs::read(fixture.staging.path(&id)).unwrap(),
+            b"0123456789"
+        );
     }
 
     /// The staged file is shorter than the committed bytes the hash state does not cover: the
-    /// upload's data is lost, and the append says so.
+    /// upload's data is lost, and resuming the hash says so.
     #[tokio::test]
     async fn staged_bytes_missing_behind_the_hash_state_are_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let staging = Staging::new(dir.path().join("uploads"), false);
-        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
-        let path = staging.path(&UploadId::generate());
+        let fixture = fixture().await;
+        let path = fixture.staging.path(&UploadId::generate());
         std::fs::write(&path, b"01234").unwrap();
-        let hash = HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None);
+        let hash = fresh_hash();
         let resumed = tokio::task::spawn_blocking(move || hash.run(&path, 10))
             .await
             .unwrap();
@@ -959,54 +958,26 @@ mod tests {
             .expect("stuck for 30 s")
     }
 
-    async fn append_bytes(
-        staging: &Staging,
-        gate: &WriteGate,
-        id: &UploadId,
-        offset: u64,
-        data: &'static [u8],
-    ) -> Result<u64, AppendError> {
-        let lock = staging.lock(id).unwrap();
-        let permit = gate
-            .admit(WriteIntent::Housekeeping { job: "test" })
-            .await
-            .unwrap();
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(data))]);
-        let hash = HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None);
-        let (appended, _) = staging
-            .append(&permit, &lock, offset, body, hash, None)
-            .await?;
-        Ok(appended)
-    }
-
     /// Bytes past the committed length (left by a request that failed) are cut before the
     /// next append; staged bytes shorter than the committed length are reported lost, and
     /// nothing is written.
     #[tokio::test]
     async fn appends_start_at_the_committed_length_and_find_lost_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let gate = gate(dir.path()).await;
-        let staging = Staging::new(dir.path().join("uploads"), false);
-        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
-        let id = UploadId::generate();
+        let fixture = &fixture().await;
+        let id = &UploadId::generate();
+        let staged = || std::fs::read(fixture.staging.path(id)).unwrap();
+        let appended = |offset, data: &'static [u8]| async move {
+            let appended = fixture.append(id, offset, data, fresh_hash()).await;
+            appended.map(|(appended, _)| appended)
+        };
 
-        assert_eq!(
-            append_bytes(&staging, &gate, &id, 0, b"0123456789garbage")
-                .await
-                .unwrap(),
-            17
-        );
-        assert_eq!(
-            append_bytes(&staging, &gate, &id, 10, b"abc")
-                .await
-                .unwrap(),
-            3
-        );
-        assert_eq!(std::fs::read(staging.path(&id)).unwrap(), b"0123456789abc");
+        assert_eq!(appended(0, b"0123456789garbage").await.unwrap(), 17);
+        assert_eq!(appended(10, b"abc").await.unwrap(), 3);
+        assert_eq!(staged(), b"0123456789abc");
 
-        let lost = append_bytes(&staging, &gate, &id, 20, b"xyz").await;
+        let lost = appended(20, b"xyz").await;
         assert!(matches!(lost, Err(AppendError::Lost)), "{lost:?}");
-        assert_eq!(std::fs::read(staging.path(&id)).unwrap(), b"0123456789abc");
+        assert_eq!(staged(), b"0123456789abc");
     }
 
     /// A request dropped while its blocks are still being written (the client went away) keeps
@@ -1014,28 +985,16 @@ mod tests {
     /// to the file at the same time as the writer of the abandoned request.
     #[tokio::test]
     async fn the_upload_stays_locked_until_abandoned_writes_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let gate = gate(dir.path()).await;
-        let staging = Staging::new(dir.path().join("uploads"), false);
-        std::fs::create_dir_all(dir.path().join("uploads")).unwrap();
+        let fixture = fixture().await;
+        let staging = &fixture.staging;
         let id = UploadId::generate();
         let lock = staging.lock(&id).unwrap();
-        let permit = gate
-            .admit(WriteIntent::Housekeeping { job: "test" })
-            .await
-            .unwrap();
+        let permit = fixture.permit().await;
 
         // The body sends as many blocks as the queues take without waiting, then stalls; the
         // request is dropped there. Large blocks, so that writing them takes a while.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-        let writer = staging.append(
-            &permit,
-            &lock,
-            0,
-            tokio_stream_from(rx),
-            HashResume::new(ContentHasher::new(Algorithm::Sha256), 0, None),
-            None,
-        );
+        let writer = staging.append(&permit, &lock, 0, tokio_stream_from(rx), fresh_hash(), None);
         let block = Bytes::from(vec![b'w'; 16 * 1024 * 1024]);
         let feed = async {
             for _ in 0..QUEUED_BLOCKS {

@@ -462,36 +462,29 @@ async fn mount_falls_back_to_an_upload_when_the_source_lacks_the_blob() {
     );
 }
 
-#[tokio::test]
-async fn an_upload_resumes_after_a_restart() {
-    let app = TestApp::start().await;
-    let content = random_bytes(300_000);
-    let digest = Digest::sha256_of(&content);
-    let location = app.open_upload("r").await;
+/// Sends `chunk`, which starts at byte `start` of the upload at `location`, as a `PATCH` with
+/// its `Content-Range`; the upload takes it.
+async fn send_chunk(app: &TestApp, location: &str, start: usize, chunk: &[u8]) {
     let response = app
-        .request(Method::PATCH, &location)
-        .header("content-range", "0-149999")
-        .body(content[..150_000].to_vec())
+        .request(Method::PATCH, location)
+        .header(
+            "content-range",
+            format!("{start}-{}", start + chunk.len() - 1),
+        )
+        .body(chunk.to_vec())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
 
-    let app = app.restart().await;
-    let status = app.get(&location).await;
-    assert_eq!(header(&status, "range"), "0-149999");
-    let response = app
-        .request(Method::PATCH, &location)
-        .header("content-range", "150000-299999")
-        .body(content[150_000..].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+/// Completes the upload at `location` (in repository `r`) as `content`, and reads the blob back.
+async fn complete_and_read_back(app: &TestApp, location: &str, content: &[u8]) {
+    let digest = Digest::sha256_of(content);
     let response = app
         .request(
             Method::PUT,
-            &with_query(&location, &format!("digest={digest}")),
+            &with_query(location, &format!("digest={digest}")),
         )
         .send()
         .await
@@ -506,6 +499,20 @@ async fn an_upload_resumes_after_a_restart() {
     assert_eq!(Digest::sha256_of(&body), digest);
 }
 
+#[tokio::test]
+async fn an_upload_resumes_after_a_restart() {
+    let app = TestApp::start().await;
+    let content = random_bytes(300_000);
+    let location = app.open_upload("r").await;
+    send_chunk(&app, &location, 0, &content[..150_000]).await;
+
+    let app = app.restart().await;
+    let status = app.get(&location).await;
+    assert_eq!(header(&status, "range"), "0-149999");
+    send_chunk(&app, &location, 150_000, &content[150_000..]).await;
+    complete_and_read_back(&app, &location, &content).await;
+}
+
 /// A chunk is answered before its hashing has ended, so the hash state saved with the session
 /// may cover fewer bytes than were received. After a restart, with that hashing gone, the upload
 /// continues from the saved state and first hashes the staged bytes it does not cover. Here the
@@ -515,17 +522,9 @@ async fn an_upload_resumes_after_a_restart() {
 async fn an_upload_whose_saved_hash_lags_resumes_after_a_restart() {
     let app = TestApp::start().await;
     let content = random_bytes(3 << 20);
-    let digest = Digest::sha256_of(&content);
     let split = 2 << 20;
     let location = app.open_upload("r").await;
-    let response = app
-        .request(Method::PATCH, &location)
-        .header("content-range", format!("0-{}", split - 1))
-        .body(content[..split].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    send_chunk(&app, &location, 0, &content[..split]).await;
 
     let database = sqlx::SqlitePool::connect_with(
         sqlx::sqlite::SqliteConnectOptions::new().filename(app.config.data_paths().metadata),
@@ -547,30 +546,8 @@ async fn an_upload_whose_saved_hash_lags_resumes_after_a_restart() {
     database.close().await;
 
     let app = app.restart().await;
-    let response = app
-        .request(Method::PATCH, &location)
-        .header("content-range", format!("{split}-{}", content.len() - 1))
-        .body(content[split..].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let response = app
-        .request(
-            Method::PUT,
-            &with_query(&location, &format!("digest={digest}")),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body = app
-        .get(&format!("/v2/r/blobs/{digest}"))
-        .await
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(Digest::sha256_of(&body), digest);
+    send_chunk(&app, &location, split, &content[split..]).await;
+    complete_and_read_back(&app, &location, &content).await;
 }
 
 #[tokio::test]
