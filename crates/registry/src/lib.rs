@@ -1,45 +1,166 @@
-//! Wharf, a container image registry: the OCI Distribution API over a metadata database and blob
-//! storage, with one write gate that every write passes through.
+//! The registry's domain logic: blobs, uploads, manifests, tags, referrers, garbage collection and
+//! consistency checks, on top of the metadata store, blob storage and the write gate.
 //!
-//! # Layout
-//!
-//! - [`server`]: [`serve`] — run the registry on a listener until a shutdown future resolves.
-//! - [`api`]: the HTTP layer (the `/v2/` Distribution API, health), thin: parse, call, map.
-//! - [`registry`]: the domain logic — blobs, uploads, manifests, tags, referrers, garbage
-//!   collection, fsck — as methods of [`Registry`].
-//! - [`auth`]: accounts, logins, tokens and permissions.
-//! - [`gate`]: the write gate; every mutation holds a [`gate::WritePermit`].
-//! - [`metadata`]: the metadata store trait and its SQLite implementation.
-//! - [`storage`]: blob storage on `object_store`, and upload staging.
-//! - [`backup`]: consistent online backups (snapshot, lease, copy), verification, restore.
-//! - [`config`]: loading and validating the configuration.
-//! - [`tls`]: HTTPS, with certificates re-read when their files change.
-//! - [`digest`], [`reference`], [`manifest`], [`upload_id`]: parsing and validating what clients
-//!   send.
-//!
-//! # Errors
-//!
-//! Request-path code returns [`RegistryError`], the one error type that becomes an HTTP response
-//! (an OCI error body). The stores have their own small error types, converted into it. Binaries
-//! use `anyhow` on top.
+//! Every method that writes first asks the [write gate](wharf_gate) for a permit and hands it to
+//! the stores; the HTTP layer only parses requests, calls these methods and maps their results.
 
-pub mod api;
-pub mod auth;
-pub mod backup;
-pub mod config;
-pub mod digest;
-pub mod failpoint;
-pub mod gate;
-pub mod manifest;
-pub mod metadata;
-pub mod metrics;
-pub mod reference;
-pub mod registry;
-pub mod server;
-pub mod storage;
-pub mod tls;
-pub mod upload_id;
+pub mod backups;
+mod blobs;
+mod error;
+mod fsck;
+mod gc;
+mod listing;
+mod manifests;
+mod sessions;
+mod uploads;
 
-pub use config::Config;
-pub use registry::{Registry, RegistryError};
-pub use server::{ServeError, ServeOptions, serve, serve_with};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::RegistryError;
+pub use fsck::{FsckProblem, FsckReport};
+pub use gc::{GcReport, GcSettings};
+pub use listing::ListPage;
+pub use manifests::StoredManifestInfo;
+pub use uploads::{ChunkRange, MountOutcome};
+
+use wharf_gate::metrics::Metrics;
+use wharf_gate::{DrainSettings, WriteGate, WriteIntent, WritePermit};
+use wharf_metadata::MetadataStore;
+use wharf_metadata_sqlite::SqliteStore;
+use wharf_storage::BlobStore;
+
+/// Size limits on what clients may push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest manifest accepted, in bytes.
+    pub max_manifest_size: u64,
+    /// The largest blob accepted, in bytes, if limited.
+    pub max_blob_size: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_size: 4 * 1024 * 1024,
+            max_blob_size: None,
+        }
+    }
+}
+
+/// The registry. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Registry {
+    metadata: Arc<dyn MetadataStore>,
+    blobs: BlobStore,
+    gate: WriteGate,
+    limits: Limits,
+    /// Where backup snapshots are kept while their backups run.
+    backups_dir: PathBuf,
+    sessions: Arc<sessions::SessionCache>,
+}
+
+/// Where the registry keeps its data on one machine.
+#[derive(Debug, Clone)]
+pub struct DataPaths {
+    /// The SQLite database file.
+    pub metadata: PathBuf,
+    /// The blob storage folder.
+    pub storage: PathBuf,
+    /// Where backup snapshots are kept while their backups run.
+    pub backups: PathBuf,
+}
+
+impl DataPaths {
+    /// The standard layout inside a data folder: `metadata.db` and `storage/`.
+    pub fn in_folder(data_dir: &Path) -> Self {
+        DataPaths {
+            metadata: data_dir.join("metadata.db"),
+            storage: data_dir.join("storage"),
+            backups: data_dir.join("backups"),
+        }
+    }
+}
+
+impl Registry {
+    /// A registry over the given stores, keeping backup snapshots in `backups_dir`.
+    pub fn new(
+        metadata: Arc<dyn MetadataStore>,
+        blobs: BlobStore,
+        gate: WriteGate,
+        limits: Limits,
+        backups_dir: PathBuf,
+    ) -> Self {
+        Registry {
+            metadata,
+            blobs,
+            gate,
+            limits,
+            backups_dir,
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Opens (creating if needed) a registry whose metadata is in SQLite and whose blobs are on
+    /// the local file system, with its write gate (read-only from the start if holds exist).
+    pub async fn open_local(
+        paths: &DataPaths,
+        fsync: bool,
+        limits: Limits,
+        drain: DrainSettings,
+    ) -> Result<Self, RegistryError> {
+        if let Some(parent) = paths.metadata.parent() {
+            std::fs::create_dir_all(parent).map_err(RegistryError::internal)?;
+        }
+        let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&paths.metadata).await?);
+        let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
+        let gate = WriteGate::open(metadata.clone(), drain, Arc::new(Metrics::new())).await?;
+        Ok(Registry::new(
+            metadata,
+            blobs,
+            gate,
+            limits,
+            paths.backups.clone(),
+        ))
+    }
+
+    /// The registry's write gate.
+    pub fn gate(&self) -> &WriteGate {
+        &self.gate
+    }
+
+    /// The metadata store, for the crates built on the registry (accounts, backups, the state
+    /// report); its writes still need a permit from [`Registry::gate`].
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    /// The blob store, for the crates built on the registry (backups read blobs through it).
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// The size limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Checks that the metadata database answers.
+    pub async fn check_health(&self) -> Result<(), RegistryError> {
+        Ok(self.metadata.ping().await?)
+    }
+
+    /// How many upload sessions are open.
+    pub async fn open_uploads(&self) -> Result<u64, RegistryError> {
+        Ok(self.metadata.open_upload_count().await?)
+    }
+
+    /// Closes the stores; the registry must not be used afterwards.
+    pub async fn close(&self) {
+        self.metadata.close().await;
+    }
+
+    async fn admit(&self, intent: WriteIntent<'_>) -> Result<WritePermit, RegistryError> {
+        Ok(self.gate.admit(intent).await?)
+    }
+}

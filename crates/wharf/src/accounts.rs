@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
-use wharf_registry::Config;
-use wharf_registry::auth::Role;
-use wharf_registry::auth::secrets::random_secret;
+use wharf_auth::secrets::random_secret;
+use wharf_config::Config;
+use wharf_core::role::Role;
 
 use crate::target::Target;
 pub use crate::target::Via;

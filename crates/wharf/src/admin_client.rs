@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::Value;
-use wharf_registry::Config;
-use wharf_registry::auth::{ADMIN_PASSWORD_FILE, FIRST_SUPERUSER};
+use wharf_auth::{ADMIN_PASSWORD_FILE, FIRST_SUPERUSER};
+use wharf_config::Config;
 
 /// A client of a running registry's admin API.
 pub struct AdminClient {
@@ -90,7 +90,7 @@ impl AdminClient {
     }
 
     /// Streams the body of `GET path` (a download); a refusal becomes an error.
-    pub async fn stream(&self, path: &str) -> anyhow::Result<wharf_registry::storage::BlobStream> {
+    pub async fn stream(&self, path: &str) -> anyhow::Result<wharf_storage::BlobStream> {
         use futures_util::{StreamExt, TryStreamExt};
         let response = self
             .authenticated(self.http.get(format!("{}{path}", self.url)))

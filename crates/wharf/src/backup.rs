@@ -13,17 +13,15 @@ use async_trait::async_trait;
 use clap::Subcommand;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use wharf_registry::Config;
-use wharf_registry::ServeError;
-use wharf_registry::backup::{
-    BackupError, BackupId, BackupManifest, BackupSnapshot, BackupSource, Destination, LocalSource,
-    SnapshotOptions, copy_backup,
-};
-use wharf_registry::config::HumanDuration;
-use wharf_registry::digest::Digest;
-use wharf_registry::gate::HoldSource;
-use wharf_registry::server::lock_data_folder;
-use wharf_registry::storage::BlobStream;
+use wharf_backup::{BackupManifest, BackupSource, Destination, LocalSource, copy_backup};
+use wharf_config::Config;
+use wharf_config::HumanDuration;
+use wharf_core::digest::Digest;
+use wharf_gate::HoldSource;
+use wharf_registry::backups::{BackupError, BackupId, BackupSnapshot, SnapshotOptions};
+use wharf_server::ServeError;
+use wharf_server::server::lock_data_folder;
+use wharf_storage::BlobStream;
 
 use crate::admin_client::AdminClient;
 use crate::progress::{ProgressReport, size};
@@ -115,7 +113,7 @@ pub async fn run(command: BackupCommand, config: &Config) -> anyhow::Result<bool
         BackupCommand::Create { .. } => bail!("give --to <folder>, or --hold-only"),
         BackupCommand::Verify { dir, quick, json } => {
             let progress = ProgressReport::new("checked");
-            let report = wharf_registry::backup::verify(&dir, !quick, &progress).await?;
+            let report = wharf_backup::verify(&dir, !quick, &progress).await?;
             progress.done();
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -467,8 +465,7 @@ pub async fn restore(
     json: bool,
 ) -> anyhow::Result<bool> {
     let progress = ProgressReport::new("restored");
-    let report =
-        wharf_registry::backup::restore(from, data, config.storage.fsync, &progress).await?;
+    let report = wharf_backup::restore(from, data, config.storage.fsync, &progress).await?;
     progress.done();
     let clean = report.fsck.is_clean();
     if json {

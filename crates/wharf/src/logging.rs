@@ -7,8 +7,8 @@ use anyhow::Context;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, reload};
-use wharf_registry::config::{LogConfig, LogFormat};
-use wharf_registry::server::LogLevelSetter;
+use wharf_config::{LogConfig, LogFormat};
+use wharf_server::server::LogLevelSetter;
 
 /// Installs the global logger; returns what changes its level later.
 pub fn init(config: &LogConfig) -> anyhow::Result<LogLevelSetter> {

@@ -21,14 +21,15 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use std::time::Duration;
-use wharf_registry::config::{self, Config};
-use wharf_registry::gate::WriteRefused;
-use wharf_registry::metadata::now_millis;
+use wharf_config::Config;
+use wharf_core::time::now_millis;
+use wharf_gate::WriteRefused;
 
 use admin_client::AdminClient;
-use wharf_registry::registry::{FsckReport, GcReport};
-use wharf_registry::server::lock_data_folder;
-use wharf_registry::{Registry, RegistryError, ServeError, ServeOptions, serve_with};
+use wharf_registry::{FsckReport, GcReport};
+use wharf_registry::{Registry, RegistryError};
+use wharf_server::server::lock_data_folder;
+use wharf_server::{ServeError, ServeOptions, serve_with};
 
 /// Wharf, a container image registry.
 #[derive(Parser)]
@@ -160,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match command {
         Command::Config(ConfigCommand::Example) => {
-            print!("{}", config::EXAMPLE);
+            print!("{}", wharf_config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use wharf_registry::backup::Progress;
+use wharf_backup::Progress;
 
 /// How often a terminal bar is redrawn.
 const BAR_EVERY: Duration = Duration::from_millis(200);

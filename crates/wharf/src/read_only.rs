@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::{Value, json};
-use wharf_registry::Config;
-use wharf_registry::config::HumanDuration;
+use wharf_config::Config;
+use wharf_config::HumanDuration;
 
 use crate::target::{Target, Via};
 

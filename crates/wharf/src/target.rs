@@ -12,11 +12,13 @@ use anyhow::Context;
 use axum::extract::ConnectInfo;
 use serde_json::Value;
 use tower::ServiceExt;
-use wharf_registry::api::AppState;
-use wharf_registry::api::admin::AdminAccess;
-use wharf_registry::api::auth::ApiAuth;
-use wharf_registry::server::{DataFolderLock, lock_data_folder};
-use wharf_registry::{Config, Registry, ServeError};
+use wharf_config::Config;
+use wharf_registry::Registry;
+use wharf_server::ServeError;
+use wharf_server::api::AppState;
+use wharf_server::api::admin::AdminAccess;
+use wharf_server::api::auth::ApiAuth;
+use wharf_server::server::{DataFolderLock, lock_data_folder};
 
 use crate::admin_client::{AdminClient, refusal};
 
@@ -73,7 +75,7 @@ impl Target {
             auth: ApiAuth::off(),
         };
         Ok(Target::Local {
-            router: wharf_registry::api::router(state),
+            router: wharf_server::api::router(state),
             registry,
             _lock: lock,
         })

@@ -67,7 +67,7 @@ fn push(server: &WharfServer, repository: &str, tag: &str) -> u16 {
     .into_bytes();
     let config = format!("{{\"tag\":\"{tag}\"}}").into_bytes();
     for blob in [&layer, &config] {
-        let digest = wharf_registry::digest::Digest::sha256_of(blob);
+        let digest = wharf_core::digest::Digest::sha256_of(blob);
         let (status, body) = http(
             server,
             "POST",
@@ -82,7 +82,7 @@ fn push(server: &WharfServer, repository: &str, tag: &str) -> u16 {
     let descriptor = |media: &str, blob: &[u8]| {
         format!(
             r#"{{"mediaType":"{media}","digest":"{}","size":{}}}"#,
-            wharf_registry::digest::Digest::sha256_of(blob),
+            wharf_core::digest::Digest::sha256_of(blob),
             blob.len()
         )
     };

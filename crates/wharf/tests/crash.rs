@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::json;
 use support::{WharfServer, wharf};
 use tokio::sync::mpsc;
-use wharf_registry::digest::Digest;
+use wharf_core::digest::Digest;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use wharf_registry::digest::Digest;
+use wharf_core::digest::Digest;
 
 use crate::gojson::{J, base64_decode};
 

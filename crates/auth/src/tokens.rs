@@ -1,0 +1,350 @@
+//! The tokens the token endpoint issues: JWTs in the shape of the Docker registry token
+//! specification (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `access`), signed with the
+//! [signing keys](super::keys), and the scopes clients ask for
+//! (`repository:team/app:pull,push`, `registry:catalog:*`).
+//!
+//! Access tokens are short-lived and carry exactly the actions granted. Refresh tokens (what
+//! `docker login` keeps as an identity token) carry no access, only who they are for and a
+//! fingerprint of the credential they were issued against: a changed password or robot token
+//! invalidates them, with nothing stored per token. Each kind carries its use, so one is never
+//! accepted for the other.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::keys::SigningKeys;
+use super::secrets::{SecretError, random_secret};
+
+/// How far clocks of replicas and clients may disagree when a token's times are checked.
+const LEEWAY_SECONDS: u64 = 10;
+
+/// A resource and actions on it: one scope a client asks for, and one entry of a token's
+/// `access` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceActions {
+    /// `repository` or `registry`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The repository's name, or `catalog`.
+    pub name: String,
+    /// `pull`, `push`, `delete`, or `*`.
+    pub actions: Vec<String>,
+}
+
+impl ResourceActions {
+    /// Parses a scope: `repository:<name>:<actions>` (also `repository(plugin):...`) or
+    /// `registry:catalog:*`. Other resource types are not Wharf's and give `None`.
+    pub fn parse_scope(scope: &str) -> Option<ResourceActions> {
+        let (kind, rest) = scope.split_once(':')?;
+        let (name, actions) = rest.rsplit_once(':')?;
+        let kind = match kind.split_once('(').map_or(kind, |(kind, _)| kind) {
+            "repository" => "repository",
+            "registry" if name == "catalog" => "registry",
+            _ => return None,
+        };
+        let actions: Vec<String> = actions
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (!name.is_empty()).then(|| ResourceActions {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            actions,
+        })
+    }
+
+    /// Whether this entry grants `action` on the resource `kind:name`.
+    pub fn grants(&self, kind: &str, name: &str, action: &str) -> bool {
+        self.kind == kind
+            && self.name == name
+            && self.actions.iter().any(|a| a == action || a == "*")
+    }
+
+    /// The scope text (`repository:team/app:pull,push`).
+    pub fn scope(&self) -> String {
+        format!("{}:{}:{}", self.kind, self.name, self.actions.join(","))
+    }
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenUse {
+    /// Presented to the registry, with the actions it grants.
+    Access,
+    /// Traded at the token endpoint for new access tokens.
+    Refresh,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: u64,
+    nbf: u64,
+    iat: u64,
+    jti: String,
+    #[serde(default)]
+    access: Vec<ResourceActions>,
+    #[serde(rename = "use")]
+    token_use: TokenUse,
+    /// Refresh tokens: the fingerprint of the credential they were issued against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cred: Option<String>,
+}
+
+/// A token whose signature, issuer, audience, times and use were checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// Who it was issued to (empty for anonymous callers).
+    pub subject: String,
+    /// What it grants (access tokens).
+    pub access: Vec<ResourceActions>,
+    /// The credential fingerprint (refresh tokens).
+    pub credential: Option<String>,
+}
+
+/// Why a token was refused; said to clients in a `WWW-Authenticate` header, so it gives the
+/// reason but nothing secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenError(pub String);
+
+/// Issues and verifies tokens for one service.
+#[derive(Debug)]
+pub struct TokenIssuer {
+    keys: SigningKeys,
+    issuer: String,
+    service: String,
+}
+
+/// A signed token and when it expires.
+#[derive(Debug, Clone)]
+pub struct SignedToken {
+    /// The JWT.
+    pub token: String,
+    /// Seconds since the Unix epoch when it was issued.
+    pub issued_at: u64,
+    /// Its lifetime.
+    pub ttl: Duration,
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl TokenIssuer {
+    /// An issuer named `issuer` for the service (the tokens' audience) `service`.
+    pub fn new(keys: SigningKeys, issuer: &str, service: &str) -> TokenIssuer {
+        TokenIssuer {
+            keys,
+            issuer: issuer.to_owned(),
+            service: service.to_owned(),
+        }
+    }
+
+    /// The service tokens are issued for.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Signs an access token for `subject` granting `access`, valid for `ttl`.
+    pub fn access_token(
+        &self,
+        subject: &str,
+        access: Vec<ResourceActions>,
+        ttl: Duration,
+    ) -> Result<SignedToken, SecretError> {
+        self.sign(subject, access, None, TokenUse::Access, ttl)
+    }
+
+    /// Signs a refresh token for `subject` issued against the credential with `fingerprint`.
+    pub fn refresh_token(
+        &self,
+        subject: &str,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> Result<SignedToken, SecretError> {
+        self.sign(
+            subject,
+            Vec::new(),
+            Some(fingerprint.to_owned()),
+            TokenUse::Refresh,
+            ttl,
+        )
+    }
+
+    fn sign(
+        &self,
+        subject: &str,
+        access: Vec<ResourceActions>,
+        cred: Option<String>,
+        token_use: TokenUse,
+        ttl: Duration,
+    ) -> Result<SignedToken, SecretError> {
+        let key = self.keys.signer();
+        let now = now_seconds();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: subject.to_owned(),
+            aud: self.service.clone(),
+            exp: now + ttl.as_secs().max(1),
+            nbf: now.saturating_sub(1),
+            iat: now,
+            jti: random_secret("")?,
+            access,
+            token_use,
+            cred,
+        };
+        let mut header = Header::new(key.algorithm);
+        header.kid = Some(key.id.clone());
+        let token = jsonwebtoken::encode(&header, &claims, key.encoding())
+            .map_err(|e| SecretError::Hash(format!("cannot sign a token: {e}")))?;
+        Ok(SignedToken {
+            token,
+            issued_at: now,
+            ttl,
+        })
+    }
+
+    /// Verifies a token of the given use: its signature by one of the keys, the issuer, the
+    /// audience (this service), its times.
+    pub fn verify(&self, token: &str, expected: TokenUse) -> Result<VerifiedToken, TokenError> {
+        let refused = |why: &str| TokenError(why.to_owned());
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| refused("the token is malformed"))?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|id| self.keys.find(id))
+            .ok_or_else(|| refused("the token was not signed by a key of this registry"))?;
+        if header.alg != key.algorithm {
+            return Err(refused("the token's algorithm is not its key's"));
+        }
+        let mut validation = Validation::new(key.algorithm);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.service]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        let claims = jsonwebtoken::decode::<Claims>(token, key.decoding(), &validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                refused(match e.kind() {
+                    K::ExpiredSignature => "the token has expired",
+                    K::ImmatureSignature => "the token is not valid yet",
+                    K::InvalidAudience => "the token is for another service",
+                    K::InvalidIssuer => "the token is from another issuer",
+                    K::InvalidSignature => "the token's signature is invalid",
+                    _ => "the token is invalid",
+                })
+            })?
+            .claims;
+        if claims.token_use != expected {
+            return Err(refused(match expected {
+                TokenUse::Access => "a refresh token is not an access token",
+                TokenUse::Refresh => "an access token is not a refresh token",
+            }));
+        }
+        Ok(VerifiedToken {
+            subject: claims.sub,
+            access: claims.access,
+            credential: claims.cred,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::generate_pem;
+
+    fn issuer(pem: &str, service: &str) -> TokenIssuer {
+        TokenIssuer::new(
+            SigningKeys::from_pems(&[pem.as_bytes()]).unwrap(),
+            "wharf",
+            service,
+        )
+    }
+
+    #[test]
+    fn scopes() {
+        let scope = ResourceActions::parse_scope("repository:team/app:pull,push").unwrap();
+        assert_eq!(scope.kind, "repository");
+        assert_eq!(scope.name, "team/app");
+        assert_eq!(scope.actions, ["pull", "push"]);
+        assert_eq!(scope.scope(), "repository:team/app:pull,push");
+        assert_eq!(
+            ResourceActions::parse_scope("repository(plugin):a:pull")
+                .unwrap()
+                .kind,
+            "repository"
+        );
+        assert_eq!(
+            ResourceActions::parse_scope("registry:catalog:*")
+                .unwrap()
+                .actions,
+            ["*"]
+        );
+        assert!(ResourceActions::parse_scope("registry:other:*").is_none());
+        assert!(ResourceActions::parse_scope("something:a:pull").is_none());
+        assert!(ResourceActions::parse_scope("repository:pull").is_none());
+        assert!(ResourceActions::parse_scope("repository::pull").is_none());
+        assert!(scope.grants("repository", "team/app", "push"));
+        assert!(!scope.grants("repository", "team/app", "delete"));
+        assert!(!scope.grants("repository", "team/other", "pull"));
+    }
+
+    #[test]
+    fn tokens_verify_for_their_use_and_service_only() {
+        let pem = generate_pem().unwrap();
+        let issuer = issuer(&pem, "wharf");
+        let access = vec![ResourceActions::parse_scope("repository:a/b:pull").unwrap()];
+        let token = issuer
+            .access_token("alice", access.clone(), Duration::from_secs(60))
+            .unwrap();
+        let verified = issuer.verify(&token.token, TokenUse::Access).unwrap();
+        assert_eq!(verified.subject, "alice");
+        assert_eq!(verified.access, access);
+        assert!(issuer.verify(&token.token, TokenUse::Refresh).is_err());
+
+        let refresh = issuer
+            .refresh_token("alice", "f1", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            issuer
+                .verify(&refresh.token, TokenUse::Refresh)
+                .unwrap()
+                .credential
+                .as_deref(),
+            Some("f1")
+        );
+        assert!(issuer.verify(&refresh.token, TokenUse::Access).is_err());
+
+        let other_key = self::issuer(&generate_pem().unwrap(), "wharf");
+        assert!(
+            other_key.verify(&token.token, TokenUse::Access).is_err(),
+            "another key"
+        );
+        let other_service = self::issuer(&pem, "elsewhere");
+        assert!(
+            other_service
+                .verify(&token.token, TokenUse::Access)
+                .is_err(),
+            "another service"
+        );
+
+        let mut tampered = token.token.clone();
+        let payload_start = tampered.find('.').unwrap() + 1;
+        tampered.replace_range(payload_start..payload_start + 1, "x");
+        assert!(issuer.verify(&tampered, TokenUse::Access).is_err());
+        assert!(issuer.verify("not.a.token", TokenUse::Access).is_err());
+    }
+}

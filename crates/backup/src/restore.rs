@@ -1,0 +1,176 @@
+//! `wharf restore`: a registry from a backup, in an empty data folder.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::Progress;
+use super::files::{blob_path, read_file, write_verified};
+use super::verify::{check_metadata, metadata_path, read_manifest};
+use wharf_core::digest::Digest;
+use wharf_gate::DrainSettings;
+use wharf_metadata::{BlobCursor, MetadataStore};
+use wharf_metadata_sqlite::SqliteStore;
+use wharf_registry::backups::BackupError;
+use wharf_registry::{DataPaths, FsckReport, Limits, Registry};
+
+const PAGE: u32 = 500;
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The backup restored.
+    pub id: String,
+    /// Blobs restored.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Holds, upload sessions, backup leases and blobs being deleted that the snapshot had and
+    /// the restored registry does not keep.
+    pub forgotten: [u64; 4],
+    /// The consistency check of the restored registry.
+    pub fsck: FsckReport,
+}
+
+/// Restores the backup in `backup` into the data folder `data` (which must not exist or be
+/// empty), then checks the result with fsck. The restored registry has no holds: it starts
+/// read-write. The registry is built in a folder beside `data` and renamed into place at the
+/// end, so a restore that fails — or is killed — never leaves half a registry in `data`.
+pub async fn restore(
+    backup: &Path,
+    data: &Path,
+    fsync: bool,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, BackupError> {
+    let manifest = read_manifest(backup).map_err(BackupError::Destination)?;
+    check_metadata(backup, &manifest)
+        .await
+        .map_err(BackupError::Destination)?;
+    check_schema(backup, &manifest).await?;
+    let existing = std::fs::read_dir(data).ok();
+    if existing.is_some_and(|mut entries| entries.next().is_some()) {
+        return Err(BackupError::NotEmpty(format!(
+            "{} is not empty; restore into a new folder",
+            data.display()
+        )));
+    }
+    let name = data
+        .file_name()
+        .ok_or_else(|| BackupError::NotEmpty(format!("{} names no folder", data.display())))?;
+    let building = data.with_file_name(format!(".{}.restoring", name.to_string_lossy()));
+    // A restore killed earlier left this; it is nobody's registry.
+    let _ = std::fs::remove_dir_all(&building);
+    std::fs::create_dir_all(&building)
+        .map_err(BackupError::io(format!("creating {}", building.display())))?;
+    wharf_core::failpoint::hit("restore-started");
+    let restored = restore_into(backup, &building, fsync, progress, manifest).await;
+    if restored.is_ok() {
+        if data.exists() {
+            // Empty (checked above): rename(2) cannot replace it by a folder with content.
+            let _ = std::fs::remove_dir(data);
+        }
+        std::fs::rename(&building, data).map_err(BackupError::io(format!(
+            "moving the restored registry to {}",
+            data.display()
+        )))?;
+        if let Some(parent) = data.parent() {
+            super::files::sync_folder(parent)?;
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    restored
+}
+
+/// Refuses a backup whose metadata has schema migrations this Wharf does not know (it was
+/// taken by a newer version).
+async fn check_schema(backup: &Path, manifest: &super::BackupManifest) -> Result<(), BackupError> {
+    let snapshot =
+        wharf_metadata_sqlite::SqliteSnapshot::open(&metadata_path(backup, manifest)).await?;
+    let versions = snapshot.schema_versions().await;
+    snapshot.close().await;
+    let known = SqliteStore::known_schema_versions();
+    if let Some(unknown) = versions?.into_iter().find(|v| !known.contains(v)) {
+        return Err(BackupError::Destination(format!(
+            "the backup was taken by a newer Wharf (its metadata has schema migration {unknown}, which \
+             this version does not know); restore it with Wharf {} or newer",
+            manifest.wharf_version
+        )));
+    }
+    Ok(())
+}
+
+async fn restore_into(
+    backup: &Path,
+    data: &Path,
+    fsync: bool,
+    progress: &dyn Progress,
+    manifest: super::BackupManifest,
+) -> Result<RestoreReport, BackupError> {
+    let paths = DataPaths::in_folder(data);
+    let scratch = data.join(".restore");
+    let metadata: Digest = manifest
+        .metadata
+        .digest
+        .parse()
+        .map_err(|e| BackupError::Corrupt(format!("backup.json: {e}")))?;
+    write_verified(
+        read_file(&metadata_path(backup, &manifest)).await?,
+        &paths.metadata,
+        &scratch,
+        &metadata,
+        manifest.metadata.size,
+    )
+    .await?;
+
+    let store = SqliteStore::open(&paths.metadata).await?;
+    let forgotten = store.forget_transient_state().await?;
+    progress.start(manifest.counts.blobs, manifest.counts.bytes);
+    let counts = restore_blobs(&store, backup, &paths, &scratch, progress).await;
+    store.close().await;
+    let (blobs, bytes) = counts?;
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let registry =
+        Registry::open_local(&paths, fsync, Limits::default(), DrainSettings::default()).await?;
+    let fsck = registry.fsck(true).await;
+    registry.close().await;
+    Ok(RestoreReport {
+        id: manifest.id,
+        blobs,
+        bytes,
+        forgotten,
+        fsck: fsck?,
+    })
+}
+
+/// Places every live blob of the restored metadata where its record says it is.
+async fn restore_blobs(
+    store: &SqliteStore,
+    backup: &Path,
+    paths: &DataPaths,
+    scratch: &Path,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), BackupError> {
+    let (mut blobs, mut bytes) = (0u64, 0u64);
+    let mut cursor = BlobCursor::new(PAGE);
+    loop {
+        let page = store.live_blobs(cursor.page()).await?;
+        if !cursor.advance(&page) {
+            break;
+        }
+        for blob in page {
+            let source = blob_path(backup, &blob.digest);
+            let content = read_file(&source).await.map_err(|_| {
+                BackupError::Destination(format!("the backup lacks blob {}", blob.digest))
+            })?;
+            let target = paths.storage.join(blob.storage_key.as_str());
+            write_verified(content, &target, scratch, &blob.digest, blob.size).await?;
+            blobs += 1;
+            bytes += blob.size;
+            progress.advance(blob.size);
+            progress.blob_done(true);
+        }
+    }
+    Ok((blobs, bytes))
+}

@@ -1,0 +1,741 @@
+//! Configuration: a YAML file (every key optional, unknown keys rejected), overridden by
+//! `WHARF_<SECTION>_<KEY>` environment variables, validated before anything starts.
+//!
+//! The environment variable names are derived from the key tree itself, so every key has one and
+//! no variable can name a key that does not exist. `wharf config example` prints
+//! [`EXAMPLE`], a fully commented file equal to the defaults (a test keeps them equal).
+
+pub mod reload;
+mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use units::{ByteSize, HumanDuration};
+
+use wharf_gate::DrainSettings;
+use wharf_registry::{DataPaths, GcSettings, Limits};
+
+/// A fully commented configuration file whose values are the defaults.
+pub const EXAMPLE: &str = include_str!("example.yaml");
+
+/// Environment variables starting with `WHARF_` that are not configuration keys: the
+/// configuration file, the first superuser's password, the command line's registry URL,
+/// credentials and CA certificate, a test's failpoint.
+pub const NON_KEY_VARIABLES: &[&str] = &[
+    "WHARF_CONFIG",
+    wharf_auth::ADMIN_PASSWORD_VARIABLE,
+    "WHARF_URL",
+    "WHARF_USERNAME",
+    "WHARF_PASSWORD",
+    "WHARF_CA_CERT",
+    wharf_core::failpoint::VARIABLE,
+];
+
+/// Keys that take effect when the configuration file changes; every other key needs a restart.
+pub const HOT_KEYS: &[&str] = &[
+    "read_only.enabled",
+    "read_only.reason",
+    "drain.timeout",
+    "drain.push_grace",
+    "log.level",
+];
+
+/// Wharf's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Where data is kept.
+    pub storage: StorageConfig,
+    /// Limits on what clients may push.
+    pub limits: LimitsConfig,
+    /// Garbage collection.
+    pub gc: GcConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// How a drain to read-only behaves.
+    pub drain: DrainConfig,
+    /// Holding the registry read-only from this file.
+    pub read_only: ReadOnlyConfig,
+    /// Authentication and authorization.
+    pub auth: AuthConfig,
+    /// HTTPS.
+    pub tls: TlsConfig,
+}
+
+/// How a drain to read-only behaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrainConfig {
+    /// How long writes admitted before a hold may take to finish; those still running then are
+    /// cancelled cleanly.
+    pub timeout: HumanDuration,
+    /// How long after a client's upload finished it may still put the manifest that completes
+    /// its push.
+    pub push_grace: HumanDuration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        let settings = DrainSettings::default();
+        DrainConfig {
+            timeout: HumanDuration(settings.timeout),
+            push_grace: HumanDuration(settings.push_grace),
+        }
+    }
+}
+
+/// Holding the registry read-only from the configuration file (the hold named `config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadOnlyConfig {
+    /// Hold the registry read-only while true.
+    pub enabled: bool,
+    /// Why, as shown to everyone.
+    pub reason: String,
+}
+
+impl Default for ReadOnlyConfig {
+    fn default() -> Self {
+        ReadOnlyConfig {
+            enabled: false,
+            reason: "set read-only in the configuration file".to_owned(),
+        }
+    }
+}
+
+/// How callers authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Nobody authenticates: only allowed on a loopback address (or with `--insecure-no-auth`).
+    None,
+    /// Docker/OCI token authentication against the accounts in the metadata database.
+    Token,
+}
+
+/// Authentication and authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `none` or `token`.
+    pub mode: AuthMode,
+    /// The service name tokens are issued for (their audience).
+    pub service: String,
+    /// The token endpoint's URL given to clients; `null` derives it from each request.
+    pub realm: Option<String>,
+    /// How long an access token is valid.
+    pub token_ttl: HumanDuration,
+    /// How long a refresh token (`docker login`'s identity token) is valid.
+    pub refresh_token_ttl: HumanDuration,
+    /// PEM files of the keys that sign tokens (the first signs, all verify); empty: one key
+    /// generated into the data folder.
+    pub signing_keys: Vec<PathBuf>,
+    /// Failed-login limits.
+    pub failed_logins: FailedLoginsConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::None,
+            service: "wharf".to_owned(),
+            realm: None,
+            token_ttl: HumanDuration(Duration::from_secs(5 * 60)),
+            refresh_token_ttl: HumanDuration(Duration::from_secs(30 * 24 * 3600)),
+            signing_keys: Vec::new(),
+            failed_logins: FailedLoginsConfig::default(),
+        }
+    }
+}
+
+/// Failed-login limits: past them, logins are refused (429) until the window ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailedLoginsConfig {
+    /// Failures allowed per account in a window.
+    pub per_account: u32,
+    /// Failures allowed per client address in a window.
+    pub per_address: u32,
+    /// The window.
+    pub window: HumanDuration,
+}
+
+impl Default for FailedLoginsConfig {
+    fn default() -> Self {
+        FailedLoginsConfig {
+            per_account: 10,
+            per_address: 50,
+            window: HumanDuration(Duration::from_secs(10 * 60)),
+        }
+    }
+}
+
+/// HTTPS: a certificate chain and its private key, both PEM, re-read when they change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (the server's certificate first).
+    pub cert: Option<PathBuf>,
+    /// The private key.
+    pub key: Option<PathBuf>,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address and port to listen on.
+    pub listen: SocketAddr,
+    /// How long shutdown waits for requests in flight before cancelling the writes among them.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// Where data is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The data folder: `metadata.db` (SQLite) and `storage/` (blobs), created if missing.
+    pub data_dir: PathBuf,
+    /// Flush blob content and folder entries to disk before a blob is committed.
+    pub fsync: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./wharf-data"),
+            fsync: true,
+        }
+    }
+}
+
+/// Limits on what clients may push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest manifest accepted.
+    pub max_manifest_size: ByteSize,
+    /// The largest blob accepted; `null` for no limit.
+    pub max_blob_size: Option<ByteSize>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        LimitsConfig {
+            max_manifest_size: ByteSize(limits.max_manifest_size),
+            max_blob_size: limits.max_blob_size.map(ByteSize),
+        }
+    }
+}
+
+/// Garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Whether the server collects garbage in the background.
+    pub enabled: bool,
+    /// How often.
+    pub interval: HumanDuration,
+    /// How long unreferenced blobs are kept (a push uploads blobs before its manifest).
+    pub grace: HumanDuration,
+    /// How long an upload session may receive nothing before it expires.
+    pub upload_expiry: HumanDuration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            enabled: true,
+            interval: HumanDuration(Duration::from_secs(3600)),
+            grace: HumanDuration(Duration::from_secs(3600)),
+            upload_expiry: HumanDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A filter such as `info` or `wharf_gate=debug,info`.
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The configuration could not be loaded; the message names the file or variable and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads the configuration from an optional YAML file and the environment variables given
+    /// (normally `std::env::vars()`), validating the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (mut tree, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "cannot read the configuration file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                (
+                    parse_yaml(&text, &path.display().to_string())?,
+                    path.display().to_string(),
+                )
+            }
+            None => (Value::Object(Default::default()), "the defaults".to_owned()),
+        };
+        let overridden = apply_environment(&mut tree, env)?;
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
+            let source = if overridden.is_empty() {
+                origin.clone()
+            } else {
+                format!("{origin} with {}", overridden.join(", "))
+            };
+            ConfigError(format!(
+                "invalid configuration ({source}): {key}{}",
+                e.into_inner()
+            ))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a YAML document (as `wharf config example` prints) without environment overrides.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_path_to_error::deserialize(parse_yaml(text, "the document")?)
+            .map_err(|e| {
+                ConfigError(format!(
+                    "invalid configuration: {}: {}",
+                    e.path(),
+                    e.inner()
+                ))
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("gc.interval", self.gc.interval.0),
+            ("gc.upload_expiry", self.gc.upload_expiry.0),
+            ("drain.timeout", self.drain.timeout.0),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err(ConfigError(format!(
+                    "invalid configuration: {key} must be longer than 0s"
+                )));
+            }
+        }
+        if self.limits.max_manifest_size.0 < 1024 {
+            return Err(ConfigError(
+                "invalid configuration: limits.max_manifest_size must be at least 1KiB".to_owned(),
+            ));
+        }
+        if !wharf_gate::holds::is_valid_reason(self.read_only.reason.trim()) {
+            return Err(ConfigError(
+                "invalid configuration: read_only.reason must be 1 to 1024 characters on one line"
+                    .to_owned(),
+            ));
+        }
+        for (key, value) in [
+            ("auth.token_ttl", self.auth.token_ttl.0),
+            ("auth.refresh_token_ttl", self.auth.refresh_token_ttl.0),
+            (
+                "auth.failed_logins.window",
+                self.auth.failed_logins.window.0,
+            ),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(ConfigError(format!(
+                    "invalid configuration: {key} must be at least 1s"
+                )));
+            }
+        }
+        let limits = &self.auth.failed_logins;
+        if limits.per_account == 0 || limits.per_address == 0 {
+            return Err(ConfigError(
+                "invalid configuration: auth.failed_logins.per_account and per_address must be at least 1"
+                    .to_owned(),
+            ));
+        }
+        if !is_header_safe(&self.auth.service) || self.auth.service.is_empty() {
+            return Err(ConfigError(
+                "invalid configuration: auth.service must be 1 to 255 characters without quotes or spaces"
+                    .to_owned(),
+            ));
+        }
+        if let Some(realm) = &self.auth.realm
+            && !((realm.starts_with("https://") || realm.starts_with("http://"))
+                && is_header_safe(realm))
+        {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.realm must be an http(s) URL such as \
+                 https://registry.example.com/auth/token; got {realm:?}"
+            )));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError(
+                "invalid configuration: tls.cert and tls.key go together; give both, or neither"
+                    .to_owned(),
+            ));
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError(
+                "invalid configuration: storage.data_dir is empty".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The data folder's layout.
+    pub fn data_paths(&self) -> DataPaths {
+        DataPaths::in_folder(&self.storage.data_dir)
+    }
+
+    /// Opens (creating if missing) the registry in the data folder, with these settings.
+    pub async fn open_registry(
+        &self,
+    ) -> Result<wharf_registry::Registry, wharf_registry::RegistryError> {
+        wharf_registry::Registry::open_local(
+            &self.data_paths(),
+            self.storage.fsync,
+            self.limits(),
+            self.drain_settings(),
+        )
+        .await
+    }
+
+    /// The push limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_manifest_size: self.limits.max_manifest_size.0,
+            max_blob_size: self.limits.max_blob_size.map(|size| size.0),
+        }
+    }
+
+    /// The garbage collection settings.
+    pub fn gc_settings(&self) -> GcSettings {
+        GcSettings {
+            grace: self.gc.grace.0,
+            upload_expiry: self.gc.upload_expiry.0,
+        }
+    }
+
+    /// The drain settings.
+    pub fn drain_settings(&self) -> DrainSettings {
+        DrainSettings {
+            timeout: self.drain.timeout.0,
+            push_grace: self.drain.push_grace.0,
+        }
+    }
+
+    /// The authentication settings.
+    pub fn auth_settings(&self) -> wharf_auth::AuthSettings {
+        wharf_auth::AuthSettings {
+            service: self.auth.service.clone(),
+            realm: self.auth.realm.clone(),
+            token_ttl: self.auth.token_ttl.0,
+            refresh_token_ttl: self.auth.refresh_token_ttl.0,
+            login_limits: wharf_auth::limiter::LoginLimits {
+                per_account: self.auth.failed_logins.per_account,
+                per_address: self.auth.failed_logins.per_address,
+                window: self.auth.failed_logins.window.0,
+            },
+        }
+    }
+
+    /// The keys whose values differ between two configurations.
+    pub fn changed_keys(&self, other: &Config) -> Vec<String> {
+        let (mine, theirs) = (
+            serde_json::to_value(self).unwrap_or(Value::Null),
+            serde_json::to_value(other).unwrap_or(Value::Null),
+        );
+        Config::keys()
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| {
+                let path: Vec<&str> = key.split('.').collect();
+                pointer(&mine, &path) != pointer(&theirs, &path)
+            })
+            .collect()
+    }
+
+    /// Every configuration key (`section.key`) with its environment variable.
+    pub fn keys() -> Vec<(String, String)> {
+        let mut keys = Vec::new();
+        let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+        collect_leaves(&defaults, &mut Vec::new(), &mut keys);
+        keys.into_iter()
+            .map(|path| {
+                let variable = format!("WHARF_{}", path.join("_").to_uppercase());
+                (path.join("."), variable)
+            })
+            .collect()
+    }
+}
+
+/// Whether a value can go inside a quoted `WWW-Authenticate` parameter as it is.
+fn is_header_safe(value: &str) -> bool {
+    value.len() <= 255
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+}
+
+fn parse_yaml(text: &str, origin: &str) -> Result<Value, ConfigError> {
+    let value: Value = serde_saphyr::from_str(text)
+        .map_err(|e| ConfigError(format!("{origin} is not valid YAML: {e}")))?;
+    match value {
+        Value::Null => Ok(Value::Object(Default::default())),
+        Value::Object(_) => Ok(value),
+        _ => Err(ConfigError(format!(
+            "{origin} must be a YAML mapping of sections"
+        ))),
+    }
+}
+
+fn collect_leaves(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                path.push(key.clone());
+                collect_leaves(child, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push(path.clone()),
+    }
+}
+
+/// Applies `WHARF_...` variables onto the configuration tree; returns the names applied.
+fn apply_environment(
+    tree: &mut Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+    let keys = Config::keys();
+    let mut applied = Vec::new();
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| {
+            name.starts_with("WHARF_") && !NON_KEY_VARIABLES.contains(&name.as_str())
+        })
+        .collect();
+    env.sort();
+    for (name, raw) in env {
+        let Some((key, _)) = keys.iter().find(|(_, variable)| *variable == name) else {
+            return Err(ConfigError(format!(
+                "unknown environment variable {name}: no configuration key has that name \
+                 (see `wharf config example`)"
+            )));
+        };
+        let path: Vec<&str> = key.split('.').collect();
+        // A string key takes the text as it is; others read it as a YAML value (`true`, `5`).
+        let is_text = matches!(pointer(&defaults, &path), Some(Value::String(_)));
+        let value = if is_text {
+            Value::String(raw)
+        } else {
+            serde_saphyr::from_str::<Value>(&raw)
+                .map_err(|e| ConfigError(format!("{name}: not a valid value for {key}: {e}")))?
+        };
+        set(tree, &path, value).map_err(|()| {
+            ConfigError(format!(
+                "{name}: cannot set {key}: the file gives that section another shape"
+            ))
+        })?;
+        applied.push(name);
+    }
+    Ok(applied)
+}
+
+fn pointer<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |value, key| value.get(key))
+}
+
+fn set(tree: &mut Value, path: &[&str], value: Value) -> Result<(), ()> {
+    let (last, parents) = path.split_last().ok_or(())?;
+    let mut node = tree;
+    for key in parents {
+        let map = node.as_object_mut().ok_or(())?;
+        node = map
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    node.as_object_mut()
+        .ok_or(())?
+        .insert((*last).to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wharf.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn example_is_the_defaults_and_names_every_key() {
+        assert_eq!(Config::from_yaml(EXAMPLE).unwrap(), Config::default());
+        let example: Value = serde_saphyr::from_str(EXAMPLE).unwrap();
+        let mut listed = Vec::new();
+        collect_leaves(&example, &mut Vec::new(), &mut listed);
+        let listed: Vec<String> = listed.iter().map(|p| p.join(".")).collect();
+        let keys: Vec<String> = Config::keys().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            listed, keys,
+            "the example must spell out every key, in order"
+        );
+    }
+
+    #[test]
+    fn configuration_reference_documents_every_key() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for (key, variable) in Config::keys() {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "docs/configuration.md lacks `{key}`"
+            );
+            assert!(
+                doc.contains(&format!("`{variable}`")),
+                "docs/configuration.md lacks `{variable}`"
+            );
+        }
+    }
+
+    #[test]
+    fn no_file_means_defaults() {
+        assert_eq!(Config::load(None, []).unwrap(), Config::default());
+        assert_eq!(load("", &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn reads_values_and_units() {
+        let config = load(
+            "server:\n  listen: 0.0.0.0:8080\nlimits:\n  max_blob_size: 2GiB\ngc:\n  grace: 90m\nlog:\n  format: json\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.limits.max_blob_size, Some(ByteSize(2 << 30)));
+        assert_eq!(config.gc.grace.0, Duration::from_secs(90 * 60));
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let error = load("server:\n  listn: 1.2.3.4:5\n", &[]).unwrap_err().0;
+        assert!(
+            error.contains("server") && error.contains("listn"),
+            "{error}"
+        );
+        let error = load("servr: {}\n", &[]).unwrap_err().0;
+        assert!(error.contains("servr"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let error = load("server:\n  listen: nowhere\n", &[]).unwrap_err().0;
+        assert!(error.contains("server.listen"), "{error}");
+        let error = load("gc:\n  interval: soon\n", &[]).unwrap_err().0;
+        assert!(error.contains("gc.interval"), "{error}");
+        let error = load("gc:\n  interval: 0s\n", &[]).unwrap_err().0;
+        assert!(error.contains("gc.interval"), "{error}");
+        let error = load("limits:\n  max_manifest_size: 12 parsecs\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(error.contains("limits.max_manifest_size"), "{error}");
+        let error = load("log:\n  format: xml\n", &[]).unwrap_err().0;
+        assert!(error.contains("log.format"), "{error}");
+        assert!(load("- a\n- b\n", &[]).is_err());
+        assert!(load("server: [\n", &[]).is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = load(
+            "server:\n  listen: 0.0.0.0:8080\n",
+            &[
+                ("WHARF_SERVER_LISTEN", "127.0.0.1:9999"),
+                ("WHARF_GC_ENABLED", "false"),
+                ("WHARF_STORAGE_DATA_DIR", "/srv/wharf"),
+                ("WHARF_LIMITS_MAX_BLOB_SIZE", "10MiB"),
+                ("WHARF_CONFIG", "ignored.yaml"),
+                ("WHARF_URL", "http://127.0.0.1:5000"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:9999".parse().unwrap());
+        assert!(!config.gc.enabled);
+        assert_eq!(config.storage.data_dir, PathBuf::from("/srv/wharf"));
+        assert_eq!(config.limits.max_blob_size, Some(ByteSize(10 << 20)));
+    }
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        let error = load("", &[("WHARF_SERVER_LISTN", "x")]).unwrap_err().0;
+        assert!(error.contains("WHARF_SERVER_LISTN"), "{error}");
+        let error = load("", &[("WHARF_GC_ENABLED", "perhaps")]).unwrap_err().0;
+        assert!(
+            error.contains("WHARF_GC_ENABLED") && error.contains("gc.enabled"),
+            "{error}"
+        );
+    }
+}

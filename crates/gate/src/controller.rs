@@ -1,0 +1,421 @@
+//! Deciding the mode: taking and releasing holds, noticing expiries and holds set elsewhere,
+//! following a drain to its end, cancelling what outlasts the drain timeout, and recording every
+//! change in the audit trail.
+//!
+//! A drain is over when, on this replica, no admitted write is in flight, and, in the database,
+//! no upload session opened before the hold is still active (it received bytes within
+//! `push_grace` before the hold, or since), and `push_grace` has passed since the last such upload
+//! finished (its client may still put the manifest that completes its push). Uploads idle since
+//! before that are abandoned, not waited for. At the drain timeout, the writes still running are
+//! cancelled (each stops before its commit point) and the transition records how many.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::events::{Event, EventKind, ModeEvent};
+use super::holds::{Hold, HoldName, HoldSource, MAX_REASON_LEN};
+use super::mode::{Mode, ModeSnapshot, Transition, reasons};
+use super::store::{DrainPending, StoreError};
+use super::{ControlWrite, DrainCounts, Inner, WriteGate, duration_millis};
+use wharf_core::time::{Millis, now_millis};
+
+/// How often the holds are re-read even without a notification (holds set by another process).
+const POLL: Duration = Duration::from_secs(2);
+
+/// A request to take (or renew) a hold.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    /// The hold's name.
+    pub name: HoldName,
+    /// Why, for everyone who sees the registry read-only.
+    pub reason: String,
+    /// How long until it ends by itself, if it should.
+    pub ttl: Option<Duration>,
+    /// Who asks.
+    pub actor: String,
+    /// Where from.
+    pub source: HoldSource,
+}
+
+/// Why a hold cannot be taken or released.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    /// The reason is empty, too long, or has control characters.
+    #[error("a hold needs a reason of 1 to {MAX_REASON_LEN} characters, on one line")]
+    Reason,
+    /// The TTL is zero.
+    #[error("a hold's ttl must be longer than 0s")]
+    Ttl,
+    /// The hold belongs to the configuration file.
+    #[error(
+        "the hold `config` follows the configuration file's read_only section; change the file instead"
+    )]
+    ManagedByConfig,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl WriteGate {
+    /// Takes (or renews) a hold. The registry is draining when this returns, if it was
+    /// read-write. Returns the hold and whether it is new.
+    pub async fn set_hold(&self, request: HoldRequest) -> Result<(Hold, bool), HoldError> {
+        let reason = request.reason.trim();
+        if !super::holds::is_valid_reason(reason) {
+            return Err(HoldError::Reason);
+        }
+        if request.ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return Err(HoldError::Ttl);
+        }
+        if request.name.is_config() != (request.source == HoldSource::Config) {
+            return Err(HoldError::ManagedByConfig);
+        }
+        let now = now_millis();
+        let hold = Hold {
+            name: request.name,
+            reason: reason.to_owned(),
+            set_by: request.actor.clone(),
+            source: request.source,
+            created_at: now,
+            updated_at: now,
+            expires_at: request
+                .ttl
+                .map(|ttl| now.saturating_add(duration_millis(ttl))),
+        };
+        let event = self.stamp(Event::hold(
+            EventKind::HoldSet,
+            Some(&hold),
+            &request.actor,
+            request.source,
+        ));
+        let (stored, created) = self
+            .shared
+            .store
+            .put_hold(&ControlWrite(()), &hold, &event)
+            .await?;
+        tracing::warn!(
+            hold = %stored.name, reason = %stored.reason, by = %request.actor, source = request.source.as_str(),
+            expires = ?stored.expires_at.map(wharf_core::time::format_time),
+            "read-only hold {}", if created { "taken" } else { "renewed" }
+        );
+        self.evaluate().await?;
+        Ok((stored, created))
+    }
+
+    /// Releases a hold; the registry is read-write when this returns if it was the last.
+    /// Returns the released hold, or `None` if there was none of that name.
+    pub async fn release_hold(
+        &self,
+        name: &HoldName,
+        actor: &str,
+        source: HoldSource,
+    ) -> Result<Option<Hold>, HoldError> {
+        if name.is_config() != (source == HoldSource::Config) {
+            return Err(HoldError::ManagedByConfig);
+        }
+        let event = self.stamp(Event::hold(EventKind::HoldReleased, None, actor, source));
+        let released = self
+            .shared
+            .store
+            .delete_hold(&ControlWrite(()), name, &event)
+            .await?;
+        if let Some(hold) = &released {
+            tracing::warn!(hold = %hold.name, by = %actor, source = source.as_str(), "read-only hold released");
+        }
+        self.evaluate().await?;
+        Ok(released)
+    }
+
+    /// The audit trail, newest first.
+    pub async fn events(&self, limit: u32) -> Result<Vec<ModeEvent>, StoreError> {
+        self.shared.store.mode_events(limit).await
+    }
+
+    /// Waits until this replica is read-only, at most `timeout`; returns whether it is.
+    pub async fn wait_for_read_only(&self, timeout: Duration) -> bool {
+        let mut updates = self.subscribe();
+        let read_only = updates.wait_for(|snapshot| snapshot.mode == Mode::ReadOnly);
+        matches!(tokio::time::timeout(timeout, read_only).await, Ok(Ok(_)))
+    }
+
+    /// Follows holds and drains until `stop` is cancelled: re-evaluates the mode when a hold
+    /// changes, a draining write ends, a deadline passes, and every few seconds (holds set by
+    /// another process).
+    pub async fn run(&self, stop: CancellationToken) {
+        let snapshot = self.snapshot();
+        if snapshot.mode == Mode::ReadOnly {
+            let reason = format!("started read-only: {}", snapshot.reasons());
+            tracing::warn!(holds = %snapshot.reasons(), "the registry starts read-only");
+            self.record_event(Event::state(Mode::ReadOnly, Mode::ReadOnly, &reason, None))
+                .await;
+        }
+        loop {
+            if let Err(error) = self.evaluate().await {
+                tracing::error!(%error, "cannot evaluate the read-only state; keeping the current one");
+            }
+            let wait = self.next_wait();
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.shared.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// How long until something may change by itself: a hold expiring, a drain deadline.
+    fn next_wait(&self) -> Duration {
+        let now = now_millis();
+        let inner = self.lock();
+        let mut next = now + duration_millis(POLL);
+        for hold in &inner.snapshot.holds {
+            if let Some(expires) = hold.expires_at {
+                next = next.min(expires);
+            }
+        }
+        if let Some(started) = inner.drain_started {
+            next = next.min(started + duration_millis(inner.settings.timeout));
+            // While draining, look again soon: the end of a push's grace is a time, not an event.
+            next = next.min(now + 100);
+        }
+        Duration::from_millis(u64::try_from(next - now).unwrap_or(0).max(5))
+    }
+
+    /// Brings the mode up to date with the holds and the drain. One at a time.
+    pub(super) async fn evaluate(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.shared.evaluating.lock().await;
+        let store = &self.shared.store;
+        let now = now_millis();
+        let expiry = self.stamp(Event::hold(
+            EventKind::HoldExpired,
+            None,
+            "wharf",
+            HoldSource::System,
+        ));
+        for hold in store
+            .delete_expired_holds(&ControlWrite(()), now, &expiry)
+            .await?
+        {
+            tracing::warn!(hold = %hold.name, reason = %hold.reason, "read-only hold expired");
+        }
+        let holds = super::store::active_holds(store.as_ref(), now).await?;
+        let mode = self.lock().snapshot.mode;
+        match (mode, holds.is_empty()) {
+            (Mode::ReadWrite, true) => Ok(()),
+            (Mode::ReadWrite, false) => {
+                // Writes admitted until this very switch were admitted before the hold: the
+                // switch, not the hold's creation, is the cutoff.
+                let reason = format!("held read-only: {}", reasons(&holds));
+                self.switch(Mode::Draining, holds, Some(now_millis()), &reason)
+                    .await;
+                self.follow_drain().await
+            }
+            (Mode::Draining | Mode::ReadOnly, true) => {
+                self.switch(Mode::ReadWrite, holds, None, "the last hold was released")
+                    .await;
+                Ok(())
+            }
+            (Mode::Draining, false) => {
+                self.update_holds(holds);
+                self.follow_drain().await
+            }
+            (Mode::ReadOnly, false) => {
+                self.update_holds(holds);
+                Ok(())
+            }
+        }
+    }
+
+    /// While draining: ends the drain if nothing admitted is left, or at the timeout.
+    async fn follow_drain(&self) -> Result<(), StoreError> {
+        let (cutoff, started, settings, timed_out) = {
+            let inner = self.lock();
+            match (inner.snapshot.hold_at, inner.drain_started) {
+                (Some(cutoff), Some(started)) => (cutoff, started, inner.settings, inner.timed_out),
+                _ => return Ok(()),
+            }
+        };
+        // Timed out already: read-only once the cancelled writes have stopped.
+        if let Some(counts) = timed_out {
+            self.enter_read_only_if_idle(started, counts, "drain timeout")
+                .await;
+            return Ok(());
+        }
+        let grace_start = cutoff - duration_millis(settings.push_grace);
+        // The deadline comes first: neither a write that never ends nor a database that does
+        // not answer may keep the drain going past it.
+        if now_millis() >= started + duration_millis(settings.timeout) {
+            let pending = match self.shared.store.drain_pending(cutoff, grace_start).await {
+                Ok(pending) => pending,
+                Err(error) => {
+                    tracing::error!(%error, "cannot count the uploads the drain cuts off");
+                    DrainPending::default()
+                }
+            };
+            let counts = {
+                let mut inner = self.lock();
+                let counts = DrainCounts {
+                    cancelled_writes: inner.in_flight,
+                    abandoned_uploads: pending.open_uploads + pending.idle_uploads,
+                };
+                inner.generation += 1;
+                inner.epoch.cancel();
+                inner.epoch = CancellationToken::new();
+                inner.timed_out = Some(counts);
+                counts
+            };
+            self.shared
+                .metrics
+                .writes_cancelled(counts.cancelled_writes);
+            tracing::warn!(
+                cancelled_writes = counts.cancelled_writes,
+                abandoned_uploads = counts.abandoned_uploads,
+                "drain timeout: cancelling the writes still under way"
+            );
+            self.enter_read_only_if_idle(started, counts, "drain timeout")
+                .await;
+            return Ok(());
+        }
+        let pending = self.shared.store.drain_pending(cutoff, grace_start).await?;
+        let grace = duration_millis(settings.push_grace);
+        let pushes_settled = pending
+            .last_completion
+            .is_none_or(|finished| finished + grace <= now_millis());
+        if pending.open_uploads == 0 && pushes_settled {
+            let counts = DrainCounts {
+                cancelled_writes: 0,
+                abandoned_uploads: pending.idle_uploads,
+            };
+            self.enter_read_only_if_idle(started, counts, "drain complete")
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Switches to read-only, if no write holds a permit: the check and the switch happen under
+    /// the gate's lock, so nothing can be admitted in between, and a replica never reports
+    /// read-only while something is being written.
+    async fn enter_read_only_if_idle(&self, started: Millis, counts: DrainCounts, why: &str) {
+        let switched = {
+            let mut inner = self.lock();
+            (inner.in_flight == 0).then(|| {
+                let drain_ms = now_millis() - started;
+                self.enter_read_only(&mut inner, drain_ms, counts, why)
+            })
+        };
+        if let Some((snapshot, transition)) = switched {
+            self.announce(Mode::Draining, snapshot, &transition).await;
+        }
+    }
+
+    fn enter_read_only(
+        &self,
+        inner: &mut Inner,
+        drain_ms: Millis,
+        counts: DrainCounts,
+        why: &str,
+    ) -> (ModeSnapshot, Transition) {
+        let now = now_millis();
+        let drain_ms = u64::try_from(drain_ms).unwrap_or(0);
+        let transition = Transition {
+            from: Mode::Draining,
+            to: Mode::ReadOnly,
+            at: now,
+            drain_ms: Some(drain_ms),
+            cancelled_writes: counts.cancelled_writes,
+            abandoned_uploads: counts.abandoned_uploads,
+            reason: why.to_owned(),
+        };
+        inner.generation += 1;
+        inner.snapshot.mode = Mode::ReadOnly;
+        inner.snapshot.since = now;
+        inner.snapshot.last_transition = Some(transition.clone());
+        inner.drain_started = None;
+        inner.timed_out = None;
+        self.shared
+            .metrics
+            .drain_finished(Duration::from_millis(drain_ms));
+        (inner.snapshot.clone(), transition)
+    }
+
+    /// Switches to `to` (read-write or draining) with the given holds.
+    async fn switch(&self, to: Mode, holds: Vec<Hold>, hold_at: Option<Millis>, why: &str) {
+        let (from, snapshot, transition) = {
+            let mut inner = self.lock();
+            let now = now_millis();
+            let from = inner.snapshot.mode;
+            let transition = Transition {
+                from,
+                to,
+                at: now,
+                drain_ms: None,
+                cancelled_writes: 0,
+                abandoned_uploads: 0,
+                reason: why.to_owned(),
+            };
+            inner.generation += 1;
+            inner.timed_out = None;
+            inner.snapshot = ModeSnapshot {
+                mode: to,
+                since: now,
+                hold_at,
+                holds,
+                last_transition: Some(transition.clone()),
+            };
+            inner.drain_started = (to == Mode::Draining).then_some(now);
+            (from, inner.snapshot.clone(), transition)
+        };
+        self.announce(from, snapshot, &transition).await;
+    }
+
+    /// Publishes a new mode, logs it and records it in the audit trail.
+    async fn announce(&self, from: Mode, snapshot: ModeSnapshot, transition: &Transition) {
+        self.shared.metrics.set_mode(&snapshot);
+        self.shared.metrics.transitioned();
+        tracing::warn!(
+            from = from.as_str(), to = snapshot.mode.as_str(), reason = %transition.reason,
+            drain_ms = ?transition.drain_ms, cancelled_writes = transition.cancelled_writes,
+            abandoned_uploads = transition.abandoned_uploads,
+            "the registry is now {}", snapshot.mode.as_str()
+        );
+        let to = snapshot.mode;
+        self.shared.published.send_replace(snapshot);
+        self.record_event(Event::state(from, to, &transition.reason, Some(transition)))
+            .await;
+    }
+
+    fn update_holds(&self, holds: Vec<Hold>) {
+        let snapshot = {
+            let mut inner = self.lock();
+            if inner.snapshot.holds == holds {
+                return;
+            }
+            inner.snapshot.holds = holds;
+            inner.snapshot.clone()
+        };
+        self.shared.metrics.set_mode(&snapshot);
+        self.shared.published.send_replace(snapshot);
+    }
+
+    /// The audit event, signed with this replica's name.
+    fn stamp(&self, event: Event) -> ModeEvent {
+        ModeEvent {
+            replica: self.shared.replica.clone(),
+            ..event.0
+        }
+    }
+
+    /// Records an audit event of a change of mode; a failure is logged, never fatal (the change
+    /// itself happened, and is logged).
+    pub(super) async fn record_event(&self, event: Event) {
+        let event = self.stamp(event);
+        if let Err(error) = self
+            .shared
+            .store
+            .record_mode_event(&ControlWrite(()), &event)
+            .await
+        {
+            tracing::error!(%error, kind = event.kind.as_str(), "cannot record an audit event");
+        }
+    }
+}

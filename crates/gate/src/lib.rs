@@ -1,0 +1,439 @@
+//! The write gate: the one choke point every write passes through, and the read-only mode it
+//! enforces.
+//!
+//! Every mutation — an HTTP handler, a background job, a CLI maintenance command — first asks the
+//! gate for a [`WritePermit`], and every mutating method of the metadata and blob stores takes
+//! `&WritePermit`, so a write that skipped the gate does not compile. The permit is held for as
+//! long as the write runs, so the gate knows how many writes are in flight, and can cancel them:
+//! a cancelled write stops at its next check, before its commit point ([`WritePermit::check`],
+//! which every metadata transaction calls), so nothing half-written becomes visible.
+//!
+//! # Read-only mode
+//!
+//! The registry is desired read-only while at least one [hold](holds) exists (they live in the
+//! metadata database). Each replica's effective [`Mode`] then goes:
+//!
+//! - `read-write` → `draining` the moment a first hold appears: new writes are refused at once;
+//!   writes admitted before the hold may finish — every write in flight, further requests of
+//!   upload sessions opened before the hold, and the manifest put that completes a push in
+//!   progress (same repository and client as an upload that was open at the hold or finished
+//!   within `push_grace` before it). Admission is decided from the database, where sessions are.
+//! - `draining` → `read-only` when nothing admitted is left (see [`controller`]), or at the
+//!   drain timeout, when the writes still running are cancelled cleanly.
+//! - back to `read-write` the moment the last hold is released or expires.
+//!
+//! Admission takes a [`WriteIntent`] saying what the write is for; this module is the only
+//! place the decision is made.
+
+mod controller;
+pub mod events;
+pub mod holds;
+pub mod metrics;
+pub mod mode;
+pub mod store;
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use controller::{HoldError, HoldRequest};
+pub use events::{EventKind, ModeEvent};
+pub use holds::{Hold, HoldName, HoldSource};
+pub use mode::{DrainSettings, Mode, ModeSnapshot, Transition};
+
+use crate::metrics::Metrics;
+use crate::store::{GateStore, StoreError};
+use wharf_core::reference::RepositoryName;
+use wharf_core::time::{Millis, now_millis};
+
+/// The message a denied registry write carries, as Quay users already know it (clients print it
+/// as `denied: System is currently read-only. ...`).
+pub const READ_ONLY_MESSAGE: &str = "System is currently read-only. Pulls will succeed but all write operations are currently suspended.";
+
+/// What a write is about to do, as the gate needs to know it to admit or refuse it.
+#[derive(Debug, Clone, Copy)]
+pub enum WriteIntent<'a> {
+    /// Opening a new blob upload (a `POST`, including monolithic uploads and mounts).
+    OpenUpload {
+        /// The repository the blob is uploaded to.
+        repository: &'a RepositoryName,
+    },
+    /// Appending to, completing or cancelling an upload session that already exists.
+    ContinueUpload {
+        /// When the session was opened, as the metadata database records it.
+        opened_at: Millis,
+    },
+    /// Putting a manifest, which may complete a push whose blobs were just uploaded.
+    PutManifest {
+        /// The repository the manifest is put in.
+        repository: &'a RepositoryName,
+        /// Who is pushing (the client address, or the user once authentication exists).
+        client: &'a str,
+    },
+    /// Deleting a manifest, a tag or a blob from a repository.
+    Delete {
+        /// The repository something is deleted from.
+        repository: &'a RepositoryName,
+    },
+    /// Creating or changing accounts, teams, grants or visibility.
+    AccountChange,
+    /// A background or maintenance job (garbage collection, upload expiry).
+    Housekeeping {
+        /// The job's name, for logs and metrics.
+        job: &'static str,
+    },
+}
+
+/// Why a write was refused or stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteRefused {
+    /// The registry is read-only, or draining and the write is not one it lets finish.
+    #[error("{READ_ONLY_MESSAGE}")]
+    ReadOnly {
+        /// The mode that refused it.
+        mode: Mode,
+        /// The holds' reasons.
+        reason: String,
+        /// The holds' names.
+        holds: Vec<String>,
+    },
+    /// The write was admitted but cancelled before its commit point (a drain timeout, or a
+    /// shutdown past its grace period); nothing of it became visible.
+    #[error("the write was cancelled before it completed; nothing was stored, retry it")]
+    Cancelled,
+}
+
+/// Proof that a write is the control plane's own (holds and the audit trail, backup leases, the
+/// first superuser): the only writes allowed while read-only. Only the gate makes one
+/// ([`WriteGate::control_write`]).
+#[derive(Debug)]
+pub struct ControlWrite(());
+
+/// The registry's write gate. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct WriteGate {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn GateStore>,
+    /// This replica's name, in the audit trail and the state report.
+    replica: String,
+    inner: std::sync::Mutex<Inner>,
+    /// The snapshot as last published, for waiters and reports.
+    published: watch::Sender<ModeSnapshot>,
+    /// Woken when the controller should look again (a hold changed, a draining write ended).
+    wake: Notify,
+    /// Woken whenever the number of writes in flight drops to zero.
+    idle: Notify,
+    /// Cancelled to stop every write, at shutdown past its grace period.
+    shutdown: CancellationToken,
+    /// One evaluation of the mode at a time.
+    evaluating: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+struct Inner {
+    snapshot: ModeSnapshot,
+    in_flight: u64,
+    /// Bumped at every change of mode, so an admission decided on an old mode is retried.
+    generation: u64,
+    /// Cancelled at a drain timeout: the writes admitted so far stop.
+    epoch: CancellationToken,
+    settings: DrainSettings,
+    /// When the drain started, while draining.
+    drain_started: Option<Millis>,
+    /// Set at a drain timeout, with what it cut off, until read-only: nothing more is
+    /// admitted, and read-only follows once the cancelled writes have stopped.
+    timed_out: Option<DrainCounts>,
+}
+
+/// What a drain cut off, recorded with its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DrainCounts {
+    cancelled_writes: u64,
+    abandoned_uploads: u64,
+}
+
+/// A gate's numbers, for reports.
+#[derive(Debug, Clone)]
+pub struct GateStatus {
+    /// The mode and holds.
+    pub snapshot: ModeSnapshot,
+    /// Writes holding a permit.
+    pub in_flight: u64,
+    /// The drain settings in force.
+    pub settings: DrainSettings,
+    /// This replica's name.
+    pub replica: String,
+    /// When the current drain started, while draining.
+    pub drain_started: Option<Millis>,
+}
+
+impl WriteGate {
+    /// Opens the gate of a registry whose holds are in `store`. With holds in place, the gate
+    /// starts read-only (a process that just started has nothing to drain).
+    pub async fn open(
+        store: Arc<dyn GateStore>,
+        settings: DrainSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<WriteGate, StoreError> {
+        let now = now_millis();
+        let holds = store::active_holds(store.as_ref(), now).await?;
+        let mode = if holds.is_empty() {
+            Mode::ReadWrite
+        } else {
+            Mode::ReadOnly
+        };
+        let snapshot = ModeSnapshot {
+            mode,
+            since: now,
+            hold_at: holds.iter().map(|h| h.created_at).min(),
+            holds,
+            last_transition: None,
+        };
+        metrics.set_mode(&snapshot);
+        let (published, _) = watch::channel(snapshot.clone());
+        let gate = WriteGate {
+            shared: Arc::new(Shared {
+                store,
+                replica: replica_name(),
+                inner: std::sync::Mutex::new(Inner {
+                    snapshot,
+                    in_flight: 0,
+                    generation: 0,
+                    epoch: CancellationToken::new(),
+                    settings,
+                    drain_started: None,
+                    timed_out: None,
+                }),
+                published,
+                wake: Notify::new(),
+                idle: Notify::new(),
+                shutdown: CancellationToken::new(),
+                evaluating: tokio::sync::Mutex::new(()),
+                metrics,
+            }),
+        };
+        Ok(gate)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Asks to perform a write. The returned permit must be held for the whole write.
+    pub async fn admit(&self, intent: WriteIntent<'_>) -> Result<WritePermit, WriteRefused> {
+        loop {
+            let (snapshot, generation, grace, closed) = {
+                let mut inner = self.lock();
+                if inner.snapshot.mode == Mode::ReadWrite {
+                    return Ok(self.issue(&mut inner));
+                }
+                (
+                    inner.snapshot.clone(),
+                    inner.generation,
+                    inner.settings.push_grace,
+                    inner.timed_out.is_some(),
+                )
+            };
+            let admitted = match (snapshot.mode, snapshot.hold_at, closed) {
+                (Mode::Draining, Some(hold_at), false) => {
+                    self.admits_while_draining(intent, hold_at, grace).await
+                }
+                _ => false,
+            };
+            let mut inner = self.lock();
+            if inner.generation != generation {
+                // The mode changed while deciding: decide again under the new one.
+                continue;
+            }
+            if admitted {
+                tracing::debug!(?intent, "write admitted while draining");
+                return Ok(self.issue(&mut inner));
+            }
+            self.shared.metrics.write_denied(snapshot.mode);
+            tracing::debug!(?intent, mode = snapshot.mode.as_str(), "write refused");
+            return Err(WriteRefused::ReadOnly {
+                mode: snapshot.mode,
+                reason: snapshot.reasons(),
+                holds: snapshot.holds.iter().map(|h| h.name.to_string()).collect(),
+            });
+        }
+    }
+
+    /// Whether a write belongs to what the drain lets finish.
+    async fn admits_while_draining(
+        &self,
+        intent: WriteIntent<'_>,
+        hold_at: Millis,
+        grace: std::time::Duration,
+    ) -> bool {
+        match intent {
+            WriteIntent::ContinueUpload { opened_at } => opened_at < hold_at,
+            WriteIntent::PutManifest { repository, client } => {
+                let grace_start = hold_at - duration_millis(grace);
+                match self
+                    .shared
+                    .store
+                    .push_in_progress(repository, client, hold_at, grace_start)
+                    .await
+                {
+                    Ok(in_progress) => in_progress,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot tell whether a push is in progress; refusing its manifest");
+                        false
+                    }
+                }
+            }
+            WriteIntent::OpenUpload { .. }
+            | WriteIntent::Delete { .. }
+            | WriteIntent::AccountChange
+            | WriteIntent::Housekeeping { .. } => false,
+        }
+    }
+
+    fn issue(&self, inner: &mut Inner) -> WritePermit {
+        inner.in_flight += 1;
+        self.shared.metrics.set_writes_in_flight(inner.in_flight);
+        WritePermit {
+            shared: Arc::clone(&self.shared),
+            epoch: inner.epoch.clone(),
+        }
+    }
+
+    /// How many writes hold a permit right now.
+    pub fn in_flight(&self) -> u64 {
+        self.lock().in_flight
+    }
+
+    /// Resolves once no write holds a permit.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.shared.idle.notified();
+            tokio::pin!(notified);
+            // Register interest before checking, so a drop to zero in between is not missed.
+            notified.as_mut().enable();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Cancels every write in flight and every write admitted from now on: each stops at its
+    /// next check, before its commit point. Used when shutdown outlasts its grace period.
+    pub fn cancel_all(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// The mode and holds as last published.
+    pub fn snapshot(&self) -> ModeSnapshot {
+        self.shared.published.borrow().clone()
+    }
+
+    /// Everything a report needs.
+    pub fn status(&self) -> GateStatus {
+        let inner = self.lock();
+        GateStatus {
+            snapshot: inner.snapshot.clone(),
+            in_flight: inner.in_flight,
+            settings: inner.settings,
+            replica: self.shared.replica.clone(),
+            drain_started: inner.drain_started,
+        }
+    }
+
+    /// Follows the published snapshot (for waiting until read-only is in effect).
+    pub fn subscribe(&self) -> watch::Receiver<ModeSnapshot> {
+        self.shared.published.subscribe()
+    }
+
+    /// Changes the drain settings (the configuration was reloaded).
+    pub fn set_drain_settings(&self, settings: DrainSettings) {
+        self.lock().settings = settings;
+        self.shared.wake.notify_one();
+    }
+
+    /// The metrics the gate keeps.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Proof for a control-plane write (a backup lease, the first superuser): whoever holds the
+    /// registry's gate may make them, in any mode.
+    pub fn control_write(&self) -> ControlWrite {
+        ControlWrite(())
+    }
+}
+
+/// Proof that the gate admitted a write. Stores' mutating methods require one; dropping it ends
+/// the write as far as the gate is concerned.
+#[must_use = "a permit admits a write only while it is held"]
+pub struct WritePermit {
+    shared: Arc<Shared>,
+    epoch: CancellationToken,
+}
+
+impl WritePermit {
+    /// Re-checks the gate at a commit point: fails if the write was cancelled meanwhile, so the
+    /// caller stops before making anything visible.
+    pub fn check(&self) -> Result<(), WriteRefused> {
+        if self.shared.shutdown.is_cancelled() || self.epoch.is_cancelled() {
+            Err(WriteRefused::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves when this write is cancelled; long writes (streaming a body) select on it.
+    pub async fn cancelled(&self) {
+        tokio::select! {
+            () = self.shared.shutdown.cancelled() => {}
+            () = self.epoch.cancelled() => {}
+        }
+    }
+}
+
+impl Drop for WritePermit {
+    fn drop(&mut self) {
+        let mut inner = self
+            .shared
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.in_flight -= 1;
+        self.shared.metrics.set_writes_in_flight(inner.in_flight);
+        if inner.in_flight == 0 {
+            self.shared.idle.notify_waiters();
+        }
+        if inner.snapshot.mode == Mode::Draining {
+            // A draining write ended: the drain may be over.
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+impl std::fmt::Debug for WritePermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WritePermit")
+    }
+}
+
+fn duration_millis(duration: std::time::Duration) -> Millis {
+    Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// This process's name among replicas: the host name and the process id.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}

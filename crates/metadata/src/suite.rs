@@ -1,0 +1,1 @@
+//! The behavioural suite every metadata store backend runs (being written).

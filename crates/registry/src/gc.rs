@@ -1,0 +1,238 @@
+//! Garbage collection, safe while pushes are in progress.
+//!
+//! A push uploads its blobs before the manifest that refers to them, so a blob nothing refers to
+//! yet may be about to be used: blobs and repository links younger than the grace period are
+//! kept. Deleting a blob is two steps, each its own transaction: the blob is first marked as being
+//! deleted (from then on invisible, so no new manifest can refer to it), then its object is
+//! deleted and the record forgotten. A new upload of the same content meanwhile writes a new
+//! placement (see [`wharf_storage`]), so it is never lost to the deletion of the old one.
+//!
+//! Each step asks the write gate for its own permit, so a registry that stops admitting writes
+//! stops the collection at the next step.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::{Registry, RegistryError};
+use wharf_core::time::{Millis, now_millis};
+use wharf_gate::{WriteIntent, WritePermit};
+use wharf_metadata::BlobRecord;
+
+/// How many records one step handles at a time.
+const BATCH: u32 = 500;
+
+/// When garbage becomes collectable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcSettings {
+    /// How long an unreferenced blob, repository link or leftover object is kept.
+    pub grace: Duration,
+    /// How long an upload session may receive nothing before it expires.
+    pub upload_expiry: Duration,
+}
+
+/// What one collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GcReport {
+    /// Upload sessions expired for being idle, with their staged bytes.
+    pub expired_uploads: u64,
+    /// Records of completed upload sessions forgotten.
+    pub forgotten_sessions: u64,
+    /// Repository links to blobs no manifest there refers to, removed.
+    pub pruned_links: u64,
+    /// Blobs deleted.
+    pub deleted_blobs: u64,
+    /// Bytes those blobs held.
+    pub deleted_bytes: u64,
+    /// Stored objects no record used (left by a crash), deleted.
+    pub orphan_objects: u64,
+    /// Staged upload files no session used (left by a crash), deleted.
+    pub orphan_staging: u64,
+    /// Backup leases that expired (their backups died), forgotten with their snapshots.
+    #[serde(default)]
+    pub expired_backups: u64,
+}
+
+fn before(now: Millis, age: Duration) -> Millis {
+    now.saturating_sub(Millis::try_from(age.as_millis()).unwrap_or(Millis::MAX))
+}
+
+impl Registry {
+    /// Collects garbage as of `now` (milliseconds since the Unix epoch; tests pass a later time
+    /// to age things without waiting).
+    pub async fn collect_garbage(
+        &self,
+        settings: GcSettings,
+        now: Millis,
+    ) -> Result<GcReport, RegistryError> {
+        let mut report = GcReport::default();
+        let grace_cutoff = before(now, settings.grace);
+
+        self.finish_blob_deletions(&mut report).await?;
+        self.expire_uploads(before(now, settings.upload_expiry), &mut report)
+            .await?;
+
+        let permit = self.housekeeping().await?;
+        report.forgotten_sessions = self
+            .metadata
+            .forget_completed_uploads(&permit, grace_cutoff)
+            .await?;
+        report.pruned_links = self
+            .metadata
+            .prune_blob_links(&permit, grace_cutoff)
+            .await?;
+        drop(permit);
+
+        loop {
+            let permit = self.housekeeping().await?;
+            let claimed = self
+                .metadata
+                .claim_unreferenced_blobs(&permit, grace_cutoff, now, BATCH)
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            self.delete_claimed(&permit, claimed, &mut report).await?;
+        }
+
+        self.delete_orphans(grace_cutoff, &mut report).await?;
+        let permit = self.housekeeping().await?;
+        report.expired_backups = self
+            .expire_backups(now, settings.grace)
+            .await
+            .map_err(RegistryError::internal)?;
+        drop(permit);
+        if report != GcReport::default() {
+            tracing::info!(?report, "garbage collected");
+        }
+        Ok(report)
+    }
+
+    async fn housekeeping(&self) -> Result<WritePermit, RegistryError> {
+        self.admit(WriteIntent::Housekeeping { job: "gc" }).await
+    }
+
+    /// Completes deletions that an earlier collection started but did not finish (it crashed).
+    async fn finish_blob_deletions(&self, report: &mut GcReport) -> Result<(), RegistryError> {
+        loop {
+            let permit = self.housekeeping().await?;
+            let pending = self.metadata.blobs_being_deleted(BATCH).await?;
+            if pending.is_empty() {
+                return Ok(());
+            }
+            self.delete_claimed(&permit, pending, report).await?;
+        }
+    }
+
+    /// Deletes the objects of blobs marked as being deleted, then forgets their records.
+    async fn delete_claimed(
+        &self,
+        permit: &WritePermit,
+        claimed: Vec<BlobRecord>,
+        report: &mut GcReport,
+    ) -> Result<(), RegistryError> {
+        for blob in claimed {
+            self.blobs.delete(permit, &blob.storage_key).await?;
+            self.metadata
+                .forget_deleted_blob(permit, &blob.digest, &blob.storage_key)
+                .await?;
+            report.deleted_blobs += 1;
+            report.deleted_bytes += blob.size;
+        }
+        Ok(())
+    }
+
+    async fn expire_uploads(
+        &self,
+        idle_since: Millis,
+        report: &mut GcReport,
+    ) -> Result<(), RegistryError> {
+        loop {
+            let permit = self.housekeeping().await?;
+            let idle = self.metadata.idle_uploads(idle_since, BATCH).await?;
+            let full_batch = idle.len() == BATCH as usize;
+            let mut expired = 0;
+            for session in idle {
+                // A request is writing to it right now: it is not idle after all.
+                let Some(_lock) = self.blobs.lock_upload(&session.id) else {
+                    continue;
+                };
+                self.sessions.forget(&session.id);
+                if self.metadata.delete_upload(&permit, &session.id).await? {
+                    self.blobs.discard_upload(&permit, &session.id).await?;
+                    expired += 1;
+                }
+            }
+            report.expired_uploads += expired;
+            if !full_batch || expired == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn delete_orphans(
+        &self,
+        cutoff: Millis,
+        report: &mut GcReport,
+    ) -> Result<(), RegistryError> {
+        // Listing only reads; each deletion is its own write, so a drain never waits for a
+        // sweep through a large store.
+        let mut objects = self.blobs.list_objects();
+        while let Some(object) = objects.next().await {
+            let object = object?;
+            if object.modified_millis < cutoff
+                && !self.metadata.storage_key_in_use(&object.key).await?
+            {
+                tracing::debug!(
+                    key = object.key.as_str(),
+                    "deleting an object no blob record uses"
+                );
+                let permit = self.housekeeping().await?;
+                self.blobs.delete(&permit, &object.key).await?;
+                report.orphan_objects += 1;
+            }
+        }
+        for (id, modified) in self.blobs.staged_uploads().await? {
+            if modified >= cutoff {
+                continue;
+            }
+            let Some(_lock) = self.blobs.lock_upload(&id) else {
+                continue;
+            };
+            if self.metadata.upload(&id).await?.is_none() {
+                let permit = self.housekeeping().await?;
+                self.blobs.discard_upload(&permit, &id).await?;
+                report.orphan_staging += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs [`Registry::collect_garbage`] every `interval` until `stop` resolves. A collection the
+    /// write gate stops is simply retried at the next interval.
+    pub async fn collect_garbage_periodically(
+        &self,
+        settings: GcSettings,
+        interval: Duration,
+        stop: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick completes at once; collect one interval after start-up instead.
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = ticks.tick() => {}
+            }
+            match self.collect_garbage(settings, now_millis()).await {
+                Ok(_) => {}
+                Err(RegistryError::Refused(refused)) => {
+                    tracing::debug!(%refused, "garbage collection paused by the write gate");
+                }
+                Err(error) => tracing::error!(%error, "garbage collection failed"),
+            }
+        }
+    }
+}

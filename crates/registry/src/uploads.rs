@@ -1,0 +1,415 @@
+//! Blob uploads: a session is opened (`POST`), fed in chunks (`PATCH`), completed with the digest
+//! (`PUT`) or cancelled (`DELETE`); a monolithic upload does all of it in one request, and a mount
+//! links a blob another repository already has.
+//!
+//! Received bytes are hashed as they arrive and the hasher's state is saved with the session, so
+//! completing never re-reads the content (unless the client names another digest algorithm) and
+//! an upload continues after a restart. A chunk is answered once it is written and recorded: its
+//! hashing may end a moment later, while the client sends the next chunk, so the state saved
+//! may be a few blocks behind the bytes received (see `storage::staging`). The blob becomes
+//! visible only in the transaction that completes the session, after its digest was verified
+//! and its content moved into place.
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::{Registry, RegistryError};
+use wharf_core::digest::{Algorithm, ContentHasher, Digest};
+use wharf_core::reference::RepositoryName;
+use wharf_core::time::now_millis;
+use wharf_core::upload_id::UploadId;
+use wharf_gate::{WriteIntent, WritePermit};
+use wharf_metadata::{BlobRecord, UploadCompletion, UploadSession};
+use wharf_storage::{AppendError, HashResume, Hashing, UploadLock};
+
+/// What a mount request led to.
+#[derive(Debug)]
+pub enum MountOutcome {
+    /// The blob is now in the repository.
+    Mounted(BlobRecord),
+    /// The source repository does not have the blob: a regular upload session was opened.
+    Opened(UploadSession),
+}
+
+/// The bytes a chunk claims to cover (`Content-Range: <start>-<end>`, inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    /// Offset of the first byte.
+    pub start: u64,
+    /// Offset of the last byte.
+    pub end: u64,
+}
+
+impl ChunkRange {
+    fn len(self) -> u64 {
+        self.end - self.start + 1
+    }
+}
+
+/// The algorithm every session hashes with while receiving; it is what clients use.
+const SESSION_ALGORITHM: Algorithm = Algorithm::Sha256;
+
+impl Registry {
+    /// Opens an upload session in `repository` for `client`.
+    pub async fn open_upload(
+        &self,
+        repository: &RepositoryName,
+        client: &str,
+    ) -> Result<UploadSession, RegistryError> {
+        let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
+        self.open_chunked_session(&permit, repository, client).await
+    }
+
+    /// Opens a session that later requests continue, so it is remembered as in progress.
+    async fn open_chunked_session(
+        &self,
+        permit: &WritePermit,
+        repository: &RepositoryName,
+        client: &str,
+    ) -> Result<UploadSession, RegistryError> {
+        let session = self
+            .open_session(
+                permit,
+                UploadId::generate(),
+                repository,
+                client,
+                SESSION_ALGORITHM,
+            )
+            .await?;
+        self.sessions.put(session.clone(), None);
+        Ok(session)
+    }
+
+    async fn open_session(
+        &self,
+        permit: &WritePermit,
+        id: UploadId,
+        repository: &RepositoryName,
+        client: &str,
+        algorithm: Algorithm,
+    ) -> Result<UploadSession, RegistryError> {
+        let now = now_millis();
+        let session = UploadSession {
+            id,
+            repository: repository.clone(),
+            client: client.to_owned(),
+            received: 0,
+            hash_algorithm: algorithm,
+            hash_state: ContentHasher::new(algorithm).save(),
+            hashed: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.metadata.open_upload(permit, &session).await?;
+        Ok(session)
+    }
+
+    /// Links blob `digest` from repository `from` into `repository`; if `from` does not have it,
+    /// opens a regular upload session instead (as the OCI spec asks).
+    pub async fn mount_or_open(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: &RepositoryName,
+        client: &str,
+    ) -> Result<MountOutcome, RegistryError> {
+        let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
+        if let Some(blob) = self
+            .metadata
+            .mount_blob(&permit, repository, digest, from, client)
+            .await?
+        {
+            return Ok(MountOutcome::Mounted(blob));
+        }
+        let session = self
+            .open_chunked_session(&permit, repository, client)
+            .await?;
+        Ok(MountOutcome::Opened(session))
+    }
+
+    /// Uploads a whole blob in one request and verifies it against `digest`.
+    pub async fn upload_monolithic<E: std::fmt::Display>(
+        &self,
+        repository: &RepositoryName,
+        client: &str,
+        digest: &Digest,
+        body: impl Stream<Item = Result<Bytes, E>> + Send + Unpin,
+    ) -> Result<BlobRecord, RegistryError> {
+        let id = UploadId::generate();
+        let lock = self
+            .blobs
+            .lock_upload(&id)
+            .ok_or(RegistryError::UploadBusy)?;
+        let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
+        // Hash with the digest's own algorithm: it is known up front.
+        let session = self
+            .open_session(&permit, id, repository, client, digest.algorithm())
+            .await?;
+        let hash = HashResume::new(ContentHasher::new(digest.algorithm()), 0, None);
+        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
+        self.commit(&permit, &lock, &session, digest, appended, hashing)
+            .await
+    }
+
+    /// The open upload session `id` of `repository`.
+    pub async fn upload_status(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<UploadSession, RegistryError> {
+        match self.metadata.upload(id).await? {
+            Some(session) if session.repository == *repository => Ok(session),
+            _ => Err(RegistryError::BlobUploadUnknown),
+        }
+    }
+
+    /// Appends a chunk to upload `id` and returns the session after it.
+    pub async fn append_chunk<E: std::fmt::Display>(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        range: Option<ChunkRange>,
+        body: impl Stream<Item = Result<Bytes, E>> + Send + Unpin,
+    ) -> Result<UploadSession, RegistryError> {
+        let (lock, session, running, permit) = self.continue_session(repository, id, range).await?;
+        let hash = hash_resume(&session, running)?;
+        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
+        check_declared_length(range, appended)?;
+        let received = session.received + appended;
+        // Recorded without waiting for the hashing to end: the client's next chunk need not
+        // wait for it, and the next chunk's hasher continues from this one.
+        let progress = hashing.progress();
+        let advanced = self
+            .metadata
+            .record_upload_progress(
+                &permit,
+                id,
+                session.received,
+                received,
+                progress.hashed,
+                &progress.state,
+            )
+            .await?;
+        if !advanced {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
+        let session = UploadSession {
+            received,
+            hashed: progress.hashed,
+            hash_state: progress.state,
+            updated_at: now_millis(),
+            ..session
+        };
+        self.sessions.put(session.clone(), Some(hashing));
+        Ok(session)
+    }
+
+    /// Completes upload `id` with an optional final chunk, verifying the content against
+    /// `digest`. On a mismatch nothing is stored and the session stays as it was.
+    pub async fn complete_upload<E: std::fmt::Display>(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        digest: &Digest,
+        range: Option<ChunkRange>,
+        body: impl Stream<Item = Result<Bytes, E>> + Send + Unpin,
+    ) -> Result<BlobRecord, RegistryError> {
+        let (lock, session, running, permit) = self.continue_session(repository, id, range).await?;
+        let hash = hash_resume(&session, running)?;
+        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
+        check_declared_length(range, appended)?;
+        self.commit(&permit, &lock, &session, digest, appended, hashing)
+            .await
+    }
+
+    /// Cancels upload `id`, deleting what it received.
+    pub async fn cancel_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<(), RegistryError> {
+        let (_lock, session, _running, permit) =
+            self.continue_session(repository, id, None).await?;
+        self.metadata.delete_upload(&permit, &session.id).await?;
+        self.discard_after_commit(&permit, &session.id).await;
+        Ok(())
+    }
+
+    /// Takes the upload's lock and its session (another request may have just advanced it) and
+    /// admits the write. The session comes from the cache of sessions in progress if it is
+    /// there, with the hashing of its last chunk, and is out of the cache until this request
+    /// puts its next state back.
+    async fn continue_session(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        range: Option<ChunkRange>,
+    ) -> Result<(UploadLock, UploadSession, Option<Hashing>, WritePermit), RegistryError> {
+        let lock = self
+            .blobs
+            .lock_upload(id)
+            .ok_or(RegistryError::UploadBusy)?;
+        let (session, running) = match self.sessions.take(id) {
+            Some(cached) if cached.session.repository == *repository => {
+                (cached.session, cached.hashing)
+            }
+            _ => (self.upload_status(repository, id).await?, None),
+        };
+        if let Some(range) = range
+            && range.start != session.received
+        {
+            return Err(RegistryError::UploadOutOfOrder {
+                repository: session.repository,
+                id: session.id,
+                received: session.received,
+            });
+        }
+        let permit = self
+            .admit(WriteIntent::ContinueUpload {
+                opened_at: session.created_at,
+            })
+            .await?;
+        Ok((lock, session, running, permit))
+    }
+
+    async fn append<E: std::fmt::Display>(
+        &self,
+        permit: &WritePermit,
+        lock: &UploadLock,
+        session: &UploadSession,
+        body: impl Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        hash: HashResume,
+    ) -> Result<(u64, Hashing), RegistryError> {
+        self.blobs
+            .append_upload(
+                permit,
+                lock,
+                session.received,
+                body,
+                hash,
+                self.limits.max_blob_size,
+            )
+            .await
+            .map_err(|error| append_error(session, error))
+    }
+
+    /// Verifies the session's content against `digest` and commits it as a blob.
+    async fn commit(
+        &self,
+        permit: &WritePermit,
+        lock: &UploadLock,
+        session: &UploadSession,
+        digest: &Digest,
+        appended: u64,
+        hashing: Hashing,
+    ) -> Result<BlobRecord, RegistryError> {
+        let size = session.received + appended;
+        let hasher = hashing
+            .wait()
+            .await
+            .map_err(|error| append_error(session, error))?;
+        let actual = if hasher.algorithm() == digest.algorithm() {
+            hasher.finish()
+        } else {
+            self.blobs
+                .digest_of_upload(lock, digest.algorithm(), size)
+                .await?
+        };
+        if actual != *digest {
+            return Err(RegistryError::DigestInvalid(format!(
+                "the uploaded content has digest {actual}, not {digest}"
+            )));
+        }
+        let id = &session.id;
+        let expected = session.received;
+        let completion = self
+            .metadata
+            .complete_upload(permit, id, expected, digest, size, None)
+            .await?;
+        let completion = match completion {
+            UploadCompletion::ContentNeeded => {
+                let key = self
+                    .blobs
+                    .publish_upload(permit, lock, digest, size)
+                    .await?;
+                let completion = self
+                    .metadata
+                    .complete_upload(permit, id, expected, digest, size, Some(&key))
+                    .await;
+                // Our placement is redundant unless it was committed as the blob's content.
+                let ours_in_use = matches!(
+                    &completion,
+                    Ok(UploadCompletion::Committed {
+                        reused_existing: false,
+                        ..
+                    })
+                );
+                if !ours_in_use && let Err(e) = self.blobs.delete(permit, &key).await {
+                    tracing::warn!(key = key.as_str(), error = %e, "could not delete a redundant blob copy; gc will");
+                }
+                completion?
+            }
+            committed => {
+                self.discard_after_commit(permit, id).await;
+                committed
+            }
+        };
+        match completion {
+            UploadCompletion::Committed { blob, .. } => Ok(blob),
+            UploadCompletion::SessionGone => Err(RegistryError::BlobUploadUnknown),
+            UploadCompletion::ContentNeeded => Err(RegistryError::internal(
+                "the metadata store asked again for content it was given",
+            )),
+        }
+    }
+}
+
+impl Registry {
+    /// Deletes an upload's staged bytes after its fate was committed: a failure (or a cancelled
+    /// permit) leaves them to the garbage collector rather than failing what already succeeded.
+    async fn discard_after_commit(&self, permit: &WritePermit, id: &UploadId) {
+        if let Err(error) = self.blobs.discard_upload(permit, id).await {
+            tracing::warn!(upload = %id, %error, "staged upload data left for the garbage collector");
+        }
+    }
+}
+
+/// Where the hashing of a session's next chunk starts: the session's committed state, or the
+/// previous chunk's hashing if it is `running` on.
+fn hash_resume(
+    session: &UploadSession,
+    running: Option<Hashing>,
+) -> Result<HashResume, RegistryError> {
+    let hasher = ContentHasher::restore(session.hash_algorithm, &session.hash_state)
+        .map_err(RegistryError::internal)?;
+    Ok(HashResume::new(hasher, session.hashed, running))
+}
+
+fn append_error(session: &UploadSession, error: AppendError) -> RegistryError {
+    match error {
+        AppendError::Cancelled => wharf_gate::WriteRefused::Cancelled.into(),
+        AppendError::Body(why) => {
+            RegistryError::BlobUploadInvalid(format!("the request body could not be read: {why}"))
+        }
+        AppendError::TooLarge { limit } => {
+            RegistryError::TooLarge(format!("the blob exceeds the size limit of {limit} bytes"))
+        }
+        AppendError::Lost => {
+            tracing::error!(upload = %session.id, "staged upload data is missing");
+            RegistryError::BlobUploadUnknown
+        }
+        error @ (AppendError::HashAhead { .. } | AppendError::Io(_)) => {
+            RegistryError::internal(error)
+        }
+    }
+}
+
+fn check_declared_length(range: Option<ChunkRange>, appended: u64) -> Result<(), RegistryError> {
+    match range {
+        Some(range) if range.len() != appended => Err(RegistryError::SizeInvalid(format!(
+            "Content-Range declares {} bytes but the body had {appended}",
+            range.len()
+        ))),
+        _ => Ok(()),
+    }
+}

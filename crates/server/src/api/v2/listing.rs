@@ -1,0 +1,131 @@
+//! Listings: `GET /v2/_catalog`, `GET /v2/<name>/tags/list` and
+//! `GET /v2/<name>/referrers/<digest>`.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::Call;
+use crate::api::headers::{self, OCI_FILTERS_APPLIED};
+use wharf_core::digest::Digest;
+use wharf_core::manifest::OCI_INDEX;
+use wharf_core::reference::RepositoryName;
+use wharf_registry::{ListPage, RegistryError};
+
+pub(super) async fn catalog(call: &Call) -> Result<Response, RegistryError> {
+    let n = page_size(call)?;
+    // Only what the caller may pull is listed.
+    let permissions = call.auth.listing_permissions(&call.caller).await?;
+    let visible = |name: &str| {
+        permissions
+            .as_ref()
+            .is_none_or(|p| p.allows(name, wharf_core::role::Action::Pull))
+    };
+    let page = call
+        .registry
+        .repositories(n, call.params.last.as_deref(), &visible)
+        .await?;
+    let body = json!({ "repositories": &page.items });
+    Ok(paged_json(body, &page, n, "/v2/_catalog"))
+}
+
+pub(super) async fn tags(
+    call: &Call,
+    repository: &RepositoryName,
+) -> Result<Response, RegistryError> {
+    let n = page_size(call)?;
+    let page = call
+        .registry
+        .tags(repository, n, call.params.last.as_deref())
+        .await?;
+    let body = json!({ "name": repository.as_str(), "tags": &page.items });
+    Ok(paged_json(
+        body,
+        &page,
+        n,
+        &format!("/v2/{repository}/tags/list"),
+    ))
+}
+
+pub(super) async fn referrers(
+    call: &Call,
+    repository: &RepositoryName,
+    digest: &str,
+) -> Result<Response, RegistryError> {
+    let subject: Digest = digest.parse().map_err(RegistryError::digest)?;
+    let artifact_type = call
+        .params
+        .artifact_type
+        .as_deref()
+        .filter(|t| !t.is_empty());
+    let referrers = call
+        .registry
+        .referrers(repository, &subject, artifact_type)
+        .await?;
+    let manifests: Vec<Value> = referrers
+        .into_iter()
+        .map(|r| {
+            let mut descriptor = json!({
+                "mediaType": r.media_type,
+                "digest": r.digest,
+                "size": r.size,
+            });
+            if let Some(artifact_type) = r.artifact_type {
+                descriptor["artifactType"] = Value::String(artifact_type);
+            }
+            if let Some(annotations) = r
+                .annotations
+                .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+            {
+                descriptor["annotations"] = annotations;
+            }
+            descriptor
+        })
+        .collect();
+    let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, OCI_INDEX)],
+        body.to_string(),
+    )
+        .into_response();
+    if artifact_type.is_some() {
+        headers::insert(response.headers_mut(), OCI_FILTERS_APPLIED, "artifactType");
+    }
+    Ok(response)
+}
+
+/// The `n` query parameter: how many entries a page should have at most.
+fn page_size(call: &Call) -> Result<Option<u32>, RegistryError> {
+    call.params
+        .n
+        .as_deref()
+        .map(|n| {
+            n.parse::<u32>().map_err(|_| {
+                RegistryError::PaginationInvalid(format!("n must be a whole number, not {n:?}"))
+            })
+        })
+        .transpose()
+}
+
+/// A JSON listing with a `Link` to the next page when there is one.
+fn paged_json(body: Value, page: &ListPage, n: Option<u32>, path: &str) -> Response {
+    let mut headers = HeaderMap::new();
+    headers::insert(&mut headers, header::CONTENT_TYPE, "application/json");
+    if page.has_more
+        && let Some(last) = page.items.last()
+    {
+        let last: String = url_encode(last);
+        let n = n.map(|n| format!("n={n}&")).unwrap_or_default();
+        headers::insert(
+            &mut headers,
+            header::LINK,
+            format!("<{path}?{n}last={last}>; rel=\"next\""),
+        );
+    }
+    (StatusCode::OK, headers, body.to_string()).into_response()
+}
+
+fn url_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

@@ -1,0 +1,21 @@
+//! The registry's behaviour through its HTTP API: the server runs in-process on a loopback port
+//! (`wharf_server::serve`), with a real SQLite database and real files in a temporary folder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod app;
+#[path = "../../../wharf/tests/support/certificates.rs"]
+mod certificates;
+
+mod auth;
+mod backup;
+mod base;
+mod blobs;
+mod config_reload;
+mod housekeeping;
+mod listing;
+mod manifests;
+mod read_only;
+mod shutdown;
+mod tls;
+mod uploads;
