@@ -76,8 +76,8 @@ pub struct DrainConfig {
     /// How long writes admitted before a hold may take to finish; those still running then are
     /// cancelled cleanly.
     pub timeout: HumanDuration,
-    /// How long after a client's upload finished it may still put the manifest that completes
-    /// its push.
+    /// How long a push under way at the hold may pause between two of its writes (and how
+    /// recently before the hold its upload must have been active for it to count as under way).
     pub push_grace: HumanDuration,
 }
 

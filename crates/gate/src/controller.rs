@@ -16,9 +16,24 @@ use tokio_util::sync::CancellationToken;
 use super::events::{Event, EventKind, ModeEvent};
 use super::holds::{Hold, HoldName, HoldSource, MAX_REASON_LEN};
 use super::mode::{Mode, ModeSnapshot, Transition, reasons};
-use super::store::{DrainPending, StoreError};
+use super::store::StoreError;
 use super::{ControlWrite, DrainCounts, Inner, WriteGate, duration_millis};
 use wharf_core::time::{Millis, now_millis};
+
+/// Where a drain's pushes stand.
+#[derive(Debug, Clone, Copy, Default)]
+struct PushTally {
+    /// Completed during the drain (a manifest put by tag after the hold).
+    completed: u64,
+    /// Paused past the grace without completing.
+    cut_off: u64,
+    /// Still going: the drain waits for them.
+    going: u64,
+    /// When the first of the going pushes would pause past the grace, if none writes again.
+    next_pause: Option<Millis>,
+    /// Upload sessions open (at the end of a drain, they can no longer continue).
+    open_uploads: u64,
+}
 
 /// How often the holds are re-read even without a notification (holds set by another process).
 const POLL: Duration = Duration::from_secs(2);
@@ -175,8 +190,12 @@ impl WriteGate {
         }
         if let Some(started) = inner.drain_started {
             next = next.min(started + duration_millis(inner.settings.timeout));
-            // While draining, look again soon: the end of a push's grace is a time, not an event.
-            next = next.min(now + 100);
+            // A push pausing past its grace is a time, not an event; a write ending wakes the
+            // controller by itself, and so does every write on this replica. Writes through
+            // other replicas are seen at the next look, soon.
+            next = next
+                .min(inner.next_pause.unwrap_or(now + 100))
+                .min(now + 100);
         }
         Duration::from_millis(u64::try_from(next - now).unwrap_or(0).max(5))
     }
@@ -226,7 +245,8 @@ impl WriteGate {
         }
     }
 
-    /// While draining: ends the drain if nothing admitted is left, or at the timeout.
+    /// While draining: ends the drain the moment every push that had begun before the hold is
+    /// complete or has paused past the grace, or at the timeout.
     async fn follow_drain(&self) -> Result<(), StoreError> {
         let (cutoff, started, settings, timed_out) = {
             let inner = self.lock();
@@ -237,26 +257,27 @@ impl WriteGate {
         };
         // Timed out already: read-only once the cancelled writes have stopped.
         if let Some(counts) = timed_out {
-            self.enter_read_only_if_idle(started, counts, "drain timeout")
-                .await;
+            self.end_timed_out_drain(started, counts).await;
             return Ok(());
         }
-        let grace_start = cutoff - duration_millis(settings.push_grace);
+        let grace = duration_millis(settings.push_grace);
         // The deadline comes first: neither a write that never ends nor a database that does
         // not answer may keep the drain going past it.
         if now_millis() >= started + duration_millis(settings.timeout) {
-            let pending = match self.shared.store.drain_pending(cutoff, grace_start).await {
-                Ok(pending) => pending,
+            let tally = match self.tally_pushes(cutoff, grace).await {
+                Ok(tally) => tally,
                 Err(error) => {
-                    tracing::error!(%error, "cannot count the uploads the drain cuts off");
-                    DrainPending::default()
+                    tracing::error!(%error, "cannot count the pushes the drain cuts off");
+                    PushTally::default()
                 }
             };
             let counts = {
                 let mut inner = self.lock();
                 let counts = DrainCounts {
+                    pushes_completed: tally.completed,
+                    pushes_cut_off: tally.cut_off + tally.going,
                     cancelled_writes: inner.in_flight,
-                    abandoned_uploads: pending.open_uploads + pending.idle_uploads,
+                    abandoned_uploads: tally.open_uploads,
                 };
                 inner.generation += 1;
                 inner.epoch.cancel();
@@ -268,28 +289,82 @@ impl WriteGate {
                 .metrics
                 .writes_cancelled(counts.cancelled_writes);
             tracing::warn!(
+                pushes_completed = counts.pushes_completed,
+                pushes_cut_off = counts.pushes_cut_off,
                 cancelled_writes = counts.cancelled_writes,
                 abandoned_uploads = counts.abandoned_uploads,
                 "drain timeout: cancelling the writes still under way"
             );
-            self.enter_read_only_if_idle(started, counts, "drain timeout")
-                .await;
+            self.end_timed_out_drain(started, counts).await;
             return Ok(());
         }
-        let pending = self.shared.store.drain_pending(cutoff, grace_start).await?;
-        let grace = duration_millis(settings.push_grace);
-        let pushes_settled = pending
-            .last_completion
-            .is_none_or(|finished| finished + grace <= now_millis());
-        if pending.open_uploads == 0 && pushes_settled {
+        let tally = self.tally_pushes(cutoff, grace).await?;
+        if tally.going == 0 {
             let counts = DrainCounts {
+                pushes_completed: tally.completed,
+                pushes_cut_off: tally.cut_off,
                 cancelled_writes: 0,
-                abandoned_uploads: pending.idle_uploads,
+                abandoned_uploads: tally.open_uploads,
             };
             self.enter_read_only_if_idle(started, counts, "drain complete")
                 .await;
+        } else {
+            self.lock().next_pause = tally.next_pause;
         }
         Ok(())
+    }
+
+    /// After a drain timeout, read-only once the cancelled writes have stopped. The uploads left
+    /// open are counted then: nothing has been admitted since the timeout, so the count is
+    /// final.
+    async fn end_timed_out_drain(&self, started: Millis, mut counts: DrainCounts) {
+        // Counted only once nothing runs (a write ending wakes the controller): a write still
+        // stopping could commit an upload session after the count.
+        if self.lock().in_flight > 0 {
+            return;
+        }
+        match self.shared.store.open_upload_count().await {
+            Ok(open) => counts.abandoned_uploads = open,
+            Err(error) => tracing::error!(%error, "cannot count the uploads the drain cut off"),
+        }
+        self.enter_read_only_if_idle(started, counts, "drain timeout")
+            .await;
+    }
+
+    /// Where the pushes of a drain that started at `cutoff` stand now.
+    async fn tally_pushes(&self, cutoff: Millis, grace: Millis) -> Result<PushTally, StoreError> {
+        let pushes = self
+            .shared
+            .store
+            .drain_pushes(cutoff, cutoff - grace)
+            .await?;
+        let open_uploads = self.shared.store.open_upload_count().await?;
+        let now = now_millis();
+        let inner = self.lock();
+        let mut tally = PushTally {
+            open_uploads,
+            ..PushTally::default()
+        };
+        for push in &pushes {
+            let running = inner
+                .pushes_in_flight
+                .contains_key(&(push.repository.clone(), push.client.clone()));
+            if push.is_complete() && !running {
+                // Pushes that were complete before the hold were not waited for.
+                if push.tagged_at.is_some_and(|tagged| tagged >= cutoff) {
+                    tally.completed += 1;
+                }
+            } else if running || now - push.last_write <= grace {
+                tally.going += 1;
+                if !running {
+                    let pause = push.last_write + grace + 1;
+                    tally.next_pause = Some(tally.next_pause.map_or(pause, |p| p.min(pause)));
+                }
+            } else {
+                tally.cut_off += 1;
+            }
+        }
+        Ok(tally)
     }
 
     /// Switches to read-only, if no write holds a permit: the check and the switch happen under
@@ -322,6 +397,8 @@ impl WriteGate {
             to: Mode::ReadOnly,
             at: now,
             drain_ms: Some(drain_ms),
+            pushes_completed: counts.pushes_completed,
+            pushes_cut_off: counts.pushes_cut_off,
             cancelled_writes: counts.cancelled_writes,
             abandoned_uploads: counts.abandoned_uploads,
             reason: why.to_owned(),
@@ -332,6 +409,7 @@ impl WriteGate {
         inner.snapshot.last_transition = Some(transition.clone());
         inner.drain_started = None;
         inner.timed_out = None;
+        inner.next_pause = None;
         self.shared
             .metrics
             .drain_finished(Duration::from_millis(drain_ms));
@@ -349,6 +427,8 @@ impl WriteGate {
                 to,
                 at: now,
                 drain_ms: None,
+                pushes_completed: 0,
+                pushes_cut_off: 0,
                 cancelled_writes: 0,
                 abandoned_uploads: 0,
                 reason: why.to_owned(),
@@ -374,7 +454,8 @@ impl WriteGate {
         self.shared.metrics.transitioned();
         tracing::warn!(
             from = from.as_str(), to = snapshot.mode.as_str(), reason = %transition.reason,
-            drain_ms = ?transition.drain_ms, cancelled_writes = transition.cancelled_writes,
+            drain_ms = ?transition.drain_ms, pushes_completed = transition.pushes_completed,
+            pushes_cut_off = transition.pushes_cut_off, cancelled_writes = transition.cancelled_writes,
             abandoned_uploads = transition.abandoned_uploads,
             "the registry is now {}", snapshot.mode.as_str()
         );

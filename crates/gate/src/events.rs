@@ -57,6 +57,10 @@ pub struct ModeEvent {
     pub to: Option<Mode>,
     /// For the end of a drain: how long it took, in milliseconds.
     pub drain_ms: Option<u64>,
+    /// For the end of a drain: pushes under way at the hold that completed during it.
+    pub pushes_completed: Option<u64>,
+    /// For the end of a drain: pushes under way at the hold that it cut off.
+    pub pushes_cut_off: Option<u64>,
     /// For the end of a drain: writes cancelled at the timeout.
     pub cancelled_writes: Option<u64>,
     /// For the end of a drain: uploads still open, which can no longer continue.
@@ -86,6 +90,8 @@ impl Event {
             from: None,
             to: None,
             drain_ms: None,
+            pushes_completed: None,
+            pushes_cut_off: None,
             cancelled_writes: None,
             abandoned_uploads: None,
         })
@@ -108,6 +114,12 @@ impl Event {
             from: Some(from),
             to: Some(to),
             drain_ms: transition.and_then(|t| t.drain_ms),
+            pushes_completed: transition
+                .filter(|t| t.drain_ms.is_some())
+                .map(|t| t.pushes_completed),
+            pushes_cut_off: transition
+                .filter(|t| t.drain_ms.is_some())
+                .map(|t| t.pushes_cut_off),
             cancelled_writes: transition
                 .filter(|t| t.drain_ms.is_some())
                 .map(|t| t.cancelled_writes),

@@ -13,13 +13,19 @@
 //! The registry is desired read-only while at least one [hold](holds) exists (they live in the
 //! metadata database). Each replica's effective [`Mode`] then goes:
 //!
-//! - `read-write` → `draining` the moment a first hold appears: new writes are refused at once;
-//!   writes admitted before the hold may finish — every write in flight, further requests of
-//!   upload sessions opened before the hold, and the manifest put that completes a push in
-//!   progress (same repository and client as an upload that was open at the hold or finished
-//!   within `push_grace` before it). Admission is decided from the database, where sessions are.
-//! - `draining` → `read-only` when nothing admitted is left (see [`controller`]), or at the
-//!   drain timeout, when the writes still running are cancelled cleanly.
+//! - `read-write` → `draining` the moment a first hold appears: new pushes are refused at once;
+//!   a *push* that had begun before the hold may finish. A push is one client's writes in one
+//!   repository (the account with authentication, the address without); it had begun if one of
+//!   its uploads was open at the hold or finished within `push_grace` before it, and it may keep
+//!   opening uploads and mounts and putting manifests as long as each write comes within
+//!   `push_grace` of its previous one. It is complete when a manifest is put by tag and nothing
+//!   of it is open. Admission is decided from the database ([`store::PushActivity`]), where
+//!   sessions and manifest puts are recorded, so every replica decides alike; writes this
+//!   replica is running count too (a layer streaming in one long request records nothing until
+//!   it ends).
+//! - `draining` → `read-only` the moment every push is complete or has paused past the grace and
+//!   no admitted write is running (see [`controller`]), or at the drain timeout, when the writes
+//!   still running are cancelled cleanly.
 //! - back to `read-write` the moment the last hold is released or expires.
 //!
 //! Admission takes a [`WriteIntent`] saying what the write is for; this module is the only
@@ -32,6 +38,7 @@ pub mod metrics;
 pub mod mode;
 pub mod store;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{Notify, watch};
@@ -58,17 +65,21 @@ pub enum WriteIntent<'a> {
     OpenUpload {
         /// The repository the blob is uploaded to.
         repository: &'a RepositoryName,
+        /// Who is pushing (the account with authentication, the address without).
+        client: &'a str,
     },
     /// Appending to, completing or cancelling an upload session that already exists.
     ContinueUpload {
-        /// When the session was opened, as the metadata database records it.
-        opened_at: Millis,
+        /// The session's repository.
+        repository: &'a RepositoryName,
+        /// The session's client, as recorded when it was opened.
+        client: &'a str,
     },
     /// Putting a manifest, which may complete a push whose blobs were just uploaded.
     PutManifest {
         /// The repository the manifest is put in.
         repository: &'a RepositoryName,
-        /// Who is pushing (the client address, or the user once authentication exists).
+        /// Who is pushing (the account with authentication, the address without).
         client: &'a str,
     },
     /// Deleting a manifest, a tag or a blob from a repository.
@@ -84,6 +95,23 @@ pub enum WriteIntent<'a> {
         job: &'static str,
     },
 }
+
+impl<'a> WriteIntent<'a> {
+    /// The push the write belongs to (repository and client), for the writes a push makes.
+    fn push(&self) -> Option<(&'a RepositoryName, &'a str)> {
+        match *self {
+            WriteIntent::OpenUpload { repository, client }
+            | WriteIntent::ContinueUpload { repository, client }
+            | WriteIntent::PutManifest { repository, client } => Some((repository, client)),
+            WriteIntent::Delete { .. }
+            | WriteIntent::AccountChange
+            | WriteIntent::Housekeeping { .. } => None,
+        }
+    }
+}
+
+/// A push, as the gate counts the writes it has running: the repository's name and the client.
+type PushKey = (String, String);
 
 /// Why a write was refused or stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +165,9 @@ struct Shared {
 struct Inner {
     snapshot: ModeSnapshot,
     in_flight: u64,
+    /// The writes in flight of each push: a push with one running is going, whatever the
+    /// database recorded last.
+    pushes_in_flight: HashMap<PushKey, u64>,
     /// Bumped at every change of mode, so an admission decided on an old mode is retried.
     generation: u64,
     /// Cancelled at a drain timeout: the writes admitted so far stop.
@@ -147,11 +178,16 @@ struct Inner {
     /// Set at a drain timeout, with what it cut off, until read-only: nothing more is
     /// admitted, and read-only follows once the cancelled writes have stopped.
     timed_out: Option<DrainCounts>,
+    /// While draining: when the first push still going pauses past the grace, if it writes
+    /// nothing more (the controller looks again then).
+    next_pause: Option<Millis>,
 }
 
-/// What a drain cut off, recorded with its end.
+/// What a drain let finish and what it cut off, recorded with its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct DrainCounts {
+    pushes_completed: u64,
+    pushes_cut_off: u64,
     cancelled_writes: u64,
     abandoned_uploads: u64,
 }
@@ -202,11 +238,13 @@ impl WriteGate {
                 inner: std::sync::Mutex::new(Inner {
                     snapshot,
                     in_flight: 0,
+                    pushes_in_flight: HashMap::new(),
                     generation: 0,
                     epoch: CancellationToken::new(),
                     settings,
                     drain_started: None,
                     timed_out: None,
+                    next_pause: None,
                 }),
                 published,
                 wake: Notify::new(),
@@ -232,7 +270,7 @@ impl WriteGate {
             let (snapshot, generation, grace, closed) = {
                 let mut inner = self.lock();
                 if inner.snapshot.mode == Mode::ReadWrite {
-                    return Ok(self.issue(&mut inner));
+                    return Ok(self.issue(&mut inner, intent));
                 }
                 (
                     inner.snapshot.clone(),
@@ -254,7 +292,7 @@ impl WriteGate {
             }
             if admitted {
                 tracing::debug!(?intent, "write admitted while draining");
-                return Ok(self.issue(&mut inner));
+                return Ok(self.issue(&mut inner, intent));
             }
             self.shared.metrics.write_denied(snapshot.mode);
             tracing::debug!(?intent, mode = snapshot.mode.as_str(), "write refused");
@@ -266,43 +304,58 @@ impl WriteGate {
         }
     }
 
-    /// Whether a write belongs to what the drain lets finish.
+    /// Whether a write belongs to a push the drain lets finish: one that had begun before the
+    /// hold, is not complete, and keeps going (a write of it is running here, or its latest
+    /// write is within the grace).
     async fn admits_while_draining(
         &self,
         intent: WriteIntent<'_>,
         hold_at: Millis,
         grace: std::time::Duration,
     ) -> bool {
-        match intent {
-            WriteIntent::ContinueUpload { opened_at } => opened_at < hold_at,
-            WriteIntent::PutManifest { repository, client } => {
-                let grace_start = hold_at - duration_millis(grace);
-                match self
-                    .shared
-                    .store
-                    .push_in_progress(repository, client, hold_at, grace_start)
-                    .await
-                {
-                    Ok(in_progress) => in_progress,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot tell whether a push is in progress; refusing its manifest");
-                        false
-                    }
-                }
+        let Some((repository, client)) = intent.push() else {
+            return false;
+        };
+        if self.push_running(repository, client) {
+            return true;
+        }
+        let grace = duration_millis(grace);
+        match self
+            .shared
+            .store
+            .push_activity(repository, client, hold_at, hold_at - grace)
+            .await
+        {
+            Ok(Some(push)) => !push.is_complete() && now_millis() - push.last_write <= grace,
+            Ok(None) => false,
+            Err(error) => {
+                tracing::error!(%error, "cannot tell whether a push is in progress; refusing its write");
+                false
             }
-            WriteIntent::OpenUpload { .. }
-            | WriteIntent::Delete { .. }
-            | WriteIntent::AccountChange
-            | WriteIntent::Housekeeping { .. } => false,
         }
     }
 
-    fn issue(&self, inner: &mut Inner) -> WritePermit {
+    /// Whether a write of this push is running on this replica.
+    fn push_running(&self, repository: &RepositoryName, client: &str) -> bool {
+        self.lock()
+            .pushes_in_flight
+            .keys()
+            .any(|(r, c)| r == repository.as_str() && c == client)
+    }
+
+    fn issue(&self, inner: &mut Inner, intent: WriteIntent<'_>) -> WritePermit {
         inner.in_flight += 1;
         self.shared.metrics.set_writes_in_flight(inner.in_flight);
+        let push = intent
+            .push()
+            .map(|(repository, client)| (repository.as_str().to_owned(), client.to_owned()));
+        if let Some(key) = &push {
+            *inner.pushes_in_flight.entry(key.clone()).or_default() += 1;
+        }
         WritePermit {
             shared: Arc::clone(&self.shared),
             epoch: inner.epoch.clone(),
+            push,
         }
     }
 
@@ -377,6 +430,8 @@ impl WriteGate {
 pub struct WritePermit {
     shared: Arc<Shared>,
     epoch: CancellationToken,
+    /// The push the write belongs to, if it is one of a push's.
+    push: Option<PushKey>,
 }
 
 impl WritePermit {
@@ -408,6 +463,14 @@ impl Drop for WritePermit {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         inner.in_flight -= 1;
         self.shared.metrics.set_writes_in_flight(inner.in_flight);
+        if let Some(key) = self.push.take()
+            && let Some(running) = inner.pushes_in_flight.get_mut(&key)
+        {
+            *running -= 1;
+            if *running == 0 {
+                inner.pushes_in_flight.remove(&key);
+            }
+        }
         if inner.in_flight == 0 {
             self.shared.idle.notify_waiters();
         }

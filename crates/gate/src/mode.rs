@@ -71,6 +71,11 @@ pub struct Transition {
     pub at: Millis,
     /// For the end of a drain: how long it took, in milliseconds.
     pub drain_ms: Option<u64>,
+    /// For the end of a drain: pushes under way at the hold that completed during it.
+    pub pushes_completed: u64,
+    /// For the end of a drain: pushes under way at the hold that it cut off (they paused past
+    /// the grace, or were still going at the drain timeout).
+    pub pushes_cut_off: u64,
     /// For the end of a drain: writes in flight cancelled at the drain timeout.
     pub cancelled_writes: u64,
     /// For the end of a drain: uploads that were still open (they can no longer continue).

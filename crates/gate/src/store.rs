@@ -36,15 +36,33 @@ impl std::error::Error for StoreError {
 /// Shorthand for results of the gate's store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// What a drain still waits for, as the database knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DrainPending {
-    /// Open upload sessions opened before the hold and active since shortly before it.
+/// A push as the database knows it: one client's writes in one repository (the client is the
+/// account with authentication, the address without). A drain lets the pushes that had begun
+/// before the hold finish, and decides from this alone, so every replica decides alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushActivity {
+    /// The repository pushed to.
+    pub repository: String,
+    /// Who pushes.
+    pub client: String,
+    /// Its upload sessions still open (not counting ones idle since before the hold's grace).
     pub open_uploads: u64,
-    /// Open upload sessions opened before the hold but idle since before that: abandoned.
-    pub idle_uploads: u64,
-    /// When the last upload of a push in progress finished (its manifest may follow).
-    pub last_completion: Option<Millis>,
+    /// Its latest write: an upload's latest chunk or completion, a mount, a manifest put.
+    pub last_write: Millis,
+    /// When it last put a manifest by tag, if it did.
+    pub tagged_at: Option<Millis>,
+}
+
+impl PushActivity {
+    /// Whether the push is complete: a manifest was put by tag after its every other write, and
+    /// nothing of it is open. (Clients put a multi-arch push's images by digest and its index by
+    /// tag last, so a manifest put by digest keeps a push going.)
+    pub fn is_complete(&self) -> bool {
+        self.open_uploads == 0
+            && self
+                .tagged_at
+                .is_some_and(|tagged| tagged >= self.last_write)
+    }
 }
 
 /// The gate's state in the shared database (the control plane: the only writes allowed while
@@ -87,19 +105,26 @@ pub trait GateStore: Send + Sync + 'static {
     /// The latest `limit` audit events, newest first.
     async fn mode_events(&self, limit: u32) -> Result<Vec<ModeEvent>>;
 
-    /// Whether `client` has a push in progress in `repository`: an upload session opened before
-    /// `hold_at` that was active (received bytes, or finished) at `grace_start` or later.
-    async fn push_in_progress(
+    /// The push of `client` in `repository`, if it had begun before a hold taken at `hold_at`:
+    /// one of its upload sessions was opened before `hold_at` and received bytes or finished at
+    /// `grace_start` or later (a session idle since before `grace_start` was abandoned).
+    async fn push_activity(
         &self,
         repository: &RepositoryName,
         client: &str,
         hold_at: Millis,
         grace_start: Millis,
-    ) -> Result<bool>;
+    ) -> Result<Option<PushActivity>>;
 
-    /// What a drain that started with a hold at `hold_at` still waits for; uploads idle since
-    /// before `grace_start` are abandoned, not waited for.
-    async fn drain_pending(&self, hold_at: Millis, grace_start: Millis) -> Result<DrainPending>;
+    /// Every push that had begun before a hold taken at `hold_at` (as [`push_activity`] decides),
+    /// complete or not.
+    ///
+    /// [`push_activity`]: GateStore::push_activity
+    async fn drain_pushes(&self, hold_at: Millis, grace_start: Millis)
+    -> Result<Vec<PushActivity>>;
+
+    /// How many upload sessions are open.
+    async fn open_upload_count(&self) -> Result<u64>;
 }
 
 /// The holds in `store` that still hold at `now`.

@@ -21,7 +21,7 @@ use wharf_core::placement::StorageKey;
 use wharf_core::reference::{Reference, RepositoryName, Tag};
 use wharf_core::time::{Millis, now_millis};
 use wharf_core::upload_id::UploadId;
-use wharf_gate::store::{DrainPending, GateStore, Result as GateResult, StoreError};
+use wharf_gate::store::{GateStore, PushActivity, Result as GateResult, StoreError};
 use wharf_gate::{ControlWrite, EventKind, Hold, HoldName, Mode, ModeEvent, WritePermit};
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestRecord, ManifestRejection,
@@ -286,6 +286,16 @@ impl TryFrom<HoldRow> for Hold {
 const HOLD_COLUMNS: &str = "name, reason, set_by, source, created_at, updated_at, expires_at";
 
 #[derive(sqlx::FromRow)]
+struct PushRow {
+    repository: String,
+    client: String,
+    open_uploads: i64,
+    last_upload: Option<i64>,
+    put_at: Option<i64>,
+    tagged_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
 struct EventRow {
     at: i64,
     kind: String,
@@ -297,6 +307,8 @@ struct EventRow {
     from_state: Option<String>,
     to_state: Option<String>,
     drain_ms: Option<i64>,
+    pushes_completed: Option<i64>,
+    pushes_cut_off: Option<i64>,
     cancelled_writes: Option<i64>,
     abandoned_uploads: Option<i64>,
 }
@@ -336,6 +348,8 @@ impl TryFrom<EventRow> for ModeEvent {
             from: parse_mode(row.from_state)?,
             to: parse_mode(row.to_state)?,
             drain_ms: optional_count(row.drain_ms)?,
+            pushes_completed: optional_count(row.pushes_completed)?,
+            pushes_cut_off: optional_count(row.pushes_cut_off)?,
             cancelled_writes: optional_count(row.cancelled_writes)?,
             abandoned_uploads: optional_count(row.abandoned_uploads)?,
         })
@@ -356,8 +370,9 @@ where
 async fn insert_event(tx: &mut Transaction<'static, Sqlite>, event: &ModeEvent) -> Result<()> {
     sqlx::query(
         "INSERT INTO mode_events (at, kind, hold, actor, source, reason, replica, from_state,
-                                  to_state, drain_ms, cancelled_writes, abandoned_uploads)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                  to_state, drain_ms, pushes_completed, pushes_cut_off,
+                                  cancelled_writes, abandoned_uploads)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(event.at)
     .bind(event.kind.as_str())
@@ -369,6 +384,8 @@ async fn insert_event(tx: &mut Transaction<'static, Sqlite>, event: &ModeEvent) 
     .bind(event.from.map(Mode::as_str))
     .bind(event.to.map(Mode::as_str))
     .bind(event.drain_ms.map(to_i64))
+    .bind(event.pushes_completed.map(to_i64))
+    .bind(event.pushes_cut_off.map(to_i64))
     .bind(event.cancelled_writes.map(to_i64))
     .bind(event.abandoned_uploads.map(to_i64))
     .execute(&mut **tx)
@@ -859,6 +876,21 @@ impl MetadataStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        // The push this manifest belongs to: a drain reads it to tell when the push is complete.
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO push_manifests (repository, client, put_at, tagged_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (repository, client) DO UPDATE SET
+                 put_at = excluded.put_at,
+                 tagged_at = COALESCE(excluded.tagged_at, push_manifests.tagged_at)",
+        )
+        .bind(repository.as_str())
+        .bind(&manifest.client)
+        .bind(now)
+        .bind(manifest.tag.is_some().then_some(now))
+        .execute(&mut *tx)
+        .await?;
         commit(tx, permit).await?;
         Ok(Ok(()))
     }
@@ -902,14 +934,6 @@ impl MetadataStore for SqliteStore {
             )
             .await?;
         Ok(deleted == 1)
-    }
-
-    async fn open_upload_count(&self) -> Result<u64> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM upload_sessions WHERE completed_at IS NULL")
-                .fetch_one(&self.reader)
-                .await?;
-        to_u64(count)
     }
 
     async fn snapshot(&self, path: &Path) -> Result<()> {
@@ -1020,15 +1044,20 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn forget_completed_uploads(&self, permit: &WritePermit, before: Millis) -> Result<u64> {
-        let deleted = self
-            .execute(
-                permit,
-                sqlx::query(
+        let mut tx = self.write(permit).await?;
+        let deleted = sqlx::query(
             "DELETE FROM upload_sessions WHERE completed_at IS NOT NULL AND completed_at < $1",
         )
-        .bind(before),
-            )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // The manifests' side of the same pushes: only a drain's pushes need them.
+        sqlx::query("DELETE FROM push_manifests WHERE put_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
             .await?;
+        commit(tx, permit).await?;
         Ok(deleted)
     }
 
@@ -1260,24 +1289,31 @@ impl GateStore for SqliteStore {
         self.mode_events_in_db(limit).await.map_err(StoreError::new)
     }
 
-    async fn push_in_progress(
+    async fn push_activity(
         &self,
         repository: &RepositoryName,
         client: &str,
         hold_at: Millis,
         grace_start: Millis,
-    ) -> GateResult<bool> {
-        self.push_in_progress_in_db(repository, client, hold_at, grace_start)
+    ) -> GateResult<Option<PushActivity>> {
+        self.pushes_in_db(Some((repository, client)), hold_at, grace_start)
+            .await
+            .map(|mut pushes| pushes.pop())
+            .map_err(StoreError::new)
+    }
+
+    async fn drain_pushes(
+        &self,
+        hold_at: Millis,
+        grace_start: Millis,
+    ) -> GateResult<Vec<PushActivity>> {
+        self.pushes_in_db(None, hold_at, grace_start)
             .await
             .map_err(StoreError::new)
     }
 
-    async fn drain_pending(
-        &self,
-        hold_at: Millis,
-        grace_start: Millis,
-    ) -> GateResult<DrainPending> {
-        self.drain_pending_in_db(hold_at, grace_start)
+    async fn open_upload_count(&self) -> GateResult<u64> {
+        self.open_upload_count_in_db()
             .await
             .map_err(StoreError::new)
     }
@@ -1395,7 +1431,8 @@ impl SqliteStore {
     async fn mode_events_in_db(&self, limit: u32) -> Result<Vec<ModeEvent>> {
         let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT at, kind, hold, actor, source, reason, replica, from_state, to_state,
-                    drain_ms, cancelled_writes, abandoned_uploads
+                    drain_ms, pushes_completed, pushes_cut_off, cancelled_writes,
+                    abandoned_uploads
              FROM mode_events ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -1404,51 +1441,55 @@ impl SqliteStore {
         collect(rows)
     }
 
-    async fn push_in_progress_in_db(
-        &self,
-        repository: &RepositoryName,
-        client: &str,
-        hold_at: Millis,
-        grace_start: Millis,
-    ) -> Result<bool> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (
-                 SELECT 1 FROM upload_sessions
-                 WHERE repository = $1 AND client = $2 AND created_at < $3
-                   AND (completed_at >= $4 OR (completed_at IS NULL AND updated_at >= $4)))",
-        )
-        .bind(repository.as_str())
-        .bind(client)
-        .bind(hold_at)
-        .bind(grace_start)
-        .fetch_one(&self.reader)
-        .await?)
+    async fn open_upload_count_in_db(&self) -> Result<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM upload_sessions WHERE completed_at IS NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        to_u64(count)
     }
 
-    async fn drain_pending_in_db(
+    /// The pushes that had begun before `hold_at` (only the one of `push`, if given).
+    async fn pushes_in_db(
         &self,
+        push: Option<(&RepositoryName, &str)>,
         hold_at: Millis,
         grace_start: Millis,
-    ) -> Result<DrainPending> {
-        let (open_uploads, idle_uploads, last_completion): (i64, i64, Option<i64>) =
-            sqlx::query_as(
-                "SELECT
-                 (SELECT COUNT(*) FROM upload_sessions
-                  WHERE completed_at IS NULL AND created_at < $1 AND updated_at >= $2),
-                 (SELECT COUNT(*) FROM upload_sessions
-                  WHERE completed_at IS NULL AND created_at < $1 AND updated_at < $2),
-                 (SELECT MAX(completed_at) FROM upload_sessions
-                  WHERE completed_at IS NOT NULL AND created_at < $1 AND completed_at >= $2)",
-            )
-            .bind(hold_at)
-            .bind(grace_start)
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(DrainPending {
-            open_uploads: to_u64(open_uploads)?,
-            idle_uploads: to_u64(idle_uploads)?,
-            last_completion,
-        })
+    ) -> Result<Vec<PushActivity>> {
+        let rows: Vec<PushRow> = sqlx::query_as(
+            "WITH members AS (
+                 SELECT DISTINCT repository, client FROM upload_sessions
+                 WHERE created_at < $1
+                   AND (completed_at >= $2 OR (completed_at IS NULL AND updated_at >= $2))
+                   AND ($3 IS NULL OR (repository = $3 AND client = $4)))
+             SELECT m.repository, m.client,
+                    (SELECT COUNT(*) FROM upload_sessions s
+                     WHERE s.repository = m.repository AND s.client = m.client
+                       AND s.completed_at IS NULL AND s.updated_at >= $2) AS open_uploads,
+                    (SELECT MAX(COALESCE(s.completed_at, s.updated_at)) FROM upload_sessions s
+                     WHERE s.repository = m.repository AND s.client = m.client) AS last_upload,
+                    p.put_at, p.tagged_at
+             FROM members m
+             LEFT JOIN push_manifests p ON p.repository = m.repository AND p.client = m.client
+             ORDER BY m.repository, m.client",
+        )
+        .bind(hold_at)
+        .bind(grace_start)
+        .bind(push.map(|(repository, _)| repository.as_str()))
+        .bind(push.map(|(_, client)| client))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PushActivity {
+                    open_uploads: to_u64(row.open_uploads)?,
+                    last_write: row.last_upload.unwrap_or(0).max(row.put_at.unwrap_or(0)),
+                    tagged_at: row.tagged_at,
+                    repository: row.repository,
+                    client: row.client,
+                })
+            })
+            .collect()
     }
 }
 

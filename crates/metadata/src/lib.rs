@@ -139,6 +139,9 @@ pub struct NewManifest {
     pub annotations: Option<String>,
     /// A tag to point at it, when pushed by tag.
     pub tag: Option<Tag>,
+    /// Who pushes it (the account, or the address without authentication): the push it
+    /// belongs to, as a drain tells pushes apart.
+    pub client: String,
 }
 
 /// Why a manifest could not be stored.
@@ -372,9 +375,6 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
         repository: &RepositoryName,
         tag: &Tag,
     ) -> Result<bool>;
-
-    /// How many upload sessions are open.
-    async fn open_upload_count(&self) -> Result<u64>;
 
     // ---- Backups ----
 

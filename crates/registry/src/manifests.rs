@@ -69,6 +69,7 @@ impl Registry {
             subject: parsed.subject.clone(),
             annotations: parsed.annotations,
             tag,
+            client: client.to_owned(),
         };
         let permit = self
             .admit(WriteIntent::PutManifest { repository, client })

@@ -56,7 +56,9 @@ impl Registry {
         repository: &RepositoryName,
         client: &str,
     ) -> Result<UploadSession, RegistryError> {
-        let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
+        let permit = self
+            .admit(WriteIntent::OpenUpload { repository, client })
+            .await?;
         self.open_chunked_session(&permit, repository, client).await
     }
 
@@ -113,7 +115,9 @@ impl Registry {
         from: &RepositoryName,
         client: &str,
     ) -> Result<MountOutcome, RegistryError> {
-        let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
+        let permit = self
+            .admit(WriteIntent::OpenUpload { repository, client })
+            .await?;
         if let Some(blob) = self
             .metadata
             .mount_blob(&permit, repository, digest, from, client)
@@ -140,7 +144,9 @@ impl Registry {
             .blobs
             .lock_upload(&id)
             .ok_or(RegistryError::UploadBusy)?;
-        let permit = self.admit(WriteIntent::OpenUpload { repository }).await?;
+        let permit = self
+            .admit(WriteIntent::OpenUpload { repository, client })
+            .await?;
         // Hash with the digest's own algorithm: it is known up front.
         let session = self
             .open_session(&permit, id, repository, client, digest.algorithm())
@@ -266,7 +272,8 @@ impl Registry {
         }
         let permit = self
             .admit(WriteIntent::ContinueUpload {
-                opened_at: session.created_at,
+                repository: &session.repository,
+                client: &session.client,
             })
             .await?;
         Ok((lock, session, running, permit))

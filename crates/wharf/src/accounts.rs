@@ -201,6 +201,11 @@ pub enum AccountCommand {
 /// Runs an account command.
 pub async fn run(command: AccountCommand, via: &Via, config: &Config) -> anyhow::Result<()> {
     let target = Target::open(config, via.url.as_deref()).await?;
+    // Said on standard error: standard output carries what scripts read (a password, JSON).
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{}", target.describe());
+    }
     let result = execute(command, &target, via.json).await;
     target.close().await;
     result

@@ -19,12 +19,11 @@ use wharf_config::HumanDuration;
 use wharf_core::digest::Digest;
 use wharf_gate::HoldSource;
 use wharf_registry::backups::{BackupError, BackupId, BackupSnapshot, SnapshotOptions};
-use wharf_server::ServeError;
-use wharf_server::server::lock_data_folder;
 use wharf_storage::BlobStream;
 
 use crate::admin_client::AdminClient;
 use crate::progress::{ProgressReport, size};
+use crate::target::Location;
 
 #[derive(Subcommand)]
 pub enum BackupCommand {
@@ -53,9 +52,8 @@ pub enum BackupCommand {
         /// How long to wait for writes under way to finish before giving up.
         #[arg(long, default_value = "5m")]
         wait: HumanDuration,
-        /// The running registry's URL (default: the configuration's server.listen, on
-        /// loopback); without a server on the data folder, the data folder is backed up
-        /// directly.
+        /// The running registry's URL (default: the server running on the configured data
+        /// folder, else that folder itself, backed up directly; it must hold a registry).
         #[arg(long, env = "WHARF_URL")]
         url: Option<String>,
         /// Print the result as JSON.
@@ -142,23 +140,16 @@ async fn create(
     config: &Config,
     options: &SnapshotOptions,
 ) -> anyhow::Result<BackupManifest> {
-    // The folder is checked (and locked) before the registry is made read-only.
+    // The registry is found first, so that a command pointed at none creates nothing; then the
+    // destination is checked (and locked) before the registry is made read-only.
+    let location = Location::find(config, url)?.into_client(config)?;
     let destination = Destination::create(to)?;
     let progress = ProgressReport::new("copied");
     let data_dir = &config.storage.data_dir;
-    // A URL, or no registry here, means the admin API; else a server holding the data folder
-    // does, and without one the data folder is backed up directly.
-    let lock = if url.is_some() || !config.data_paths().metadata.exists() {
-        None
-    } else {
-        match lock_data_folder(data_dir) {
-            Ok(lock) => Some(lock),
-            Err(ServeError::DataFolderInUse(_)) => None,
-            Err(error) => return Err(error.into()),
-        }
-    };
-    let manifest = match lock {
-        Some(_lock) => {
+    // A server (at the URL, or running on the data folder) takes the snapshot; without one the
+    // data folder is backed up directly.
+    let manifest = match location {
+        Err(_lock) => {
             let registry = config.open_registry().await?;
             let stop = CancellationToken::new();
             let gate = registry.gate().clone();
@@ -188,8 +179,7 @@ async fn create(
             registry.close().await;
             copied?
         }
-        None => {
-            let client = AdminClient::new(url, config)?;
+        Ok(client) => {
             let body = json!({
                 "hold_ttl": HumanDuration(options.hold_ttl).to_string(),
                 "lease_ttl": HumanDuration(options.lease_ttl).to_string(),
@@ -297,21 +287,17 @@ async fn hold_only(
     ttl: Duration,
     wait: Duration,
 ) -> anyhow::Result<bool> {
-    if url.is_none() && config.data_paths().metadata.exists() {
-        match lock_data_folder(&config.storage.data_dir) {
-            Ok(_) => bail!(
-                "no server runs on {}: nothing writes to it, snapshot it as it is",
-                config.storage.data_dir.display()
-            ),
-            Err(ServeError::DataFolderInUse(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let client = match Location::find(config, url)?.into_client(config)? {
+        Ok(client) => client,
+        Err(_lock) => bail!(
+            "no server runs on {}: nothing writes to it, snapshot it as it is",
+            config.storage.data_dir.display()
+        ),
+    };
     use tokio::signal::unix::{SignalKind, signal};
     // Listening before anything is held: a signal right after "in effect" must release.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let client = AdminClient::new(url, config)?;
     let id = BackupId::generate();
     let hold = id.hold_name();
     let path = format!("/api/v1/state/holds/{hold}");

@@ -8,6 +8,7 @@ mod accounts;
 mod admin_client;
 mod allocator;
 mod backup;
+mod closed_output;
 mod logging;
 mod progress;
 mod read_only;
@@ -22,14 +23,11 @@ use std::sync::Arc;
 
 use std::time::Duration;
 use wharf_config::Config;
-use wharf_core::time::now_millis;
-use wharf_gate::WriteRefused;
 
-use admin_client::AdminClient;
+use target::Target;
+use wharf_registry::Registry;
 use wharf_registry::{FsckReport, GcReport};
-use wharf_registry::{Registry, RegistryError};
-use wharf_server::server::lock_data_folder;
-use wharf_server::{ServeError, ServeOptions, serve_with};
+use wharf_server::{ServeOptions, serve_with};
 
 /// Wharf, a container image registry.
 #[derive(Parser)]
@@ -115,7 +113,8 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// The running server's URL (default: the configuration's server.listen, on loopback).
+        /// The running server's URL (default: the server running on the configured data folder,
+        /// else that folder itself; it must hold a registry).
         #[arg(long, env = "WHARF_URL")]
         url: Option<String>,
     },
@@ -142,6 +141,9 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     allocator::tune();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        closed_output::end_quietly_when_closed();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -253,12 +255,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config()?;
             let _ = logging::init(&config.log)?;
             runtime()?.block_on(async {
-                let report = collect_garbage(&config, url.as_deref()).await?;
+                let (report, registry) = collect_garbage(&config, url.as_deref()).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
                     println!(
-                        "expired uploads: {}\nforgotten upload records: {}\npruned repository links: {}\n\
+                        "{registry}\nexpired uploads: {}\nforgotten upload records: {}\npruned repository links: {}\n\
                          deleted blobs: {} ({} bytes)\nleftover objects deleted: {}\nleftover staged uploads deleted: {}",
                         report.expired_uploads,
                         report.forgotten_sessions,
@@ -295,41 +297,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// One garbage collection: by the server running on the data folder if there is one, else here,
-/// holding the data folder so that no server starts meanwhile.
-async fn collect_garbage(config: &Config, url: Option<&str>) -> anyhow::Result<GcReport> {
-    let data_dir = &config.storage.data_dir;
-    if !config.data_paths().metadata.exists() {
-        anyhow::bail!("no registry in {}", data_dir.display());
-    }
-    let _lock = match lock_data_folder(data_dir) {
-        Ok(lock) => lock,
-        Err(ServeError::DataFolderInUse(_)) => {
-            let client = AdminClient::new(url, config)?;
-            let (_, answer) = client
-                .send(
-                    reqwest::Method::POST,
-                    "/api/v1/gc",
-                    None,
-                    Duration::from_secs(24 * 3600),
-                )
-                .await
-                .context("a server runs on this data folder; asking it to collect garbage")?;
-            return Ok(serde_json::from_value(answer)?);
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let registry = open(config).await?;
-    let report = registry
-        .collect_garbage(config.gc_settings(), now_millis())
+/// One garbage collection through the admin API: by the server running on the data folder (or
+/// at `url`), else in process, holding the data folder so that no server starts meanwhile.
+/// Returns the report and which registry collected.
+async fn collect_garbage(config: &Config, url: Option<&str>) -> anyhow::Result<(GcReport, String)> {
+    let target = Target::open(config, url).await?;
+    let registry = target.describe();
+    let sent = target
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/gc",
+            None,
+            Duration::from_secs(24 * 3600),
+        )
         .await;
-    registry.close().await;
-    match report {
-        Err(RegistryError::Refused(WriteRefused::ReadOnly { reason, .. })) => anyhow::bail!(
-            "the registry is read-only ({reason}); garbage collection waits until it is read-write"
-        ),
-        other => Ok(other?),
-    }
+    target.close().await;
+    let (_, answer) = sent?;
+    Ok((serde_json::from_value(answer)?, registry))
 }
 
 fn accounts(

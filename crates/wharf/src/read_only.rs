@@ -82,6 +82,7 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             let sent = client
                 .send(reqwest::Method::PUT, &path, Some(body), timeout)
                 .await;
+            let registry = client.describe();
             client.close().await;
             let (status, answer) = sent?;
             if via.json {
@@ -92,7 +93,7 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
                     "hold {hold:?} {}: {reason}",
                     if created { "taken" } else { "renewed" }
                 );
-                print_state(&answer["state"]);
+                print_state(&registry, &answer["state"]);
                 if wait && status == reqwest::StatusCode::ACCEPTED {
                     println!(
                         "read-only is not in effect yet after {timeout:?}; the drain goes on and the hold stays"
@@ -105,13 +106,14 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             let client = Target::open(config, via.url.as_deref()).await?;
             let path = format!("/api/v1/state/holds/{hold}");
             let sent = client.call(reqwest::Method::DELETE, &path, None).await;
+            let registry = client.describe();
             client.close().await;
             let answer = sent?;
             if via.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 println!("hold {hold:?} released");
-                print_state(&answer["state"]);
+                print_state(&registry, &answer["state"]);
             }
             Ok(true)
         }
@@ -120,21 +122,23 @@ pub async fn run(command: ReadOnlyCommand, config: &Config) -> anyhow::Result<bo
             let sent = client
                 .call(reqwest::Method::GET, "/api/v1/state", None)
                 .await;
+            let registry = client.describe();
             client.close().await;
             let answer = sent?;
             if via.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
-                print_state(&answer);
+                print_state(&registry, &answer);
             }
             Ok(true)
         }
     }
 }
 
-/// Prints a state report for people.
-fn print_state(state: &Value) {
+/// Prints a state report of `registry` (which one, in words) for people.
+fn print_state(registry: &str, state: &Value) {
     let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    println!("{registry}");
     println!(
         "registry: {} since {} (desired {}; read-only on {} replicas)",
         text(&state["effective"]),
@@ -180,8 +184,11 @@ fn print_state(state: &Value) {
             .as_u64()
             .map(|ms| {
                 format!(
-                    "; drain took {}, {} writes cancelled, {} uploads abandoned",
+                    "; drain took {}: {} pushes completed, {} pushes cut off, {} writes \
+                     cancelled, {} uploads cancelled",
                     humantime::format_duration(Duration::from_millis(ms)),
+                    last["pushes_completed"],
+                    last["pushes_cut_off"],
                     last["cancelled_writes"],
                     last["abandoned_uploads"]
                 )

@@ -31,13 +31,69 @@ const MAX_ANSWER: usize = 64 << 20;
 /// Which registry a command talks to, and how it prints the answers.
 #[derive(clap::Args)]
 pub struct Via {
-    /// The registry's URL (default: the server running on the data folder, else the data folder
-    /// itself).
+    /// The registry's URL (default: the server running on the configured data folder, else that
+    /// folder itself; it must hold a registry).
     #[arg(long, env = "WHARF_URL", global = true)]
     pub url: Option<String>,
     /// Print the API's JSON answer.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// Where a command finds the registry it acts on. It never guesses: a command that changes or
+/// reads a registry acts on the one named by `--url`, or on the data folder the configuration
+/// names (`--config`, `WHARF_CONFIG`, `WHARF_STORAGE_DATA_DIR`, else `./wharf-data`) — through
+/// the server running on it if there is one — and that folder must hold a registry already:
+/// only `wharf serve` creates one. Acting on a folder created by mistake would report success
+/// for a registry nobody uses (a backup taken while the real one is still written).
+pub enum Location {
+    /// The server at `--url`.
+    Url(String),
+    /// The server running on the configured data folder (which it holds locked).
+    Server,
+    /// The configured data folder, with no server running; locked for as long as this lives.
+    Folder(DataFolderLock),
+}
+
+impl Location {
+    /// Finds the registry: see [`Location`].
+    pub fn find(config: &Config, url: Option<&str>) -> anyhow::Result<Location> {
+        if let Some(url) = url {
+            return Ok(Location::Url(url.to_owned()));
+        }
+        let data_dir = &config.storage.data_dir;
+        let shown = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.clone());
+        if !config.data_paths().metadata.is_file() {
+            let what = if data_dir.is_dir() {
+                "holds no Wharf registry (no metadata.db)"
+            } else {
+                "does not exist"
+            };
+            anyhow::bail!(
+                "no registry to act on: the data folder {} {what}; name the registry with \
+                 --url URL (or WHARF_URL) for a running server, or --config FILE (or \
+                 WHARF_CONFIG) for its configuration, or run this where its wharf-data folder is",
+                shown.display()
+            );
+        }
+        match lock_data_folder(data_dir) {
+            Ok(lock) => Ok(Location::Folder(lock)),
+            Err(ServeError::DataFolderInUse(_)) => Ok(Location::Server),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A client of the server this is, or the data folder's lock when no server runs on it.
+    pub fn into_client(
+        self,
+        config: &Config,
+    ) -> anyhow::Result<Result<AdminClient, DataFolderLock>> {
+        Ok(match self {
+            Location::Url(url) => Ok(AdminClient::new(Some(&url), config)?),
+            Location::Server => Ok(AdminClient::new(None, config)?),
+            Location::Folder(lock) => Err(lock),
+        })
+    }
 }
 
 /// A registry to send admin requests to.
@@ -48,23 +104,18 @@ pub enum Target {
     Local {
         router: axum::Router,
         registry: Registry,
+        folder: std::path::PathBuf,
         _lock: DataFolderLock,
     },
 }
 
 impl Target {
-    /// The server at `url`, else the server running on the configured data folder, else the
-    /// data folder itself (created if missing).
+    /// The registry the command names (see [`Location`]): a server, or the data folder itself
+    /// served in process.
     pub async fn open(config: &Config, url: Option<&str>) -> anyhow::Result<Target> {
-        if url.is_some() {
-            return Ok(Target::Remote(AdminClient::new(url, config)?));
-        }
-        let lock = match lock_data_folder(&config.storage.data_dir) {
-            Ok(lock) => lock,
-            Err(ServeError::DataFolderInUse(_)) => {
-                return Ok(Target::Remote(AdminClient::new(None, config)?));
-            }
-            Err(error) => return Err(error.into()),
+        let lock = match Location::find(config, url)?.into_client(config)? {
+            Ok(client) => return Ok(Target::Remote(client)),
+            Err(lock) => lock,
         };
         let registry = config.open_registry().await?;
         let state = AppState {
@@ -74,11 +125,25 @@ impl Target {
             }),
             auth: ApiAuth::off(),
         };
+        let folder = &config.storage.data_dir;
         Ok(Target::Local {
             router: wharf_server::api::router(state),
             registry,
+            folder: std::path::absolute(folder).unwrap_or_else(|_| folder.clone()),
             _lock: lock,
         })
+    }
+
+    /// Which registry this is, for the command's output: `registry at URL`, or `registry in
+    /// the data folder PATH (no server runs on it)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Remote(client) => format!("registry at {}", client.url()),
+            Target::Local { folder, .. } => format!(
+                "registry in the data folder {} (no server runs on it)",
+                folder.display()
+            ),
+        }
     }
 
     /// Sends a request; returns the answer, or the refusal as an error.

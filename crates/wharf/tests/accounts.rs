@@ -216,19 +216,29 @@ fn a_stopped_registry_is_managed_on_its_data_folder() {
         format!("storage:\n  data_dir: {}\n{WITH_AUTH}", data.display()),
     )
     .unwrap();
-    // Before the first start: a superuser of one's own, so none is generated.
-    let (code, stdout, stderr) = wharf_with(
-        &config,
-        &["user", "add", "root", "--superuser", "--password-stdin"],
-        &[],
-        Some("root-password-1\n"),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    // A command never creates a registry (only `wharf serve` does): before the first start
+    // there is nothing to manage.
+    let add_root = || {
+        wharf_with(
+            &config,
+            &["user", "add", "root", "--superuser", "--password-stdin"],
+            &[],
+            Some("root-password-1\n"),
+        )
+    };
+    let (code, _, stderr) = add_root();
+    assert_ne!(code, 0);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(!data.exists(), "the command created the data folder");
+    // Once served and stopped, the registry is managed on its data folder.
     let mut server = WharfServer::start(&data, WITH_AUTH);
-    assert!(
-        !data.join("admin-password").exists(),
-        "a superuser exists: none is generated"
-    );
+    assert!(server.terminate());
+    // The generated superuser's password file is read, then deleted, as the log asks.
+    std::fs::remove_file(data.join("admin-password")).unwrap();
+    let (code, stdout, stderr) = add_root();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("registry in the data folder"), "{stderr}");
+    let mut server = WharfServer::start(&data, WITH_AUTH);
     assert_eq!(
         status_as(&server, "/api/v1/state", "root", "root-password-1"),
         200
@@ -243,7 +253,7 @@ fn a_stopped_registry_is_managed_on_its_data_folder() {
     ];
     let (code, stdout, _) = run(&server, &root, &["user", "list"], None);
     assert_eq!(code, 0);
-    assert_eq!(stdout.trim(), "root (superuser)");
+    assert_eq!(stdout.trim(), "admin (superuser)\nroot (superuser)");
     assert!(server.terminate());
 
     // The password is lost, and a hold keeps the registry read-only: whoever may read the data

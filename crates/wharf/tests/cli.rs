@@ -164,3 +164,87 @@ fn serving_beyond_loopback_needs_authentication() {
     let server = WharfServer::start_with_flags(&data, "0.0.0.0:0", "", &["--insecure-no-auth"]);
     assert!(answers(&server));
 }
+
+/// A command that changes or reads a registry, run where there is none and pointed at none,
+/// refuses, says what it looked for, and creates nothing — it never takes a hold on (or backs up)
+/// a registry nobody uses while the real one stays writable.
+#[test]
+fn commands_pointed_at_no_registry_refuse_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_here = |args: &[&str]| {
+        let output = std::process::Command::new(wharf_binary())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("WHARF_CONFIG")
+            .env_remove("WHARF_URL")
+            .env_remove("WHARF_STORAGE_DATA_DIR")
+            .output()
+            .expect("run wharf");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let looked_for = dir.path().canonicalize().unwrap().join("wharf-data");
+    let commands: &[&[&str]] = &[
+        &["read-only", "on", "--reason", "nightly backup"],
+        &["read-only", "on", "--reason", "nightly backup", "--wait"],
+        &["read-only", "off"],
+        &["read-only", "status"],
+        &["gc"],
+        &["user", "list"],
+        &["repo", "visibility-rules"],
+        &["backup", "create", "--to", "backup"],
+        &["backup", "create", "--hold-only"],
+    ];
+    for args in commands {
+        let (code, stderr) = run_here(args);
+        assert_ne!(code, 0, "wharf {args:?} acted on no registry: {stderr}");
+        assert!(
+            stderr.contains("no registry to act on")
+                && stderr.contains(&format!("{} does not exist", looked_for.display()))
+                && stderr.contains("--url")
+                && stderr.contains("--config"),
+            "wharf {args:?}: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "wharf {args:?} created {left:?}");
+    }
+    // A folder that exists but holds no registry is refused the same way, and left as it was.
+    std::fs::create_dir(dir.path().join("wharf-data")).unwrap();
+    let (code, stderr) = run_here(&["read-only", "on", "--reason", "x"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("holds no Wharf registry"), "{stderr}");
+    let inside: Vec<_> = std::fs::read_dir(dir.path().join("wharf-data"))
+        .unwrap()
+        .collect();
+    assert!(inside.is_empty(), "{inside:?}");
+}
+
+/// Output closed early (`wharf read-only status | head -1`) ends the command quietly, by
+/// SIGPIPE as other commands end, not with a panic.
+#[test]
+fn a_closed_output_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = WharfServer::start(&dir.path().join("data"), "");
+    // The reading end is closed before the command starts: its first write finds no reader.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(wharf_binary())
+        .args(["read-only", "status", "--url", &server.url])
+        .env_remove("RUST_LOG")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run wharf");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(13),
+        "{:?} {stderr}",
+        output.status
+    );
+}

@@ -297,7 +297,9 @@ fn maintenance_commands_go_through_the_server_and_wait_while_read_only() {
     let (code, _, stderr) = wharf(config, &["gc"]);
     assert_ne!(code, 0);
     assert!(
-        stderr.contains("the registry is read-only (backup (admin)); garbage collection waits"),
+        stderr.contains(
+            "the registry is read-only (backup (admin)): garbage collection waits until it is read-write"
+        ),
         "{stderr}"
     );
 }

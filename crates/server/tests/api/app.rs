@@ -245,6 +245,19 @@ impl TestApp {
         panic!("the registry did not become {mode}: {}", self.state().await);
     }
 
+    /// The audit trail (newest first), once it holds an event `wanted` matches.
+    pub async fn events_until(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+        for _ in 0..500 {
+            let events: Value = self.get("/api/v1/events").await.json().await.unwrap();
+            let events = events["events"].as_array().cloned().unwrap_or_default();
+            if events.iter().any(&wanted) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
     /// Opens an upload session and returns its Location.
     pub async fn open_upload(&self, repository: &str) -> String {
         let response = self

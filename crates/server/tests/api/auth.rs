@@ -1621,3 +1621,45 @@ async fn tokens_survive_a_restart_and_a_key_rotation() {
     assert_eq!(pull(&app, before).await, StatusCode::UNAUTHORIZED);
     assert_eq!(pull(&app, after).await, StatusCode::OK);
 }
+
+/// With authentication, a push is the account's: during a drain, the account whose push was
+/// under way may go on; another account pushing to the same repository from the same address is
+/// refused.
+#[tokio::test]
+async fn a_drain_tells_pushes_apart_by_account() {
+    let mut app = TestApp::start_with_auth(|config| {
+        config.drain.push_grace = wharf_config::HumanDuration(std::time::Duration::from_secs(60));
+    })
+    .await;
+    populate(&app).await;
+    let image = TestImage::generate(1);
+    app.act_as(Some(("writer", &password("writer"))));
+    app.push_blob("acme/app", &image.layers[0]).await;
+
+    app.act_as(Some(("admin", ADMIN_PASSWORD)));
+    app.hold_read_only("backup-1", "nightly backup").await;
+    assert_eq!(app.state().await["effective"], "draining");
+
+    app.act_as(Some(("orgadmin", &password("orgadmin"))));
+    let response = app
+        .request(Method::POST, "/v2/acme/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["errors"][0]["code"],
+        "DENIED"
+    );
+
+    app.act_as(Some(("writer", &password("writer"))));
+    app.push_blob("acme/app", &image.config).await;
+    let response = app
+        .put_manifest("acme/app", "v1", OCI_MANIFEST, &image.manifest)
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    app.act_as(Some(("admin", ADMIN_PASSWORD)));
+    let state = app.wait_for_mode("read-only").await;
+    assert_eq!(state["last_transition"]["pushes_completed"], 1);
+}

@@ -11,8 +11,8 @@ use wharf_config::HumanDuration;
 use wharf_core::digest::Digest;
 
 use crate::app::{
-    HeldBody, OCI_MANIFEST, TestApp, TestImage, eventually, expect_error, header, staged_size,
-    with_query,
+    HeldBody, OCI_INDEX, OCI_MANIFEST, TestApp, TestImage, eventually, expect_error, header,
+    random_bytes, staged_size, with_query,
 };
 
 const READ_ONLY: &str = "System is currently read-only. Pulls will succeed but all write operations are currently suspended.";
@@ -46,14 +46,20 @@ fn short_grace(config: &mut wharf_config::Config) {
     config.drain.push_grace = HumanDuration(Duration::from_millis(300));
 }
 
+/// A grace far longer than any test waits (`wait_for_mode` gives up after 15 s): a drain that
+/// ends with it ended because its pushes completed, not because a grace ran out.
+fn long_grace(config: &mut wharf_config::Config) {
+    config.drain.push_grace = HumanDuration(Duration::from_secs(60));
+}
+
 #[tokio::test]
-async fn an_upload_held_open_at_the_hold_completes_and_so_does_its_push() {
-    let app = TestApp::start_with(short_grace).await;
+async fn a_push_under_way_at_the_hold_completes_and_read_only_follows_its_tagged_manifest() {
+    let app = TestApp::start_with(long_grace).await;
     let existing = app.push_image("library/base", "v1", 1).await;
 
-    // A push in progress: config and one layer done, the last layer mid-body.
+    // A push in progress as docker and podman push: one layer done, the last layer mid-body,
+    // and the config blob still to come after the layers.
     let image = TestImage::generate(2);
-    app.push_blob("team/app", &image.config).await;
     app.push_blob("team/app", &image.layers[0]).await;
     let session = app.open_upload("team/app").await;
     let (body, request_body) = HeldBody::new();
@@ -104,15 +110,6 @@ async fn an_upload_held_open_at_the_hold_completes_and_so_does_its_push() {
         .await
         .unwrap();
     expect_denied(response).await;
-    // So is a new upload in the repository of the push in progress: only sessions opened
-    // before the hold continue.
-    expect_denied(
-        app.request(Method::POST, "/v2/team/app/blobs/uploads/")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
     expect_denied(
         app.delete(&format!("/v2/library/base/manifests/{}", existing.digest))
             .await,
@@ -149,6 +146,13 @@ async fn an_upload_held_open_at_the_hold_completes_and_so_does_its_push() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+    // The push goes on: its config blob is a new upload, opened during the drain.
+    app.push_blob("team/app", &image.config).await;
+    assert_eq!(
+        app.state().await["effective"],
+        "draining",
+        "the push has not put its manifest"
+    );
     let response = app
         .put_manifest("team/app", "v1", OCI_MANIFEST, &image.manifest)
         .await;
@@ -158,7 +162,7 @@ async fn an_upload_held_open_at_the_hold_completes_and_so_does_its_push() {
         "the manifest completing the push is admitted"
     );
 
-    // Nothing is left: read-only takes effect.
+    // The push is complete: read-only takes effect, without waiting out the grace.
     let state = app.wait_for_mode("read-only").await;
     assert_eq!(state["read_only_in_effect"], true);
     assert_eq!(state["replicas_read_only"], "1/1");
@@ -167,7 +171,10 @@ async fn an_upload_held_open_at_the_hold_completes_and_so_does_its_push() {
         (transition["from"].as_str(), transition["to"].as_str()),
         (Some("draining"), Some("read-only"))
     );
+    assert_eq!(transition["pushes_completed"], 1);
+    assert_eq!(transition["pushes_cut_off"], 0);
     assert_eq!(transition["cancelled_writes"], 0);
+    assert_eq!(transition["abandoned_uploads"], 0);
     assert!(transition["drain_ms"].as_u64().unwrap() > 0);
 
     // Now every write is denied, the pushed image pulls.
@@ -187,6 +194,143 @@ async fn an_upload_held_open_at_the_hold_completes_and_so_does_its_push() {
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["state"]["effective"], "read-write");
     app.push_image("team/other", "v1", 1).await;
+}
+
+/// A multi-arch push as podman and skopeo make it: each image's blobs and manifest (by digest),
+/// then the index by tag. A manifest put by digest keeps the push going; the index ends it.
+#[tokio::test]
+async fn a_multi_arch_push_under_way_completes_with_its_index() {
+    let app = TestApp::start_with(long_grace).await;
+    let images = [TestImage::generate(1), TestImage::generate(1)];
+    app.push_blob("team/multi", &images[0].layers[0]).await;
+    app.hold_read_only("backup-1", "nightly backup").await;
+    assert_eq!(app.state().await["effective"], "draining");
+
+    let mut entries = Vec::new();
+    for image in &images {
+        for blob in image.blobs() {
+            app.push_blob("team/multi", blob).await;
+        }
+        let digest = Digest::sha256_of(&image.manifest);
+        let response = app
+            .put_manifest(
+                "team/multi",
+                &digest.to_string(),
+                OCI_MANIFEST,
+                &image.manifest,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        entries.push(json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": digest.to_string(),
+            "size": image.manifest.len(),
+            "platform": { "architecture": "amd64", "os": "linux" },
+        }));
+        assert_eq!(
+            app.state().await["effective"],
+            "draining",
+            "a manifest by digest keeps the push going"
+        );
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": entries,
+    }))
+    .unwrap();
+    let response = app
+        .put_manifest("team/multi", "v1", OCI_INDEX, &index)
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let state = app.wait_for_mode("read-only").await;
+    assert_eq!(state["last_transition"]["pushes_completed"], 1);
+    assert_eq!(state["last_transition"]["pushes_cut_off"], 0);
+    let pulled = app.get("/v2/team/multi/manifests/v1").await;
+    assert_eq!(pulled.bytes().await.unwrap().as_ref(), index.as_slice());
+}
+
+/// A push that stops writing for longer than the grace is cut off: the drain ends without it,
+/// and its manifest is refused afterwards.
+#[tokio::test]
+async fn a_push_that_pauses_past_the_grace_is_cut_off() {
+    let app = TestApp::start_with(short_grace).await;
+    let image = TestImage::generate(1);
+    for blob in image.blobs() {
+        app.push_blob("team/app", blob).await;
+    }
+    app.hold_read_only("backup-1", "nightly backup").await;
+
+    let state = app.wait_for_mode("read-only").await;
+    let transition = &state["last_transition"];
+    assert_eq!(transition["pushes_completed"], 0);
+    assert_eq!(transition["pushes_cut_off"], 1);
+    assert_eq!(transition["reason"], "drain complete");
+    let response = app
+        .put_manifest("team/app", "v1", OCI_MANIFEST, &image.manifest)
+        .await;
+    assert_eq!(expect_denied(response).await["mode"], "read-only");
+}
+
+/// A push that was complete before the hold (its tag put last) is not waited for, and a push
+/// that begins during the drain is refused at its first write even when it comes from the
+/// same client, in another repository.
+#[tokio::test]
+async fn a_push_complete_before_the_hold_is_not_waited_for() {
+    let app = TestApp::start_with(long_grace).await;
+    app.push_image("team/done", "v1", 1).await;
+    app.hold_read_only("backup-1", "nightly backup").await;
+    let state = app.wait_for_mode("read-only").await;
+    assert_eq!(state["last_transition"]["pushes_completed"], 0);
+    assert_eq!(state["last_transition"]["pushes_cut_off"], 0);
+    expect_denied(
+        app.request(Method::POST, "/v2/team/done/blobs/uploads/")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+}
+
+/// A client that keeps opening uploads keeps its push going, but not past the drain timeout:
+/// then it is cut off and the registry is read-only.
+#[tokio::test]
+async fn a_push_that_never_ends_is_cut_off_at_the_drain_timeout() {
+    let app = TestApp::start_with(|config| {
+        long_grace(config);
+        config.drain.timeout = HumanDuration(Duration::from_millis(1500));
+    })
+    .await;
+    app.push_blob("team/app", &random_bytes(1000)).await;
+    app.hold_read_only("backup-1", "nightly backup").await;
+
+    // Each new blob is a write of the push, well within the grace of the previous one.
+    let mut admitted = 0;
+    let denied = loop {
+        assert!(admitted < 10_000, "the drain never timed out");
+        let response = app
+            .request(Method::POST, "/v2/team/app/blobs/uploads/")
+            .send()
+            .await
+            .unwrap();
+        if response.status() != StatusCode::ACCEPTED {
+            break response;
+        }
+        admitted += 1;
+    };
+    assert!(
+        admitted > 0,
+        "the push in progress may go on during the drain"
+    );
+    // Refused from the timeout on: while the cancelled writes stop, and then read-only.
+    let mode = expect_denied(denied).await["mode"].clone();
+    assert!(mode == "draining" || mode == "read-only", "{mode}");
+    let state = app.wait_for_mode("read-only").await;
+    let transition = &state["last_transition"];
+    assert_eq!(transition["reason"], "drain timeout");
+    assert_eq!(transition["pushes_cut_off"], 1);
+    assert_eq!(transition["abandoned_uploads"], admitted);
 }
 
 #[tokio::test]
@@ -247,9 +391,12 @@ async fn a_stalled_upload_is_cancelled_at_the_drain_timeout() {
     );
     assert!(app.registry().await.fsck(true).await.unwrap().is_clean());
 
-    // The audit trail tells the story.
-    let events: Value = app.get("/api/v1/events").await.json().await.unwrap();
-    let events = events["events"].as_array().unwrap();
+    // The audit trail tells the story (its event is written just after the switch).
+    let events = app
+        .events_until("the drain's end is recorded", |e| {
+            e["kind"] == "mode-changed" && e["to"] == "read-only"
+        })
+        .await;
     let drained = events
         .iter()
         .find(|e| e["kind"] == "mode-changed" && e["to"] == "read-only")
