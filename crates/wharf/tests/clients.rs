@@ -20,6 +20,11 @@
 //! The helpers ([`Session`], [`Clients::run`], [`Outcome`]) are meant for more tests here, e.g.
 //! clients against a read-only server: `Session::start_with(extra_yaml)`, then
 //! `session.clients.run(…)` gives the exit code, stdout and stderr of a command that fails.
+//!
+//! Pushes under way when read-only is switched on also run docker (Debian's `docker.io`), each
+//! test with a `dockerd` of its own ([`Dockerd`]), and go through a loopback proxy
+//! ([`HoldingProxy`]) that holds a layer's body part way: the hold is taken while the push is
+//! certainly under way, and the push goes on when the body is released.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -35,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::WharfServer;
+use support::proxy::{HoldingProxy, HttpAnswer, HttpBody, HttpClient};
 
 /// What the tests need on the machine, and how to get it.
 const REQUIRED: &[(&str, &str)] = &[
@@ -48,6 +54,9 @@ const REQUIRED: &[(&str, &str)] = &[
     ("tar", "apt-get install -y tar"),
     ("diff", "apt-get install -y diffutils"),
     ("cmp", "apt-get install -y diffutils"),
+    ("dockerd", "apt-get install -y docker.io"),
+    ("docker", "apt-get install -y docker.io"),
+    ("setpriv", "apt-get install -y util-linux"),
 ];
 
 /// How long one client command may take before it is killed and the test fails.
@@ -2192,4 +2201,821 @@ fn skopeo_verifies_the_registrys_certificate() {
     );
     assert!(pulled.success(), "{pulled}");
     assert_same_tree(&fixture.dir, &copy);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pushes under way when read-only is switched on
+// ---------------------------------------------------------------------------------------------
+
+/// The drain of these tests: a timeout no push here comes near, so only a straggler meets it,
+/// and a grace that a client's next write always comes well within.
+const DRAIN_FOR_PUSHES: &str = "drain:\n  timeout: 60s\n  push_grace: 3s\n";
+
+/// Where the proxy holds a layer's body of `oci_image()`: past the whole of its 100 kB and
+/// 400 kB layers, inside its 1.6 MB one (random bytes: gzip keeps them as large).
+const HOLD_AFTER: u64 = 1 << 20;
+
+/// The reason the tests give for their holds.
+const HOLD_REASON: &str = "a push under way finishes";
+
+/// `wharf read-only status --json` of the session's server.
+fn state(session: &Session) -> Value {
+    json(read_only_command(session, &["status", "--json"]).as_bytes())
+}
+
+/// A docker daemon of one test's own (Debian's `docker.io`): data, state and socket in a folder
+/// of the test, no networking of its own, none of the machine's configuration. Stopped
+/// (SIGTERM, then SIGKILL) when dropped, and sent SIGTERM by the kernel if the thread that
+/// started it ends first, so it never outlives the test.
+pub struct Dockerd {
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+    /// `unix://<dir>/docker.sock`
+    host: String,
+}
+
+impl Dockerd {
+    /// Starts `dockerd` in `dir` (created) and waits until it answers on its socket.
+    pub fn start(dir: &Path) -> Dockerd {
+        preflight();
+        let started = Instant::now();
+        for sub in ["data", "exec"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+        let socket = dir.join("docker.sock");
+        let host = format!("unix://{}", s(&socket));
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let path = |sub: &str| s(&dir.join(sub)).to_owned();
+        // In a mount namespace of its own, where /etc/docker (its key) and /run (its plugin
+        // folders) are the test's: the daemon writes there whatever its flags say.
+        std::fs::create_dir_all(dir.join("etc-docker")).unwrap();
+        let script = r#"set -e
+mount --bind "$1/etc-docker" /etc/docker
+mount -t tmpfs -o size=4m,mode=0755 wharf-test-run /run
+shift
+exec "$@"
+"#;
+        let mut child = Command::new("setpriv")
+            .args([
+                "--pdeathsig",
+                "TERM",
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+            ])
+            .args(["sh", "-c", script, "wharf-dockerd", s(dir), "dockerd"])
+            .args(["--config-file", &path("daemon.json")])
+            .args(["--data-root", &path("data"), "--exec-root", &path("exec")])
+            .args(["--pidfile", &path("dockerd.pid")])
+            .args(["-H", &host, "--storage-driver=vfs", "--bridge=none"])
+            .args(["--iptables=false", "--ip-forward=false", "--ip-masq=false"])
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            let exited = child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "dockerd did not start ({exited:?}); its log:\n{}",
+                    String::from_utf8_lossy(&read(&dir.join("dockerd.log")))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("dockerd started in {:.2?}", started.elapsed());
+        Dockerd {
+            child: Some(child),
+            dir: dir.to_owned(),
+            host,
+        }
+    }
+
+    /// Runs `docker -H <this daemon> <args…>` isolated in `clients` (whose HOME keeps the
+    /// docker command's own configuration).
+    pub fn run(&self, clients: &Clients, args: &[&str]) -> Outcome {
+        let mut all = vec!["-H", self.host.as_str()];
+        all.extend_from_slice(args);
+        clients.run("docker", &all)
+    }
+
+    /// Loads the `dir:` image `fixture` into the daemon as `name` (no registry involved: skopeo
+    /// writes a docker archive, which `docker load` reads).
+    pub fn load(&self, session: &Session, clients: &Clients, fixture: &Image, name: &str) {
+        let archive = self
+            .dir
+            .join(format!("{}.tar", name.replace(['/', ':'], "-")));
+        let to = format!("docker-archive:{}:{name}", s(&archive));
+        session.copy_with(clients, &[], &dir(&fixture.dir), &to);
+        let loaded = self.run(clients, &["load", "--quiet", "-i", s(&archive)]);
+        assert!(loaded.success(), "docker load:\n{loaded}");
+        std::fs::remove_file(&archive).unwrap();
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::thread::panicking() {
+            let log = String::from_utf8_lossy(&read(&self.dir.join("dockerd.log"))).into_owned();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("--- the end of dockerd's log ---\n{}", tail.join("\n"));
+        }
+    }
+}
+
+/// The client programs that push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Program {
+    /// `skopeo copy dir:… docker://…`
+    Skopeo,
+    /// `podman push`
+    Podman,
+    /// `buildah push`
+    Buildah,
+    /// `docker push`, through a dockerd of the test's own.
+    Docker,
+}
+
+/// The name of the pushed image in the pushers' local storage.
+const LOCAL_IMAGE: &str = "localhost/wharf-test/multi:oci";
+
+/// A client program that pushes a fixture image through a proxy: its environment (which
+/// trusts the proxy's address, and the server's), and docker's daemon.
+struct Pusher<'a> {
+    program: Program,
+    session: &'a Session,
+    fixture: &'a Image,
+    /// `host:port` of the proxy.
+    registry: String,
+    clients: Clients,
+    docker: Option<Dockerd>,
+}
+
+impl<'a> Pusher<'a> {
+    /// Sets up `program` in its own environment of the session to push `fixture` to
+    /// `registry`, with the image in its local storage (but skopeo's, which reads the fixture's
+    /// `dir:`).
+    fn new(program: Program, session: &'a Session, fixture: &'a Image, registry: &str) -> Self {
+        let name = format!("{program:?}").to_lowercase();
+        let clients = Clients::new(
+            &session.path(&format!("pusher-{name}")),
+            &[registry, &session.server.address],
+        );
+        let mut docker = None;
+        match program {
+            Program::Skopeo => {}
+            Program::Podman | Program::Buildah => {
+                let to = format!("containers-storage:{LOCAL_IMAGE}");
+                session.copy_with(&clients, &[], &dir(&fixture.dir), &to);
+            }
+            Program::Docker => {
+                let daemon = Dockerd::start(&session.path("dockerd"));
+                daemon.load(session, &clients, fixture, LOCAL_IMAGE);
+                docker = Some(daemon);
+            }
+        }
+        Pusher {
+            program,
+            session,
+            fixture,
+            registry: registry.to_owned(),
+            clients,
+            docker,
+        }
+    }
+
+    /// Pushes the image to `wharf/<reference>` (`repository:tag`) of the registry; returns what
+    /// happened and, when it succeeded, the digest of the manifest pushed.
+    fn push(&self, reference: &str) -> (Outcome, Option<String>) {
+        let target = format!("{}/wharf/{reference}", self.registry);
+        let docker_target = format!("docker://{target}");
+        let digest_file = self
+            .session
+            .path(&format!("{}.digest", reference.replace(['/', ':'], "-")));
+        let digest_option = ["--digestfile", s(&digest_file)];
+        let outcome = match self.program {
+            Program::Skopeo => {
+                let source = dir(&self.fixture.dir);
+                let mut args = vec!["copy", "--quiet"];
+                args.extend(digest_option);
+                args.extend([source.as_str(), docker_target.as_str()]);
+                self.clients.run("skopeo", &args)
+            }
+            Program::Podman | Program::Buildah => {
+                let program = if self.program == Program::Podman {
+                    "podman"
+                } else {
+                    "buildah"
+                };
+                let mut args = vec!["push", "--quiet"];
+                args.extend(digest_option);
+                args.extend([LOCAL_IMAGE, docker_target.as_str()]);
+                self.clients.run(program, &args)
+            }
+            Program::Docker => {
+                let docker = self.docker.as_ref().unwrap();
+                let tagged = docker.run(&self.clients, &["tag", LOCAL_IMAGE, &target]);
+                assert!(tagged.success(), "docker tag:\n{tagged}");
+                let pushed = docker.run(&self.clients, &["push", &target]);
+                // "v1: digest: sha256:<hex> size: <n>"
+                let text = pushed.text();
+                if let Some(at) = text.find("digest: sha256:") {
+                    let digest = &text[at + "digest: ".len()..][..71];
+                    std::fs::write(&digest_file, digest).unwrap();
+                }
+                pushed
+            }
+        };
+        let digest = outcome
+            .success()
+            .then(|| digest_file_of(&digest_file, &outcome));
+        (outcome, digest)
+    }
+
+    /// Checks that `wharf/<reference>` serves what was pushed as `digest`: the same manifest
+    /// bytes, and, copied to `dir:` by fresh clients straight from the server, blobs that match
+    /// their digests, the fixture's layers byte for byte once decompressed, and its
+    /// configuration byte for byte.
+    fn assert_pushed(&self, reference: &str, digest: &str) {
+        let session = self.session;
+        let raw = session.raw_manifest(reference);
+        assert_eq!(
+            sha256(&raw),
+            digest,
+            "the manifest served is not the one {:?} pushed",
+            self.program
+        );
+        let name = reference.replace(['/', ':'], "-");
+        let copy = session.path(&format!("pulled-{name}"));
+        let fresh = session.more_clients(&format!("puller-{name}"));
+        session.copy_with(&fresh, EXACT, &session.docker(reference), &dir(&copy));
+        let manifest = assert_dir_copy(&copy, &raw, self.fixture);
+        // docker pushes what `docker load` made of the image: Docker schema2, same config.
+        let media_type = match self.program {
+            Program::Docker => DOCKER_MANIFEST,
+            _ => OCI_MANIFEST,
+        };
+        assert_eq!(manifest["mediaType"], media_type, "{manifest}");
+    }
+}
+
+/// The digest in a `--digestfile`, failing with the command's outcome when there is none.
+fn digest_file_of(path: &Path, outcome: &Outcome) -> String {
+    assert!(path.exists(), "no digest written by:\n{outcome}");
+    digest_file(path)
+}
+
+/// Every client pushes through the proxy (nothing held) and the image pulls back identical:
+/// the proxy is a faithful go-between for each of them, keep-alive connections, chunked
+/// uploads, their TLS probes and all.
+#[test]
+fn every_client_pushes_through_the_proxy_and_the_image_pulls_back_identical() {
+    let fixture = oci_image();
+    let session = Session::start();
+    let proxy = HoldingProxy::start(&session.server.address);
+    for program in [
+        Program::Skopeo,
+        Program::Podman,
+        Program::Buildah,
+        Program::Docker,
+    ] {
+        let pusher = Pusher::new(program, &session, fixture, &proxy.address);
+        let reference = format!("{}:v1", format!("{program:?}").to_lowercase());
+        let (outcome, digest) = pusher.push(&reference);
+        assert!(
+            outcome.success(),
+            "a push through the proxy failed:\n{outcome}\n--- last requests Wharf answered ---\n{}",
+            session.request_tail(30)
+        );
+        pusher.assert_pushed(&reference, &digest.unwrap());
+    }
+    eprintln!(
+        "connections through the proxy that were not HTTP: {}",
+        proxy.opaque_connections()
+    );
+    let forwarded = proxy.requests();
+    assert!(
+        forwarded
+            .iter()
+            .any(|r| r.method == "PATCH" && r.target.contains("/blobs/uploads/")),
+        "no upload went through the proxy: {forwarded:?}"
+    );
+    session.assert_fsck_clean();
+}
+
+/// The proxy holds a chunked `PATCH` and a `PUT` with `Content-Length` after the bytes it was
+/// told, says so, and lets each go on when released; requests that follow on the same
+/// keep-alive connection go through whole.
+#[test]
+fn the_proxy_holds_an_upload_body_and_lets_it_go_on() {
+    let session = Session::start();
+    let proxy = HoldingProxy::start(&session.server.address);
+    let mut http = HttpClient::connect(&proxy.address);
+    let content: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = sha256(&content);
+    let location = |answer: &HttpAnswer| {
+        answer
+            .header("location")
+            .unwrap_or_else(|| panic!("no Location: {answer:?}"))
+            .to_owned()
+    };
+    let with_digest = |location: &str| {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        format!("{location}{separator}digest={digest}")
+    };
+
+    // A chunked PATCH held after 100 000 of its 150 000 bytes, then the PUT that closes it.
+    let opened = http.send("POST", "/v2/wharf/proxied/blobs/uploads/", HttpBody::None);
+    assert_eq!(opened.status, 202, "{opened:?}");
+    let session_url = location(&opened);
+    proxy.hold_next_upload_body(100_000);
+    let (patched, put) = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let chunks: Vec<&[u8]> = content.chunks(60_000).collect();
+            let patched = http.send("PATCH", &session_url, HttpBody::Chunked(&chunks));
+            let put = http.send("PUT", &with_digest(&session_url), HttpBody::None);
+            (patched, put)
+        });
+        let held = proxy
+            .wait_for_hold(Duration::from_secs(60), || sender.is_finished())
+            .expect("the PATCH was not held");
+        assert_eq!(held.method, "PATCH");
+        assert_eq!(held.forwarded, 100_000);
+        assert!(!sender.is_finished(), "the PATCH was answered while held");
+        proxy.release();
+        sender.join().unwrap()
+    });
+    assert_eq!(patched.status, 202, "{patched:?}");
+    assert_eq!(patched.header("range"), Some("0-149999"), "{patched:?}");
+    assert_eq!(put.status, 201, "{put:?}");
+
+    // A monolithic PUT with Content-Length, held after 10 000 bytes.
+    let opened = http.send("POST", "/v2/wharf/proxied/blobs/uploads/", HttpBody::None);
+    assert_eq!(opened.status, 202, "{opened:?}");
+    let again = location(&opened);
+    proxy.hold_next_upload_body(10_000);
+    let put = std::thread::scope(|scope| {
+        let sender =
+            scope.spawn(|| http.send("PUT", &with_digest(&again), HttpBody::Bytes(&content)));
+        let held = proxy
+            .wait_for_hold(Duration::from_secs(60), || sender.is_finished())
+            .expect("the PUT was not held");
+        assert_eq!((held.method.as_str(), held.forwarded), ("PUT", 10_000));
+        proxy.release();
+        sender.join().unwrap()
+    });
+    assert_eq!(put.status, 201, "{put:?}");
+
+    let blob = http.send(
+        "GET",
+        &format!("/v2/wharf/proxied/blobs/{digest}"),
+        HttpBody::None,
+    );
+    assert_eq!(blob.status, 200, "{blob:?}");
+    assert!(blob.body == content, "the blob is not what was uploaded");
+    let methods: Vec<(String, bool)> = proxy
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.held))
+        .collect();
+    let expected = [
+        ("POST", false),
+        ("PATCH", true),
+        ("PUT", false),
+        ("POST", false),
+        ("PUT", true),
+        ("GET", false),
+    ]
+    .map(|(m, held)| (m.to_owned(), held));
+    assert_eq!(methods, expected);
+}
+
+/// What a push held mid-layer across `wharf read-only on --wait` gave.
+struct HeldPush {
+    /// The held push.
+    push: Outcome,
+    /// The state while the push was held.
+    draining: Value,
+    /// The state once `--wait` returned.
+    read_only: Value,
+}
+
+/// Releases the proxy's hold when dropped: a failed assertion must not leave a client held
+/// (and the test waiting for it) forever.
+struct ReleaseOnExit<'a>(&'a HoldingProxy);
+
+impl Drop for ReleaseOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// Runs `push` with the proxy told to hold the next upload body after `hold_after` bytes; once
+/// it is held, `wharf read-only on --wait` takes the hold (in the background); while the
+/// registry drains, with the push held, `denied()` must fail with the read-only message (a push
+/// begun after the hold) and `--wait` must not have returned; then the body is released, the
+/// push must succeed, and `--wait` must return with read-only in effect.
+fn push_across_a_hold(
+    session: &Session,
+    proxy: &HoldingProxy,
+    hold_after: u64,
+    push: impl FnOnce() -> Outcome + Send,
+    denied: impl FnOnce() -> Outcome,
+) -> HeldPush {
+    proxy.hold_next_upload_body(hold_after);
+    let (push, draining, waited, repository) = std::thread::scope(|scope| {
+        let _release = ReleaseOnExit(proxy);
+        let pushing = scope.spawn(push);
+        let held = proxy.wait_for_hold(COMMAND_TIMEOUT, || pushing.is_finished());
+        let Some(held) = held else {
+            let outcome = pushing.join().unwrap();
+            panic!("the push never sent a body the proxy could hold:\n{outcome}");
+        };
+        eprintln!(
+            "holding {} {} after {} bytes",
+            held.method, held.target, held.forwarded
+        );
+        // `/v2/<repository>/blobs/`: what the held push's requests have in common.
+        let repository = held.target.split("/blobs/").next().unwrap().to_owned() + "/";
+        let waiting = scope.spawn(|| {
+            let args = [
+                "read-only",
+                "on",
+                "--reason",
+                HOLD_REASON,
+                "--wait",
+                "--timeout",
+                "2m",
+                "--url",
+                &session.server.url,
+            ];
+            let answer = support::wharf(&session.server.config_file, &args);
+            (answer, Instant::now())
+        });
+        // The drain cannot end while the body is held: this waits for the hold to be taken.
+        wait_until("the registry to drain", Duration::from_secs(60), || {
+            waiting.is_finished() || state(session)["effective"] == "draining"
+        });
+        let draining = state(session);
+        assert!(
+            !waiting.is_finished(),
+            "`read-only on --wait` returned while a push was held:\n{draining:#}"
+        );
+        assert!(proxy.holding());
+
+        let refused = denied();
+        assert!(
+            !refused.success() && refused.stderr.contains(DENIED),
+            "a push begun after the hold should be refused with the read-only message:\n{refused}\n\
+             --- last requests Wharf answered ---\n{}",
+            session.request_tail(20)
+        );
+        assert!(
+            !waiting.is_finished(),
+            "`read-only on --wait` returned while a push was held"
+        );
+
+        let released = Instant::now();
+        proxy.release();
+        let push = pushing.join().unwrap();
+        let pushed = Instant::now();
+        let (waited, returned) = waiting.join().unwrap();
+        eprintln!(
+            "released the body; the push exited after {:.2?}, `--wait` returned after {:.2?}",
+            pushed - released,
+            returned.saturating_duration_since(released)
+        );
+        (push, draining, waited, repository)
+    });
+    eprintln!(
+        "the held push's requests from the hold on:\n{}",
+        proxy.requests_after_hold(&repository)
+    );
+    assert!(
+        push.success(),
+        "the push under way at the hold failed:\n{push}\n--- last requests Wharf answered ---\n{}",
+        session.request_tail(40)
+    );
+    let (code, stdout, stderr) = waited;
+    assert_eq!(code, 0, "wharf read-only on --wait:\n{stdout}{stderr}");
+    assert!(stdout.contains("registry: read-only"), "{stdout}");
+
+    assert_eq!(draining["effective"], "draining", "{draining:#}");
+    assert_eq!(draining["desired"], "read-only", "{draining:#}");
+    assert_eq!(draining["read_only_in_effect"], false, "{draining:#}");
+    assert_eq!(draining["replicas"][0]["mode"], "draining", "{draining:#}");
+    assert_eq!(draining["holds"][0]["name"], "admin", "{draining:#}");
+    assert_eq!(draining["holds"][0]["reason"], HOLD_REASON, "{draining:#}");
+
+    let read_only = state(session);
+    assert_eq!(read_only["effective"], "read-only", "{read_only:#}");
+    assert_eq!(read_only["read_only_in_effect"], true, "{read_only:#}");
+    let last = &read_only["last_transition"];
+    assert_eq!(last["from"], "draining", "{read_only:#}");
+    assert_eq!(last["to"], "read-only", "{read_only:#}");
+    assert!(last["drain_ms"].is_u64(), "{read_only:#}");
+    assert!(
+        last["pushes_completed"].as_u64() >= Some(1),
+        "the push held at the hold should count as completed:\n{read_only:#}"
+    );
+    assert_eq!(last["pushes_cut_off"], 0, "{read_only:#}");
+    assert_eq!(last["cancelled_writes"], 0, "{read_only:#}");
+    HeldPush {
+        push,
+        draining,
+        read_only,
+    }
+}
+
+/// A multi-layer image push by `program`, held mid-layer by the proxy while `wharf read-only on
+/// --wait` takes the hold, completes: `--wait` returns only after it, the tag pulls back
+/// byte-identical, a push to another repository begun during the drain and one of another tag
+/// once read-only are refused with the read-only message, and the transition counts one push
+/// completed and none cut off.
+fn a_push_held_mid_layer_completes(program: Program) {
+    let fixture = oci_image();
+    let session = Session::start_with(DRAIN_FOR_PUSHES);
+    let proxy = HoldingProxy::start(&session.server.address);
+    let pusher = Pusher::new(program, &session, fixture, &proxy.address);
+    let mut digest = None;
+    let held = push_across_a_hold(
+        &session,
+        &proxy,
+        HOLD_AFTER,
+        || {
+            let (outcome, pushed) = pusher.push("held:v1");
+            digest = pushed;
+            outcome
+        },
+        || pusher.push("during:v1").0,
+    );
+    let digest = digest.unwrap_or_else(|| panic!("no digest:\n{}", held.push));
+    eprintln!(
+        "{program:?}: drained in {} ms ({} uploads open while held), {} pushes completed",
+        held.read_only["last_transition"]["drain_ms"],
+        held.draining["uploads_open"],
+        held.read_only["last_transition"]["pushes_completed"]
+    );
+    pusher.assert_pushed("held:v1", &digest);
+
+    // Read-only now: another tag of the same image is refused at its manifest.
+    let (again, _) = pusher.push("held:v2");
+    assert!(
+        !again.success() && again.stderr.contains(DENIED),
+        "a push once read-only should be refused with the read-only message:\n{again}"
+    );
+    assert_eq!(session.tags("held"), ["v1"]);
+    let missing = session.fails_with(
+        &session.clients,
+        "skopeo",
+        &["inspect", "--raw", &session.docker("during:v1")],
+    );
+    assert!(
+        missing.stderr.contains("manifest unknown") || missing.stderr.contains("name unknown"),
+        "{missing}"
+    );
+    session.assert_fsck_clean();
+}
+
+/// `skopeo copy` of a multi-layer image held mid-layer at the hold completes.
+#[test]
+fn skopeo_push_under_way_when_read_only_is_switched_on_finishes() {
+    a_push_held_mid_layer_completes(Program::Skopeo);
+}
+
+/// `podman push` of a multi-layer image held mid-layer at the hold completes.
+#[test]
+fn podman_push_under_way_when_read_only_is_switched_on_finishes() {
+    a_push_held_mid_layer_completes(Program::Podman);
+}
+
+/// `buildah push` of a multi-layer image held mid-layer at the hold completes.
+#[test]
+fn buildah_push_under_way_when_read_only_is_switched_on_finishes() {
+    a_push_held_mid_layer_completes(Program::Buildah);
+}
+
+/// `docker push` of a multi-layer image held mid-layer at the hold completes.
+#[test]
+fn docker_push_under_way_when_read_only_is_switched_on_finishes() {
+    a_push_held_mid_layer_completes(Program::Docker);
+}
+
+/// `podman manifest push --all` of two platforms, held inside the first platform's layer at
+/// the hold, completes with its index: the rest of its images go by digest and the index by
+/// tag during the drain, and the index pulls back (`skopeo copy --all`) byte for byte.
+#[test]
+fn multi_arch_push_under_way_when_read_only_is_switched_on_finishes_with_its_index() {
+    let [amd64, arm64] = platform_images();
+    let session = Session::start_with(DRAIN_FOR_PUSHES);
+    let proxy = HoldingProxy::start(&session.server.address);
+    let pusher = Clients::new(
+        &session.path("pusher"),
+        &[&proxy.address, &session.server.address],
+    );
+    let list = "localhost/wharf-test/list:v1";
+    session.ok_with(&pusher, "podman", &["manifest", "create", list]);
+    for (fixture, arch) in [(amd64, "amd64"), (arm64, "arm64")] {
+        let local = format!("localhost/wharf-test/platform:{arch}");
+        let to = format!("containers-storage:{local}");
+        session.copy_with(&pusher, &[], &dir(&fixture.dir), &to);
+        let child = format!("containers-storage:{local}");
+        session.ok_with(&pusher, "podman", &["manifest", "add", list, &child]);
+    }
+    let pushed = session.path("list.digest");
+    let target = format!("docker://{}/wharf/multi:v1", proxy.address);
+    let later = format!("docker://{}/wharf/later:v1", proxy.address);
+    // The platforms' layers are 50 kB: held well inside the first one.
+    let held = push_across_a_hold(
+        &session,
+        &proxy,
+        20_000,
+        || {
+            let args = [
+                "manifest",
+                "push",
+                "--quiet",
+                "--all",
+                "--format",
+                "oci",
+                "--digestfile",
+                s(&pushed),
+                list,
+                &target,
+            ];
+            pusher.run("podman", &args)
+        },
+        || pusher.run("skopeo", &["copy", "--quiet", &dir(&amd64.dir), &later]),
+    );
+    let requests = proxy.requests();
+    let by_digest = requests
+        .iter()
+        .filter(|r| r.holds_before > 0 && r.method == "PUT")
+        .filter(|r| r.target.contains("/manifests/sha256:"))
+        .count();
+    // Both images' manifests went by digest during the drain (podman copies the images one
+    // after the other), and the push went on to its index.
+    assert_eq!(
+        by_digest,
+        2,
+        "the images' manifests should have been put by digest after the hold:\n{}",
+        proxy.requests_after_hold("/wharf/multi/")
+    );
+
+    let raw = session.raw_manifest("multi:v1");
+    assert_eq!(
+        sha256(&raw),
+        digest_file_of(&pushed, &held.push),
+        "the index served is not the one pushed"
+    );
+    assert_eq!(
+        json(&raw)["mediaType"],
+        OCI_INDEX,
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    let copy = session.path("index-copy");
+    session.copy_with(
+        &session.more_clients("puller"),
+        &["--all", "--preserve-digests"],
+        &session.docker("multi:v1"),
+        &dir(&copy),
+    );
+    assert_dir_list_copy(&copy, &raw, &[amd64, arm64], OCI_MANIFEST, true);
+    session.assert_fsck_clean();
+}
+
+/// A client that keeps opening uploads (a POST every 100 ms in the repository of an upload it
+/// had going at the hold) keeps its push going only until `drain.timeout`: then it is cut off,
+/// the registry is read-only, the transition counts it, and its writes are refused with `405`
+/// and `DENIED`.
+#[test]
+fn a_client_that_keeps_opening_uploads_is_cut_off_at_the_drain_timeout() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    // The grace outlasts the timeout: only the timeout can end this drain.
+    let session = Session::start_with("drain:\n  timeout: 2s\n  push_grace: 10s\n");
+    let uploads = "/v2/wharf/straggler/blobs/uploads/";
+    let mut http = HttpClient::connect(&session.server.address);
+    let opened = http.send("POST", uploads, HttpBody::None);
+    assert_eq!(opened.status, 202, "{opened:?}");
+    let location = opened.header("location").unwrap().to_owned();
+    let patched = http.send("PATCH", &location, HttpBody::Bytes(&[7; 1000]));
+    assert_eq!(patched.status, 202, "{patched:?}");
+
+    let out = read_only_command(&session, &["on", "--reason", HOLD_REASON]);
+    let taken = Instant::now();
+    assert!(out.contains("registry: draining"), "{out}");
+
+    // (time since the hold, status, body) of every write of the loop.
+    let answers: Arc<Mutex<Vec<(Duration, u16, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = |answers: &Mutex<Vec<(Duration, u16, String)>>| {
+        answers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, status, _)| *status == 405)
+            .count()
+    };
+    let in_effect = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let answer = http.send("POST", uploads, HttpBody::None);
+                answers
+                    .lock()
+                    .unwrap()
+                    .push((taken.elapsed(), answer.status, answer.text()));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        struct StopOnExit<'a>(&'a AtomicBool);
+        impl Drop for StopOnExit<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnExit(&stop);
+        wait_until("read-only in effect", Duration::from_secs(2 + 10), || {
+            state(&session)["read_only_in_effect"] == true
+        });
+        let in_effect = taken.elapsed();
+        wait_until("three writes refused", Duration::from_secs(30), || {
+            refused(&answers) >= 3
+        });
+        in_effect
+    });
+    let answers = Arc::into_inner(answers).unwrap().into_inner().unwrap();
+    let listing: Vec<String> = answers
+        .iter()
+        .map(|(at, status, _)| format!("{:>5} ms: {status}", at.as_millis()))
+        .collect();
+    eprintln!(
+        "read-only in effect {:.2?} after the hold; the loop's answers:\n{}",
+        in_effect,
+        listing.join("\n")
+    );
+    let first_refused = answers.iter().position(|(_, status, _)| *status == 405);
+    let (admitted, after) = answers.split_at(first_refused.unwrap());
+    assert!(
+        admitted.len() >= 5 && admitted.iter().all(|(_, status, _)| *status == 202),
+        "the loop's uploads should be admitted while the drain lasts:\n{}",
+        listing.join("\n")
+    );
+    for (at, status, body) in after {
+        assert_eq!(*status, 405, "at {at:?}: {body}");
+        let error = &json(body.as_bytes())["errors"][0];
+        assert_eq!(error["code"], "DENIED", "{body}");
+        assert_eq!(
+            error["message"].as_str(),
+            Some(&DENIED["denied: ".len()..]),
+            "{body}"
+        );
+    }
+    // The upload it had open at the hold is refused too.
+    let patched = http.send("PATCH", &location, HttpBody::Bytes(&[7; 1000]));
+    assert_eq!(patched.status, 405, "{patched:?}");
+
+    let read_only = state(&session);
+    let last = &read_only["last_transition"];
+    assert_eq!(last["from"], "draining", "{read_only:#}");
+    assert_eq!(last["to"], "read-only", "{read_only:#}");
+    assert!(
+        last["drain_ms"].as_u64() >= Some(2000),
+        "the drain should last until its timeout:\n{read_only:#}"
+    );
+    assert!(
+        last["pushes_cut_off"].as_u64() >= Some(1),
+        "the loop's push should count as cut off:\n{read_only:#}"
+    );
+    assert_eq!(last["pushes_completed"], 0, "{read_only:#}");
 }
