@@ -346,9 +346,7 @@ impl WriteGate {
             ..PushTally::default()
         };
         for push in &pushes {
-            let running = inner
-                .pushes_in_flight
-                .contains_key(&(push.repository.clone(), push.client.clone()));
+            let running = inner.push_running(&push.repository, &push.client);
             if push.is_complete() && !running {
                 // Pushes that were complete before the hold were not waited for.
                 if push.tagged_at.is_some_and(|tagged| tagged >= cutoff) {

@@ -183,6 +183,15 @@ struct Inner {
     next_pause: Option<Millis>,
 }
 
+impl Inner {
+    /// Whether a write of the push of `client` in `repository` holds a permit here.
+    fn push_running(&self, repository: &str, client: &str) -> bool {
+        self.pushes_in_flight
+            .keys()
+            .any(|(r, c)| r == repository && c == client)
+    }
+}
+
 /// What a drain let finish and what it cut off, recorded with its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct DrainCounts {
@@ -337,10 +346,7 @@ impl WriteGate {
 
     /// Whether a write of this push is running on this replica.
     fn push_running(&self, repository: &RepositoryName, client: &str) -> bool {
-        self.lock()
-            .pushes_in_flight
-            .keys()
-            .any(|(r, c)| r == repository.as_str() && c == client)
+        self.lock().push_running(repository.as_str(), client)
     }
 
     fn issue(&self, inner: &mut Inner, intent: WriteIntent<'_>) -> WritePermit {
