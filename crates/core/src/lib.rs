@@ -9,6 +9,7 @@
 //! - [`placement`]: the keys under which blob content is stored.
 //! - [`role`]: roles on repositories and the actions they allow.
 //! - [`time`]: milliseconds since the Unix epoch, the unit of every stored time.
+//! - [`storage_full`]: telling a full disk from other failures.
 //! - [`failpoint`]: `WHARF_FAILPOINT`, so tests can make the process die at a named step.
 
 pub mod digest;
@@ -17,5 +18,6 @@ pub mod manifest;
 pub mod placement;
 pub mod reference;
 pub mod role;
+pub mod storage_full;
 pub mod time;
 pub mod upload_id;

@@ -33,15 +33,31 @@ pub struct ParsedManifest {
     /// The manifest's media type.
     pub media_type: String,
     /// Blobs it refers to (config and layers), each once, in order of appearance.
-    pub blobs: Vec<Digest>,
+    pub blobs: Vec<Descriptor>,
     /// Manifests it refers to (an index's entries), each once.
-    pub manifests: Vec<Digest>,
+    pub manifests: Vec<Descriptor>,
     /// Its `artifactType`, or for an image manifest without one, its config's media type.
     pub artifact_type: Option<String>,
     /// The digest of its subject, if it has one.
     pub subject: Option<Digest>,
     /// Its annotations, re-serialised as a JSON object, if it has any.
     pub annotations: Option<String>,
+}
+
+/// Content a manifest refers to: its digest and the size the manifest declares for it, which the
+/// specification requires to match the content exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Descriptor {
+    /// The content's digest.
+    pub digest: Digest,
+    /// Its declared size in bytes.
+    pub size: u64,
+}
+
+impl std::fmt::Display for Descriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.digest.fmt(f)
+    }
 }
 
 /// Why a manifest is invalid.
@@ -55,7 +71,7 @@ fn invalid(why: impl Into<String>) -> ManifestError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Descriptor {
+struct RawDescriptor {
     media_type: String,
     digest: String,
     size: i64,
@@ -74,10 +90,10 @@ struct Envelope {
 #[serde(rename_all = "camelCase")]
 struct ImageManifest {
     artifact_type: Option<String>,
-    config: Descriptor,
+    config: RawDescriptor,
     #[serde(default)]
-    layers: Vec<Descriptor>,
-    subject: Option<Descriptor>,
+    layers: Vec<RawDescriptor>,
+    subject: Option<RawDescriptor>,
     annotations: Option<BTreeMap<String, String>>,
 }
 
@@ -85,8 +101,8 @@ struct ImageManifest {
 #[serde(rename_all = "camelCase")]
 struct ImageIndex {
     artifact_type: Option<String>,
-    manifests: Vec<Descriptor>,
-    subject: Option<Descriptor>,
+    manifests: Vec<RawDescriptor>,
+    subject: Option<RawDescriptor>,
     annotations: Option<BTreeMap<String, String>>,
 }
 
@@ -117,10 +133,10 @@ pub fn parse(content: &[u8], content_type: Option<&str>) -> Result<ParsedManifes
         OCI_MANIFEST | DOCKER_MANIFEST => {
             let manifest: ImageManifest = serde_json::from_slice(content)
                 .map_err(|e| invalid(format!("not a valid image manifest: {e}")))?;
-            let config = descriptor_digest(&manifest.config, "config")?;
+            let config = descriptor(&manifest.config, "config")?;
             let mut blobs = vec![config];
             for layer in &manifest.layers {
-                let digest = descriptor_digest(layer, "layer")?;
+                let digest = descriptor(layer, "layer")?;
                 // Foreign layers live at their URLs, not in the registry.
                 if layer.urls.as_ref().is_some_and(|urls| !urls.is_empty()) {
                     continue;
@@ -132,7 +148,7 @@ pub fn parse(content: &[u8], content_type: Option<&str>) -> Result<ParsedManifes
                 .or_else(|| Some(manifest.config.media_type.clone()));
             Ok(ParsedManifest {
                 media_type,
-                blobs: dedup(blobs),
+                blobs: dedup(blobs)?,
                 manifests: Vec::new(),
                 artifact_type,
                 subject: subject_digest(manifest.subject.as_ref())?,
@@ -145,12 +161,12 @@ pub fn parse(content: &[u8], content_type: Option<&str>) -> Result<ParsedManifes
             let manifests = index
                 .manifests
                 .iter()
-                .map(|d| descriptor_digest(d, "manifests entry"))
+                .map(|d| descriptor(d, "manifests entry"))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(ParsedManifest {
                 media_type,
                 blobs: Vec::new(),
-                manifests: dedup(manifests),
+                manifests: dedup(manifests)?,
                 artifact_type: index.artifact_type,
                 subject: subject_digest(index.subject.as_ref())?,
                 annotations: annotations_json(index.annotations),
@@ -163,21 +179,23 @@ pub fn parse(content: &[u8], content_type: Option<&str>) -> Result<ParsedManifes
     }
 }
 
-fn descriptor_digest(descriptor: &Descriptor, what: &str) -> Result<Digest, ManifestError> {
-    if descriptor.size < 0 {
-        return Err(invalid(format!("{what} descriptor has a negative size")));
-    }
-    if descriptor.media_type.is_empty() {
+fn descriptor(raw: &RawDescriptor, what: &str) -> Result<Descriptor, ManifestError> {
+    let size = u64::try_from(raw.size)
+        .map_err(|_| invalid(format!("{what} descriptor has a negative size")))?;
+    if raw.media_type.is_empty() {
         return Err(invalid(format!("{what} descriptor has no mediaType")));
     }
-    descriptor
+    let digest = raw
         .digest
         .parse()
-        .map_err(|e| invalid(format!("{what} descriptor: {e}")))
+        .map_err(|e| invalid(format!("{what} descriptor: {e}")))?;
+    Ok(Descriptor { digest, size })
 }
 
-fn subject_digest(subject: Option<&Descriptor>) -> Result<Option<Digest>, ManifestError> {
-    subject.map(|d| descriptor_digest(d, "subject")).transpose()
+fn subject_digest(subject: Option<&RawDescriptor>) -> Result<Option<Digest>, ManifestError> {
+    subject
+        .map(|d| descriptor(d, "subject").map(|d| d.digest))
+        .transpose()
 }
 
 fn annotations_json(annotations: Option<BTreeMap<String, String>>) -> Option<String> {
@@ -186,12 +204,26 @@ fn annotations_json(annotations: Option<BTreeMap<String, String>>) -> Option<Str
         .and_then(|a| serde_json::to_string(&a).ok())
 }
 
-fn dedup(digests: Vec<Digest>) -> Vec<Digest> {
-    let mut seen = std::collections::HashSet::new();
-    digests
-        .into_iter()
-        .filter(|d| seen.insert(d.clone()))
-        .collect()
+/// Each content once. Two descriptors of one digest must agree on its size: one of them is wrong.
+fn dedup(descriptors: Vec<Descriptor>) -> Result<Vec<Descriptor>, ManifestError> {
+    let mut sizes = std::collections::HashMap::new();
+    let mut unique = Vec::with_capacity(descriptors.len());
+    for descriptor in descriptors {
+        match sizes.get(&descriptor.digest) {
+            None => {
+                sizes.insert(descriptor.digest.clone(), descriptor.size);
+                unique.push(descriptor);
+            }
+            Some(&size) if size == descriptor.size => {}
+            Some(&size) => {
+                return Err(invalid(format!(
+                    "two descriptors of {} declare different sizes ({size} and {} bytes)",
+                    descriptor.digest, descriptor.size
+                )));
+            }
+        }
+    }
+    Ok(unique)
 }
 
 /// The media type without parameters (`application/json; charset=utf-8` → `application/json`).
@@ -303,7 +335,20 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![digest(4)]
         );
+        assert_eq!(parsed.manifests[0].size, 5);
         assert!(parsed.blobs.is_empty());
+    }
+
+    #[test]
+    fn descriptors_of_one_digest_must_agree_on_its_size() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"c","digest":"{}","size":2}},"layers":[{{"mediaType":"l","digest":"{}","size":3}},{{"mediaType":"l","digest":"{}","size":4}}]}}"#,
+            digest(1),
+            digest(2),
+            digest(2)
+        );
+        let error = parse(body.as_bytes(), Some(OCI_MANIFEST)).unwrap_err();
+        assert!(error.0.contains("different sizes"), "{error}");
     }
 
     #[test]

@@ -21,6 +21,8 @@ const WRITES_DENIED: &str = "wharf_writes_denied_total";
 const WRITES_CANCELLED: &str = "wharf_writes_cancelled_total";
 const DRAIN_SECONDS: &str = "wharf_drain_duration_seconds";
 const TRANSITIONS: &str = "wharf_mode_transitions_total";
+const WRITE_FAILURES: &str = "wharf_write_failures_total";
+const WRITES_FAILING: &str = "wharf_writes_failing";
 
 /// Drain durations span a quiet registry (milliseconds) to the drain timeout (a minute or more).
 const DRAIN_BUCKETS: [f64; 12] = [
@@ -40,6 +42,19 @@ pub struct Metrics {
     cancelled: Counter,
     drain_seconds: Histogram,
     transitions: Counter,
+    write_failures_storage_full: Counter,
+    write_failures_internal: Counter,
+    writes_failing: Gauge,
+}
+
+/// Why a write failed inside the registry, as the metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteFailure {
+    /// The storage is full.
+    StorageFull,
+    /// Anything else.
+    Internal,
 }
 
 impl Metrics {
@@ -93,6 +108,23 @@ impl Metrics {
         let (name, help) = describe(TRANSITIONS, "Changes of mode.");
         recorder.describe_counter(name, None, help);
 
+        let (name, help) = describe(
+            WRITE_FAILURES,
+            "Writes that failed inside the registry, by reason: storage_full or internal.",
+        );
+        recorder.describe_counter(name, None, help);
+        let (name, help) = describe(
+            WRITES_FAILING,
+            "1 from a write failing inside the registry until one succeeds again.",
+        );
+        recorder.describe_gauge(name, None, help);
+
+        let failed = |reason: &'static str| {
+            recorder.register_counter(
+                &Key::from_parts(WRITE_FAILURES, vec![Label::new("reason", reason)]),
+                &metadata,
+            )
+        };
         let denied = |reason: &'static str| {
             recorder.register_counter(
                 &Key::from_parts(WRITES_DENIED, vec![Label::new("reason", reason)]),
@@ -111,6 +143,9 @@ impl Metrics {
             cancelled: recorder.register_counter(&Key::from_name(WRITES_CANCELLED), &metadata),
             drain_seconds: recorder.register_histogram(&Key::from_name(DRAIN_SECONDS), &metadata),
             transitions: recorder.register_counter(&Key::from_name(TRANSITIONS), &metadata),
+            write_failures_storage_full: failed("storage_full"),
+            write_failures_internal: failed("internal"),
+            writes_failing: recorder.register_gauge(&Key::from_name(WRITES_FAILING), &metadata),
             handle: recorder.handle(),
         }
     }
@@ -124,6 +159,21 @@ impl Metrics {
     /// The metrics as they are, without reading anything anew.
     pub fn render_cached(&self) -> String {
         self.handle.render()
+    }
+
+    /// Counts a write that failed inside the registry; writes are failing until
+    /// [`Metrics::writes_recovered`].
+    pub fn write_failed(&self, why: WriteFailure) {
+        match why {
+            WriteFailure::StorageFull => self.write_failures_storage_full.increment(1),
+            WriteFailure::Internal => self.write_failures_internal.increment(1),
+        }
+        self.writes_failing.set(1.0);
+    }
+
+    /// A write succeeded after writes had been failing.
+    pub fn writes_recovered(&self) {
+        self.writes_failing.set(0.0);
     }
 
     pub(crate) fn set_mode(&self, snapshot: &ModeSnapshot) {

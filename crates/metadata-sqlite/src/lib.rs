@@ -24,9 +24,9 @@ use wharf_core::upload_id::UploadId;
 use wharf_gate::store::{GateStore, PushActivity, Result as GateResult, StoreError};
 use wharf_gate::{ControlWrite, EventKind, Hold, HoldName, Mode, ModeEvent, WritePermit};
 use wharf_metadata::{
-    BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestRecord, ManifestRejection,
-    MetadataError, MetadataStore, NewManifest, Page, Referrer, Result, StoredManifest,
-    UploadCompletion, UploadSession,
+    BackupLease, BlobRecord, BlobUnlink, DanglingReference, Descriptor, ManifestDeletion,
+    ManifestRecord, ManifestRejection, MetadataError, MetadataStore, NewManifest, Page, Referrer,
+    Result, StoredManifest, UploadCompletion, UploadSession,
 };
 
 /// A statement with its parameters bound.
@@ -57,6 +57,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            .after_release(|connection, _| Box::pin(leaves_no_transaction(connection)))
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -132,6 +133,29 @@ impl SqliteStore {
     }
 }
 
+/// Whether the writer connection, given back to its pool, is outside any transaction; if not, the
+/// pool closes it and opens a fresh one for the next write.
+///
+/// A transaction dropped without a commit is rolled back by a `ROLLBACK` sqlx queues on the
+/// connection. When SQLite has already rolled the transaction back itself — as it does when a
+/// commit or statement fails because the disk is full — that `ROLLBACK` fails, and sqlx still
+/// counts the connection as inside a transaction, refusing every `BEGIN` after: the one writer
+/// would refuse every write until a restart. A committed transaction costs one atomic read
+/// here; only one that was dropped waits for its queued rollback (the ping runs after it).
+async fn leaves_no_transaction(connection: &mut sqlx::SqliteConnection) -> sqlx::Result<bool> {
+    use sqlx::Connection;
+    if connection.is_in_transaction() {
+        connection.ping().await?;
+    }
+    let clean = !connection.is_in_transaction();
+    if !clean {
+        tracing::warn!(
+            "discarding the metadata writer connection left inside a failed transaction"
+        );
+    }
+    Ok(clean)
+}
+
 /// The writer connection during [`SqliteStore::execute_unflushed`]. Dropped before its
 /// statements all ran (one failed, or the request went away), it may still be at `synchronous =
 /// NORMAL`, so it is closed rather than returned to the pool, where the next write would take it
@@ -167,6 +191,18 @@ fn parse<T: FromStr>(value: &str, what: &str) -> Result<T> {
     value
         .parse()
         .map_err(|_| corrupt(format!("{what} {value:?}")))
+}
+
+/// The rejection of a descriptor whose declared size is not its content's stored `size`.
+fn size_mismatch(declared: &Descriptor, size: i64) -> Result<Option<ManifestRejection>> {
+    let actual = to_u64(size)?;
+    Ok(
+        (actual != declared.size).then(|| ManifestRejection::SizeMismatch {
+            digest: declared.digest.clone(),
+            declared: declared.size,
+            actual,
+        }),
+    )
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -801,29 +837,36 @@ impl MetadataStore for SqliteStore {
         let mut tx = self.write(permit).await?;
         let repository_id = repository_id(&mut tx, repository).await?;
         for blob in &manifest.blobs {
-            let present: bool = sqlx::query_scalar(
-                "SELECT EXISTS (
-                     SELECT 1 FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-                     WHERE rb.repository_id = $1 AND rb.digest = $2 AND b.state = 'live')",
+            let size: Option<i64> = sqlx::query_scalar(
+                "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+                 WHERE rb.repository_id = $1 AND rb.digest = $2 AND b.state = 'live'",
             )
             .bind(repository_id)
-            .bind(blob.to_string())
-            .fetch_one(&mut *tx)
+            .bind(blob.digest.to_string())
+            .fetch_optional(&mut *tx)
             .await?;
-            if !present {
-                return Ok(Err(ManifestRejection::MissingBlob(blob.clone())));
+            let Some(size) = size else {
+                return Ok(Err(ManifestRejection::MissingBlob(blob.digest.clone())));
+            };
+            if let Some(rejection) = size_mismatch(blob, size)? {
+                return Ok(Err(rejection));
             }
         }
         for child in &manifest.manifests {
-            let present: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2)",
+            let size: Option<i64> = sqlx::query_scalar(
+                "SELECT size FROM manifests WHERE repository_id = $1 AND digest = $2",
             )
             .bind(repository_id)
-            .bind(child.to_string())
-            .fetch_one(&mut *tx)
+            .bind(child.digest.to_string())
+            .fetch_optional(&mut *tx)
             .await?;
-            if !present {
-                return Ok(Err(ManifestRejection::MissingManifest(child.clone())));
+            let Some(size) = size else {
+                return Ok(Err(ManifestRejection::MissingManifest(
+                    child.digest.clone(),
+                )));
+            };
+            if let Some(rejection) = size_mismatch(child, size)? {
+                return Ok(Err(rejection));
             }
         }
         // The same digest means the same bytes: an existing row is already this manifest.
@@ -858,7 +901,7 @@ impl MetadataStore for SqliteStore {
             .bind(repository_id)
             .bind(manifest.digest.to_string())
             .bind(kind)
-            .bind(child.to_string())
+            .bind(child.digest.to_string())
             .execute(&mut *tx)
             .await?;
         }
@@ -900,8 +943,23 @@ impl MetadataStore for SqliteStore {
         permit: &WritePermit,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<bool> {
+    ) -> Result<ManifestDeletion> {
         let mut tx = self.write(permit).await?;
+        // In the transaction that deletes: an index put meanwhile waits for the write lock, then
+        // finds its child gone and is refused; or it committed first, and this finds it.
+        let parent: Option<String> = sqlx::query_scalar(
+            "SELECT manifest_digest FROM manifest_references
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1)
+               AND child_kind = 'manifest' AND child_digest = $2
+             ORDER BY manifest_digest LIMIT 1",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(parent) = parent {
+            return Ok(ManifestDeletion::InUse(parse(&parent, "digest")?));
+        }
         // Tags and references go with it (ON DELETE CASCADE).
         let deleted = sqlx::query(
             "DELETE FROM manifests
@@ -913,7 +971,11 @@ impl MetadataStore for SqliteStore {
         .await?
         .rows_affected();
         commit(tx, permit).await?;
-        Ok(deleted == 1)
+        Ok(if deleted == 1 {
+            ManifestDeletion::Deleted
+        } else {
+            ManifestDeletion::NotFound
+        })
     }
 
     async fn delete_tag(
@@ -1657,6 +1719,125 @@ mod tests {
             created_at: 1,
             updated_at: 1,
         }
+    }
+
+    /// A write that fails because the database is full reports that, and leaves the writer
+    /// able to write once there is room again, without reopening the store. (SQLite's page limit
+    /// stands in for a full disk: it fails a write with the same `SQLITE_FULL`, and SQLite rolls
+    /// the transaction back itself, as it does on a full disk; `wharf`'s crash tests fill a
+    /// real one.)
+    #[tokio::test]
+    async fn a_write_failing_on_a_full_database_leaves_the_writer_usable() {
+        let (_dir, store, gate) = store().await;
+        let permit = gate
+            .admit(WriteIntent::Housekeeping { job: "test" })
+            .await
+            .unwrap();
+        let content: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let large = NewManifest {
+            digest: Digest::sha256_of(&content),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            content,
+            blobs: Vec::new(),
+            manifests: Vec::new(),
+            artifact_type: None,
+            subject: None,
+            annotations: None,
+            tag: Some("big".parse().unwrap()),
+            client: "test".to_owned(),
+        };
+        let repository: RepositoryName = "a/b".parse().unwrap();
+        for _ in 0..3 {
+            // The limit is the connection's: set on the writer each time, as a failed write
+            // may leave the store on a fresh one.
+            let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "PRAGMA max_page_count = {pages}"
+            )))
+            .execute(&store.writer)
+            .await
+            .unwrap();
+            match store.put_manifest(&permit, &repository, &large).await {
+                Err(MetadataError::StorageFull(full)) => {
+                    assert!(full.to_string().contains("full"), "{full}");
+                }
+                other => panic!("expected the database to be full: {other:?}"),
+            }
+        }
+        // Room again: the next writes succeed on the same store.
+        sqlx::query("PRAGMA max_page_count = 1073741823")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        store
+            .put_manifest(&permit, &repository, &large)
+            .await
+            .unwrap()
+            .unwrap();
+        store.open_upload(&permit, &session()).await.unwrap();
+        assert!(
+            store
+                .manifest(&repository, &Reference::Tag("big".parse().unwrap()))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    /// The API never deletes a manifest an index uses; a database edited by hand can, and the
+    /// consistency check finds the index's dangling entry.
+    #[tokio::test]
+    async fn a_child_manifest_deleted_by_hand_is_a_dangling_reference() {
+        let (_dir, store, gate) = store().await;
+        let permit = gate
+            .admit(WriteIntent::Housekeeping { job: "test" })
+            .await
+            .unwrap();
+        let repository: RepositoryName = "a/b".parse().unwrap();
+        let manifest = |content: &str, manifests: Vec<Descriptor>| NewManifest {
+            digest: Digest::sha256_of(content.as_bytes()),
+            media_type: "application/vnd.oci.image.index.v1+json".to_owned(),
+            content: content.as_bytes().to_vec(),
+            blobs: Vec::new(),
+            manifests,
+            artifact_type: None,
+            subject: None,
+            annotations: None,
+            tag: None,
+            client: "test".to_owned(),
+        };
+        let child = manifest(r#"{"child":1}"#, Vec::new());
+        let parent = manifest(
+            r#"{"parent":1}"#,
+            vec![Descriptor {
+                digest: child.digest.clone(),
+                size: child.content.len() as u64,
+            }],
+        );
+        for stored in [&child, &parent] {
+            store
+                .put_manifest(&permit, &repository, stored)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        sqlx::query("DELETE FROM manifests WHERE digest = $1")
+            .bind(child.digest.to_string())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.dangling_references(100).await.unwrap(),
+            [DanglingReference {
+                repository,
+                manifest: parent.digest.clone(),
+                child: child.digest.clone(),
+                child_is_blob: false,
+            }]
+        );
     }
 
     #[tokio::test]

@@ -15,8 +15,10 @@ use async_trait::async_trait;
 pub use accounts::AccountStore;
 
 use wharf_core::digest::{Algorithm, Digest};
+pub use wharf_core::manifest::Descriptor;
 use wharf_core::placement::StorageKey;
 use wharf_core::reference::{Reference, RepositoryName, Tag};
+use wharf_core::storage_full::StorageFull;
 use wharf_core::time::Millis;
 use wharf_core::upload_id::UploadId;
 use wharf_gate::store::GateStore;
@@ -27,7 +29,10 @@ use wharf_gate::{ControlWrite, WritePermit};
 pub enum MetadataError {
     /// The database failed or could not be reached.
     #[error("metadata database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database cannot write because its storage is full (the transaction was rolled back).
+    #[error("the metadata database cannot write: {0}")]
+    StorageFull(#[source] StorageFull),
     /// Applying the schema migrations failed.
     #[error("metadata database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -37,6 +42,26 @@ pub enum MetadataError {
     /// A stored value could not be decoded (the database was edited by hand, or is damaged).
     #[error("metadata database holds an invalid value: {0}")]
     Corrupt(String),
+}
+
+/// SQLite's `SQLITE_FULL` and PostgreSQL's `disk_full`: the codes a database answers a write
+/// with when its storage is full.
+const STORAGE_FULL_CODES: [&str; 2] = ["13", "53100"];
+
+impl From<sqlx::Error> for MetadataError {
+    fn from(error: sqlx::Error) -> Self {
+        let full = match &error {
+            sqlx::Error::Database(database) => database
+                .code()
+                .is_some_and(|code| STORAGE_FULL_CODES.contains(&code.as_ref())),
+            other => wharf_core::storage_full::is_storage_full(other),
+        };
+        if full {
+            MetadataError::StorageFull(StorageFull(error.to_string()))
+        } else {
+            MetadataError::Database(error)
+        }
+    }
 }
 
 /// Shorthand for results of the metadata store.
@@ -127,10 +152,12 @@ pub struct NewManifest {
     pub media_type: String,
     /// The manifest exactly as pushed.
     pub content: Vec<u8>,
-    /// Blobs it refers to (config and layers), which must be in the repository.
-    pub blobs: Vec<Digest>,
-    /// Manifests it refers to (an index's entries), which must be in the repository.
-    pub manifests: Vec<Digest>,
+    /// Blobs it refers to (config and layers), which must be in the repository with the sizes
+    /// declared.
+    pub blobs: Vec<Descriptor>,
+    /// Manifests it refers to (an index's entries), which must be in the repository with the
+    /// sizes declared.
+    pub manifests: Vec<Descriptor>,
     /// For the referrers API: its `artifactType`, or its config's media type.
     pub artifact_type: Option<String>,
     /// The manifest it refers to as its subject, if any.
@@ -151,6 +178,27 @@ pub enum ManifestRejection {
     MissingBlob(Digest),
     /// A manifest it refers to is not in the repository.
     MissingManifest(Digest),
+    /// It declares a size for a blob or manifest that differs from that content's size.
+    SizeMismatch {
+        /// The content.
+        digest: Digest,
+        /// The size the manifest declares.
+        declared: u64,
+        /// The content's size.
+        actual: u64,
+    },
+}
+
+/// What deleting a manifest did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestDeletion {
+    /// The manifest and the tags pointing at it are gone.
+    Deleted,
+    /// The repository has no such manifest.
+    NotFound,
+    /// An index in the repository refers to it (this one, for the message), so it stays: deleting
+    /// it would leave the index naming content that is not there.
+    InUse(Digest),
 }
 
 /// A manifest that refers to another as its subject, as the referrers API lists it.
@@ -360,13 +408,15 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
         manifest: &NewManifest,
     ) -> Result<Result<(), ManifestRejection>>;
 
-    /// Deletes a manifest and the tags pointing at it. Returns whether it existed.
+    /// Deletes a manifest and the tags pointing at it, unless an index in the repository refers
+    /// to it (checked in the same transaction, so an index pushed concurrently either sees the
+    /// manifest or keeps it).
     async fn delete_manifest(
         &self,
         permit: &WritePermit,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<bool>;
+    ) -> Result<ManifestDeletion>;
 
     /// Deletes a tag (not the manifest). Returns whether it existed.
     async fn delete_tag(

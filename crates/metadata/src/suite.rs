@@ -29,7 +29,7 @@ use crate::accounts::{
     AccountChange, GrantRecord, RobotRecord, TeamRecord, UserRecord, VisibilityRule,
 };
 use crate::{
-    BackupLease, BlobCursor, BlobRecord, BlobUnlink, DanglingReference, ManifestRecord,
+    BackupLease, BlobCursor, BlobRecord, BlobUnlink, Descriptor, ManifestDeletion, ManifestRecord,
     ManifestRejection, MetadataError, MetadataStore, NewManifest, Page, Referrer, UploadCompletion,
     UploadSession,
 };
@@ -76,7 +76,8 @@ macro_rules! store_suite {
             tags_and_repositories_are_listed_in_pages,
             referrers_are_listed_by_subject_and_artifact_type,
             deleting_a_tag_keeps_its_manifest_and_deleting_a_manifest_takes_its_tags,
-            consistency_checks_walk_everything_and_find_dangling_references,
+            consistency_checks_walk_everything_and_keep_a_manifest_an_index_uses,
+            a_descriptor_of_the_wrong_size_is_refused,
             a_hold_set_again_keeps_its_creation_time,
             expired_holds_are_deleted_with_an_event_each,
             mode_events_are_newest_first_and_limited,
@@ -278,7 +279,13 @@ fn manifest(content: &str, blobs: &[&BlobRecord], tagged: Option<&str>) -> NewMa
         digest: Digest::sha256_of(content.as_bytes()),
         media_type: IMAGE_MANIFEST.to_owned(),
         content: content.as_bytes().to_vec(),
-        blobs: blobs.iter().map(|b| b.digest.clone()).collect(),
+        blobs: blobs
+            .iter()
+            .map(|b| Descriptor {
+                digest: b.digest.clone(),
+                size: b.size,
+            })
+            .collect(),
         manifests: Vec::new(),
         artifact_type: None,
         subject: None,
@@ -288,11 +295,25 @@ fn manifest(content: &str, blobs: &[&BlobRecord], tagged: Option<&str>) -> NewMa
     }
 }
 
+/// A descriptor of `blob` as a manifest names it.
+fn described(blob: &BlobRecord) -> Descriptor {
+    Descriptor {
+        digest: blob.digest.clone(),
+        size: blob.size,
+    }
+}
+
 /// An index whose bytes are `content`, referring to `children`.
 fn index(content: &str, children: &[&NewManifest], tagged: Option<&str>) -> NewManifest {
     NewManifest {
         media_type: IMAGE_INDEX.to_owned(),
-        manifests: children.iter().map(|m| m.digest.clone()).collect(),
+        manifests: children
+            .iter()
+            .map(|m| Descriptor {
+                digest: m.digest.clone(),
+                size: m.content.len() as u64,
+            })
+            .collect(),
         ..manifest(content, &[], tagged)
     }
 }
@@ -860,11 +881,12 @@ pub async fn unlinking_and_pruning_spare_blobs_a_manifest_uses<S: MetadataStore>
         Some(layer.clone())
     );
 
-    assert!(
+    assert_eq!(
         fx.store
             .delete_manifest(&permit, &repo("suite/app"), &image.digest)
             .await
-            .unwrap()
+            .unwrap(),
+        ManifestDeletion::Deleted
     );
     assert_eq!(fx.unlink("suite/app", &layer).await, BlobUnlink::Unlinked);
 }
@@ -952,7 +974,13 @@ pub async fn a_manifest_missing_what_it_refers_to_leaves_nothing_visible<S: Meta
     assert_eq!(fx.put("suite/app", &good).await, Ok(()));
     let missing = Digest::sha256_of(b"never uploaded");
     let bad = NewManifest {
-        blobs: vec![config.digest.clone(), missing.clone()],
+        blobs: vec![
+            described(&config),
+            Descriptor {
+                digest: missing.clone(),
+                size: 14,
+            },
+        ],
         ..manifest(r#"{"bad":1}"#, &[], Some("v1"))
     };
     assert_eq!(
@@ -1114,11 +1142,12 @@ pub async fn referrers_are_listed_by_subject_and_artifact_type<S: MetadataStore>
     );
 
     let permit = fx.permit().await;
-    assert!(
+    assert_eq!(
         fx.store
             .delete_manifest(&permit, &app, &signature.digest)
             .await
-            .unwrap()
+            .unwrap(),
+        ManifestDeletion::Deleted
     );
     assert_eq!(
         referrers(&app, &subject.digest, None).await,
@@ -1171,23 +1200,26 @@ pub async fn deleting_a_tag_keeps_its_manifest_and_deleting_a_manifest_takes_its
     );
     assert_eq!(fx.all_tags("suite/app").await, ["keep", "v2"]);
 
-    assert!(
-        !fx.store
+    assert_eq!(
+        fx.store
             .delete_manifest(&permit, &repo("suite/other"), &image.digest)
             .await
-            .unwrap()
+            .unwrap(),
+        ManifestDeletion::NotFound
     );
-    assert!(
+    assert_eq!(
         fx.store
             .delete_manifest(&permit, &app, &image.digest)
             .await
-            .unwrap()
+            .unwrap(),
+        ManifestDeletion::Deleted
     );
-    assert!(
-        !fx.store
+    assert_eq!(
+        fx.store
             .delete_manifest(&permit, &app, &image.digest)
             .await
-            .unwrap()
+            .unwrap(),
+        ManifestDeletion::NotFound
     );
     assert_eq!(fx.by_digest("suite/app", &image.digest).await, None);
     assert_eq!(fx.by_tag("suite/app", "v2").await, None);
@@ -1197,9 +1229,11 @@ pub async fn deleting_a_tag_keeps_its_manifest_and_deleting_a_manifest_takes_its
 }
 
 /// fsck's walks see every live blob (by digest) and every manifest (by repository and digest),
-/// a page at a time; a consistent store has no dangling reference or tag, and an index whose
-/// child manifest was deleted has one.
-pub async fn consistency_checks_walk_everything_and_find_dangling_references<S: MetadataStore>(
+/// a page at a time; a consistent store has no dangling reference or tag, and deleting a
+/// manifest an index refers to is refused, so that none appears.
+pub async fn consistency_checks_walk_everything_and_keep_a_manifest_an_index_uses<
+    S: MetadataStore,
+>(
     store: Arc<S>,
 ) {
     let fx = Fixture::new(store).await;
@@ -1272,21 +1306,72 @@ pub async fn consistency_checks_walk_everything_and_find_dangling_references<S: 
     assert_eq!(fx.put("suite/app", &child).await, Ok(()));
     assert_eq!(fx.put("suite/app", &parent).await, Ok(()));
     let permit = fx.permit().await;
-    assert!(
+    let app = repo("suite/app");
+    // The index's child stays while the index does: nothing dangles.
+    assert_eq!(
         fx.store
-            .delete_manifest(&permit, &repo("suite/app"), &child.digest)
+            .delete_manifest(&permit, &app, &child.digest)
             .await
-            .unwrap()
+            .unwrap(),
+        ManifestDeletion::InUse(parent.digest.clone())
     );
     assert_eq!(
-        fx.store.dangling_references(100).await.unwrap(),
-        [DanglingReference {
-            repository: repo("suite/app"),
-            manifest: parent.digest.clone(),
-            child: child.digest.clone(),
-            child_is_blob: false,
-        }]
+        fx.by_digest("suite/app", &child.digest).await,
+        Some(record(&child))
     );
+    assert!(fx.store.dangling_references(100).await.unwrap().is_empty());
+    for gone in [&parent, &child] {
+        assert_eq!(
+            fx.store
+                .delete_manifest(&permit, &app, &gone.digest)
+                .await
+                .unwrap(),
+            ManifestDeletion::Deleted
+        );
+    }
+    assert!(fx.store.dangling_references(100).await.unwrap().is_empty());
+}
+
+/// A manifest's descriptors must declare the sizes of the blobs and manifests they name; one that
+/// does not is refused, with nothing stored.
+pub async fn a_descriptor_of_the_wrong_size_is_refused<S: MetadataStore>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    let config = fx.push_blob("suite/app", b"config").await;
+    let lying = NewManifest {
+        blobs: vec![Descriptor {
+            digest: config.digest.clone(),
+            size: config.size + 1,
+        }],
+        ..manifest(r#"{"lying":1}"#, &[], Some("v1"))
+    };
+    assert_eq!(
+        fx.put("suite/app", &lying).await,
+        Err(ManifestRejection::SizeMismatch {
+            digest: config.digest.clone(),
+            declared: config.size + 1,
+            actual: config.size,
+        })
+    );
+    assert_eq!(fx.by_tag("suite/app", "v1").await, None);
+
+    let child = manifest(r#"{"child":1}"#, &[&config], None);
+    assert_eq!(fx.put("suite/app", &child).await, Ok(()));
+    let wrong_child = NewManifest {
+        manifests: vec![Descriptor {
+            digest: child.digest.clone(),
+            size: 1,
+        }],
+        ..index(r#"{"wrong":1}"#, &[], Some("multi"))
+    };
+    assert_eq!(
+        fx.put("suite/app", &wrong_child).await,
+        Err(ManifestRejection::SizeMismatch {
+            digest: child.digest.clone(),
+            declared: 1,
+            actual: child.content.len() as u64,
+        })
+    );
+    assert_eq!(fx.by_tag("suite/app", "multi").await, None);
 }
 
 // ---- Holds and the audit trail ----

@@ -4,6 +4,7 @@
 
 use wharf_core::digest::{Digest, DigestError};
 use wharf_core::reference::{NameError, RepositoryName};
+use wharf_core::storage_full::is_storage_full;
 use wharf_core::upload_id::UploadId;
 use wharf_gate::WriteRefused;
 use wharf_gate::store::StoreError;
@@ -83,6 +84,9 @@ pub enum RegistryError {
     /// A blob cannot be deleted from a repository whose manifests still use it.
     #[error("the blob is used by manifests in this repository; delete those manifests first")]
     BlobInUse,
+    /// A manifest cannot be deleted while an index in its repository refers to it.
+    #[error("the manifest is part of the index {0} in this repository; delete the index first")]
+    ManifestInUse(Digest),
     /// Another request is writing to the same upload right now.
     #[error("another request is writing to this upload; wait for it, then ask for the status")]
     UploadBusy,
@@ -109,6 +113,10 @@ pub enum RegistryError {
     /// The write gate refused or stopped the write.
     #[error(transparent)]
     Refused(#[from] WriteRefused),
+    /// The storage the registry writes to (its database's or its blobs') is full: nothing was
+    /// written, and writes work again once space is freed.
+    #[error("{0}")]
+    StorageFull(String),
     /// Something failed inside the registry (database, storage); details are logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -126,9 +134,24 @@ impl RegistryError {
     }
 }
 
+impl RegistryError {
+    /// A failure of a store: [`RegistryError::StorageFull`] when the storage is full (wherever
+    /// in the error's sources that shows), [`RegistryError::Internal`] otherwise.
+    pub fn store_failed(error: impl std::error::Error + 'static) -> Self {
+        if is_storage_full(&error) {
+            RegistryError::StorageFull(format!(
+                "the registry's storage is full, so nothing was written ({error}); \
+                 pulls still work, and writes work again once an administrator frees space"
+            ))
+        } else {
+            RegistryError::internal(error)
+        }
+    }
+}
+
 impl From<StoreError> for RegistryError {
     fn from(error: StoreError) -> Self {
-        RegistryError::internal(error)
+        RegistryError::store_failed(error)
     }
 }
 
@@ -136,7 +159,7 @@ impl From<MetadataError> for RegistryError {
     fn from(error: MetadataError) -> Self {
         match error {
             MetadataError::Refused(refused) => RegistryError::Refused(refused),
-            other => RegistryError::internal(other),
+            other => RegistryError::store_failed(other),
         }
     }
 }
@@ -145,7 +168,7 @@ impl From<StorageError> for RegistryError {
     fn from(error: StorageError) -> Self {
         match error {
             StorageError::Refused(refused) => RegistryError::Refused(refused),
-            other => RegistryError::internal(other),
+            other => RegistryError::store_failed(other),
         }
     }
 }

@@ -6,7 +6,8 @@ use futures_util::StreamExt;
 use super::{Registry, RegistryError};
 use wharf_core::digest::Digest;
 use wharf_core::manifest;
-use wharf_metadata::BlobCursor;
+use wharf_core::reference::Reference;
+use wharf_metadata::{BlobCursor, StoredManifest};
 
 const BATCH: u32 = 500;
 
@@ -65,6 +66,20 @@ pub enum FsckProblem {
         child: Digest,
         /// `blob` or `manifest`.
         kind: &'static str,
+    },
+    /// A manifest declares a size for a blob or manifest it refers to that is not that content's
+    /// size.
+    DescriptorSizeMismatch {
+        /// The manifest's repository.
+        repository: String,
+        /// The manifest.
+        manifest: Digest,
+        /// What it refers to.
+        child: Digest,
+        /// The size it declares.
+        declared: u64,
+        /// The content's size.
+        actual: u64,
     },
     /// A tag points at a manifest that does not exist.
     DanglingTag {
@@ -202,14 +217,55 @@ impl Registry {
                         actual,
                     });
                 }
-                if let Err(e) = manifest::parse(&record.content, Some(&record.media_type)) {
-                    report.problems.push(FsckProblem::ManifestInvalid {
+                match manifest::parse(&record.content, Some(&record.media_type)) {
+                    Ok(parsed) => {
+                        self.check_descriptor_sizes(&stored, &parsed, report)
+                            .await?;
+                    }
+                    Err(e) => report.problems.push(FsckProblem::ManifestInvalid {
                         repository,
                         digest: record.digest.clone(),
                         error: e.to_string(),
-                    });
+                    }),
                 }
             }
         }
+    }
+
+    /// Every descriptor's size against its content's: a blob's recorded size, a child manifest's
+    /// length. (Content that is missing altogether is a dangling reference, reported apart.)
+    async fn check_descriptor_sizes(
+        &self,
+        stored: &StoredManifest,
+        parsed: &manifest::ParsedManifest,
+        report: &mut FsckReport,
+    ) -> Result<(), RegistryError> {
+        let mut mismatch = |child: &manifest::Descriptor, actual: u64| {
+            if child.size != actual {
+                report.problems.push(FsckProblem::DescriptorSizeMismatch {
+                    repository: stored.repository.to_string(),
+                    manifest: stored.manifest.digest.clone(),
+                    child: child.digest.clone(),
+                    declared: child.size,
+                    actual,
+                });
+            }
+        };
+        for blob in &parsed.blobs {
+            if let Some(record) = self.metadata.live_blob(&blob.digest).await? {
+                mismatch(blob, record.size);
+            }
+        }
+        for child in &parsed.manifests {
+            let reference = Reference::Digest(child.digest.clone());
+            if let Some(record) = self
+                .metadata
+                .manifest(&stored.repository, &reference)
+                .await?
+            {
+                mismatch(child, record.content.len() as u64);
+            }
+        }
+        Ok(())
     }
 }

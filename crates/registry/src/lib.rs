@@ -13,6 +13,7 @@ mod listing;
 mod manifests;
 mod sessions;
 mod uploads;
+mod write_health;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use gc::{GcReport, GcSettings};
 pub use listing::ListPage;
 pub use manifests::StoredManifestInfo;
 pub use uploads::{ChunkRange, MountOutcome};
+pub use write_health::{WriteFailure, WriteHealth, WritesFailing};
 
 use wharf_gate::metrics::Metrics;
 use wharf_gate::{DrainSettings, WriteGate, WriteIntent, WritePermit};
@@ -58,6 +60,7 @@ pub struct Registry {
     /// Where backup snapshots are kept while their backups run.
     backups_dir: PathBuf,
     sessions: Arc<sessions::SessionCache>,
+    write_health: Arc<WriteHealth>,
 }
 
 /// Where the registry keeps its data on one machine.
@@ -91,6 +94,7 @@ impl Registry {
         limits: Limits,
         backups_dir: PathBuf,
     ) -> Self {
+        let write_health = Arc::new(WriteHealth::new(Arc::clone(gate.metrics())));
         Registry {
             metadata,
             blobs,
@@ -98,6 +102,7 @@ impl Registry {
             limits,
             backups_dir,
             sessions: Arc::default(),
+            write_health,
         }
     }
 
@@ -122,6 +127,12 @@ impl Registry {
             limits,
             paths.backups.clone(),
         ))
+    }
+
+    /// Whether writes are failing (the storage full, the database failing), as the HTTP layer
+    /// records each write's outcome.
+    pub fn write_health(&self) -> &WriteHealth {
+        &self.write_health
     }
 
     /// The registry's write gate.

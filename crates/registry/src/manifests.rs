@@ -5,7 +5,7 @@ use wharf_core::digest::Digest;
 use wharf_core::manifest;
 use wharf_core::reference::{Reference, RepositoryName};
 use wharf_gate::WriteIntent;
-use wharf_metadata::{ManifestRecord, ManifestRejection, NewManifest};
+use wharf_metadata::{ManifestDeletion, ManifestRecord, ManifestRejection, NewManifest};
 
 /// What the registry reports about a manifest it stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,14 @@ impl Registry {
             Err(ManifestRejection::MissingBlob(d) | ManifestRejection::MissingManifest(d)) => {
                 Err(RegistryError::ManifestBlobUnknown(d))
             }
+            Err(ManifestRejection::SizeMismatch {
+                digest,
+                declared,
+                actual,
+            }) => Err(RegistryError::ManifestInvalid(format!(
+                "the manifest declares {declared} bytes for {digest}, which has {actual} bytes; \
+                 a descriptor's size must be its content's"
+            ))),
         }
     }
 
@@ -96,18 +104,24 @@ impl Registry {
         reference: &Reference,
     ) -> Result<(), RegistryError> {
         let permit = self.admit(WriteIntent::Delete { repository }).await?;
-        let deleted = match reference {
+        let deletion = match reference {
             Reference::Digest(digest) => {
                 self.metadata
                     .delete_manifest(&permit, repository, digest)
                     .await?
             }
-            Reference::Tag(tag) => self.metadata.delete_tag(&permit, repository, tag).await?,
+            Reference::Tag(tag) => {
+                if self.metadata.delete_tag(&permit, repository, tag).await? {
+                    ManifestDeletion::Deleted
+                } else {
+                    ManifestDeletion::NotFound
+                }
+            }
         };
-        if deleted {
-            Ok(())
-        } else {
-            Err(RegistryError::ManifestUnknown)
+        match deletion {
+            ManifestDeletion::Deleted => Ok(()),
+            ManifestDeletion::NotFound => Err(RegistryError::ManifestUnknown),
+            ManifestDeletion::InUse(index) => Err(RegistryError::ManifestInUse(index)),
         }
     }
 }

@@ -406,7 +406,7 @@ fn append_error(session: &UploadSession, error: AppendError) -> RegistryError {
             RegistryError::BlobUploadUnknown
         }
         error @ (AppendError::HashAhead { .. } | AppendError::Io(_)) => {
-            RegistryError::internal(error)
+            RegistryError::store_failed(error)
         }
     }
 }

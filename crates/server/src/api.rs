@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRef, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -63,6 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { OciError(RegistryError::EndpointUnknown) })
+        .layer(axum::middleware::from_fn_with_state(
+            state.registry.clone(),
+            record_write_outcome,
+        ))
         .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
@@ -83,6 +87,31 @@ async fn metrics(State(registry): State<Registry>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Tells the registry's write health how each write request ended: a failure inside the registry
+/// (marked on the response by the error's conversion) sets it failing, a success clears it.
+async fn record_write_outcome(
+    State(registry): State<Registry>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let writes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) && request.uri().path() != auth::TOKEN_PATH;
+    let response = next.run(request).await;
+    if writes {
+        let health = registry.write_health();
+        match response.extensions().get::<errors::WriteFailed>() {
+            Some(failed) => health.failed(failed.kind, &failed.message),
+            None if response.status().is_success() && health.succeeded() => {
+                tracing::info!("writes succeed again");
+            }
+            None => {}
+        }
+    }
+    response
 }
 
 /// Tells clients they talk to a registry, on every `/v2` response (errors included).

@@ -27,7 +27,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::Credentials;
 use wharf_auth::{LoginError, Permissions, Principal};
-use wharf_registry::GcSettings;
+use wharf_registry::{GcSettings, RegistryError, WriteFailure};
 
 /// What the admin API needs to know besides the registry.
 pub struct AdminAccess {
@@ -191,6 +191,8 @@ struct AdminError {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    /// Set when a write failed inside the registry, for the registry's write health.
+    failure: Option<(WriteFailure, String)>,
 }
 
 impl AdminError {
@@ -200,6 +202,7 @@ impl AdminError {
             code,
             message: message.into(),
             retry_after: None,
+            failure: None,
         }
     }
 
@@ -229,13 +232,36 @@ impl AdminError {
         }
     }
 
-    fn internal(error: impl std::fmt::Display) -> Self {
-        tracing::error!(%error, "admin request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN",
-            "internal error; the registry's log has the details",
-        )
+    /// A failure inside the registry: a full storage is said as such (507), anything else is
+    /// an internal error whose details go to the log only.
+    fn internal(error: impl std::error::Error + 'static) -> Self {
+        match (&error as &dyn std::error::Error).downcast_ref::<RegistryError>() {
+            Some(registry_error) => Self::registry(registry_error),
+            None => Self::registry(&RegistryError::store_failed(error)),
+        }
+    }
+
+    fn registry(error: &RegistryError) -> Self {
+        match error {
+            RegistryError::StorageFull(message) => {
+                tracing::error!(error = %message, "storage full: the admin request failed");
+                AdminError {
+                    failure: Some((WriteFailure::StorageFull, message.clone())),
+                    ..Self::new(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE", message)
+                }
+            }
+            other => {
+                tracing::error!(error = %other, "admin request failed");
+                AdminError {
+                    failure: Some((WriteFailure::Internal, other.to_string())),
+                    ..Self::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "UNKNOWN",
+                        "internal error; the registry's log has the details",
+                    )
+                }
+            }
+        }
     }
 }
 
@@ -252,6 +278,9 @@ impl IntoResponse for AdminError {
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if let Some((kind, message)) = self.failure {
+            super::errors::mark_write_failed(&mut response, kind, message);
         }
         response
     }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::headers;
 use wharf_gate::WriteRefused;
-use wharf_registry::RegistryError;
+use wharf_registry::{RegistryError, WriteFailure};
 
 /// The status and OCI error code of each error.
 fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
@@ -33,7 +33,9 @@ fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         EndpointUnknown => (StatusCode::NOT_FOUND, "UNSUPPORTED"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
         BadRequest(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
-        BlobInUse => (StatusCode::CONFLICT, "DENIED"),
+        // 405: of the answers the specification gives a DELETE (202, 404, 405), the one that
+        // says "not allowed"; the message says why and what to delete first.
+        BlobInUse | ManifestInUse(_) => (StatusCode::METHOD_NOT_ALLOWED, "DENIED"),
         Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
         Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
         TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
@@ -41,8 +43,28 @@ fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         // `denied: <message>` and give up instead of retrying.
         Refused(WriteRefused::ReadOnly { .. }) => (StatusCode::METHOD_NOT_ALLOWED, "DENIED"),
         Refused(WriteRefused::Cancelled) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        // 507 says what happened in its status line, which docker, podman and skopeo print
+        // for a 5xx (they print the body of 4xx answers only); UNAVAILABLE, as writes are.
+        StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
+}
+
+/// A write that failed inside the registry, attached to its response so that the layer that
+/// sees every write's outcome ([`super::record_write_outcome`]) can tell the registry.
+#[derive(Debug, Clone)]
+pub struct WriteFailed {
+    /// Why.
+    pub kind: WriteFailure,
+    /// What the error said (for the health report; already logged).
+    pub message: String,
+}
+
+/// Attaches a write failure to `response`.
+pub fn mark_write_failed(response: &mut Response, kind: WriteFailure, message: String) {
+    response
+        .extensions_mut()
+        .insert(WriteFailed { kind, message });
 }
 
 /// A [`RegistryError`] as an axum handler's error: answered with [`oci_error`].
@@ -65,15 +87,24 @@ impl IntoResponse for OciError {
 /// `IntoResponse` impl: the error type belongs to the registry crate, the response to axum.)
 pub fn oci_error(error: RegistryError) -> Response {
     let (status, code) = status_and_code(&error);
+    let mut failure = None;
     let message = match &error {
         RegistryError::Internal(detail) => {
             tracing::error!(error = %detail, "request failed");
+            failure = Some((WriteFailure::Internal, detail.clone()));
             "internal error; the registry's log has the details".to_owned()
+        }
+        RegistryError::StorageFull(detail) => {
+            // The line an alert on the log matches: "storage full".
+            tracing::error!(error = %detail, "storage full: the write failed");
+            failure = Some((WriteFailure::StorageFull, detail.clone()));
+            detail.clone()
         }
         other => other.to_string(),
     };
     let detail = match &error {
         RegistryError::ManifestBlobUnknown(digest) => json!({ "digest": digest }),
+        RegistryError::ManifestInUse(index) => json!({ "index": index }),
         RegistryError::Refused(WriteRefused::ReadOnly {
             mode,
             reason,
@@ -90,6 +121,9 @@ pub fn oci_error(error: RegistryError) -> Response {
         body.to_string(),
     )
         .into_response();
+    if let Some((kind, detail)) = failure {
+        mark_write_failed(&mut response, kind, detail);
+    }
     let headers_out = response.headers_mut();
     match &error {
         RegistryError::UploadOutOfOrder {

@@ -133,7 +133,7 @@ async fn a_blob_a_manifest_uses_cannot_be_deleted_from_under_it() {
     let layer = Digest::sha256_of(&image.layers[0]);
     let message = expect_error(
         app.delete(&format!("/v2/r/blobs/{layer}")).await,
-        StatusCode::CONFLICT,
+        StatusCode::METHOD_NOT_ALLOWED,
         "DENIED",
     )
     .await;

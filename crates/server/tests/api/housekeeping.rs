@@ -309,3 +309,45 @@ async fn fsck_finds_damaged_and_missing_content() {
     );
     assert_eq!(quick.bytes_verified, 0);
 }
+
+/// A manifest stored before sizes were checked (here written into the database by hand) whose
+/// descriptor declares another size than its blob's: fsck reports it.
+#[tokio::test]
+async fn fsck_finds_a_descriptor_of_the_wrong_size() {
+    let app = TestApp::start().await;
+    let image = app.push_image("r", "v1", 1).await;
+    let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    manifest["layers"][0]["size"] = serde_json::json!(1);
+    let lying = serde_json::to_vec(&manifest).unwrap();
+    let lying_digest = Digest::sha256_of(&lying);
+    let database = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new().filename(app.config.data_paths().metadata),
+    )
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO manifests (repository_id, digest, media_type, size, content, created_at)
+         SELECT id, $1, $2, $3, $4, 0 FROM repositories WHERE name = 'r'",
+    )
+    .bind(lying_digest.to_string())
+    .bind("application/vnd.oci.image.manifest.v1+json")
+    .bind(lying.len() as i64)
+    .bind(&lying)
+    .execute(&database)
+    .await
+    .unwrap();
+    database.close().await;
+
+    let report = app.registry().await.fsck(false).await.unwrap();
+    let layer = Digest::sha256_of(&image.layers[0]);
+    assert_eq!(
+        report.problems,
+        [FsckProblem::DescriptorSizeMismatch {
+            repository: "r".to_owned(),
+            manifest: lying_digest,
+            child: layer,
+            declared: 1,
+            actual: image.layers[0].len() as u64,
+        }]
+    );
+}

@@ -438,3 +438,137 @@ async fn retagging_moves_the_tag() {
         StatusCode::OK
     );
 }
+
+fn index_of(children: &[&TestImage]) -> Vec<u8> {
+    let children: Vec<_> = children.iter().map(|c| c.descriptor()).collect();
+    serde_json::to_vec(
+        &json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children }),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_manifest_an_index_uses_cannot_be_deleted_from_under_it() {
+    let app = TestApp::start().await;
+    let image = app.push_image("r", "amd64", 1).await;
+    let index = index_of(&[&image]);
+    let response = app.put_manifest("r", "multi", OCI_INDEX, &index).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let message = expect_error(
+        app.delete(&format!("/v2/r/manifests/{}", image.digest))
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "DENIED",
+    )
+    .await;
+    let index_digest = Digest::sha256_of(&index);
+    assert!(message.contains(&index_digest.to_string()), "{message}");
+    assert_eq!(
+        app.get(&format!("/v2/r/manifests/{}", image.digest))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Once the index is gone, its child can go.
+    assert_eq!(
+        app.delete(&format!("/v2/r/manifests/{index_digest}"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        app.delete(&format!("/v2/r/manifests/{}", image.digest))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let report = app.registry().await.fsck(false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// The delete of a manifest and the push of an index naming it, started together: whichever
+/// commits first wins and the other is refused, so no round leaves an index whose child is gone.
+#[tokio::test]
+async fn deleting_a_manifest_while_an_index_naming_it_is_pushed_leaves_no_dangling_index() {
+    let app = TestApp::start().await;
+    // Once the server has opened the data folder (a second handle opening a fresh folder would
+    // race the server's schema migration).
+    app.push_image("r", "first", 1).await;
+    let registry = app.registry().await;
+    let (mut deleted, mut indexed) = (0, 0);
+    for round in 0..40 {
+        let image = app.push_image("r", &format!("child-{round}"), 1).await;
+        let index = index_of(&[&image]);
+        let barrier = tokio::sync::Barrier::new(2);
+        let delete_path = format!("/v2/r/manifests/{}", image.digest);
+        let (delete, put) = tokio::join!(
+            async {
+                barrier.wait().await;
+                app.delete(&delete_path).await
+            },
+            async {
+                barrier.wait().await;
+                app.put_manifest("r", &format!("index-{round}"), OCI_INDEX, &index)
+                    .await
+            }
+        );
+        match (delete.status(), put.status()) {
+            (StatusCode::ACCEPTED, StatusCode::BAD_REQUEST) => {
+                expect_error(put, StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN").await;
+                deleted += 1;
+            }
+            (StatusCode::METHOD_NOT_ALLOWED, StatusCode::CREATED) => indexed += 1,
+            (delete, put) => panic!("round {round}: delete {delete}, index put {put}"),
+        }
+        let report = registry.fsck(false).await.unwrap();
+        assert!(report.is_clean(), "round {round}: {report:?}");
+    }
+    assert_eq!(
+        deleted + indexed,
+        40,
+        "deleted {deleted}, indexed {indexed}"
+    );
+}
+
+#[tokio::test]
+async fn a_descriptor_must_declare_its_contents_size() {
+    let app = TestApp::start().await;
+    let image = TestImage::generate(1);
+    for blob in image.blobs() {
+        app.push_blob("r", blob).await;
+    }
+    let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    manifest["layers"][0]["size"] = json!(1);
+    let lying = serde_json::to_vec(&manifest).unwrap();
+    let message = expect_error(
+        app.put_manifest("r", "v1", OCI_MANIFEST, &lying).await,
+        StatusCode::BAD_REQUEST,
+        "MANIFEST_INVALID",
+    )
+    .await;
+    let layer = Digest::sha256_of(&image.layers[0]);
+    assert!(
+        message.contains(&format!("declares 1 bytes for {layer}")),
+        "{message}"
+    );
+    expect_error(
+        app.get("/v2/r/manifests/v1").await,
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+    // The same holds for an index's entries: a child manifest's size is its length.
+    let pushed = app.push_image("r", "v2", 1).await;
+    let mut entry = pushed.descriptor();
+    entry["size"] = json!(pushed.manifest.len() + 1);
+    let index = serde_json::to_vec(
+        &json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry] }),
+    )
+    .unwrap();
+    expect_error(
+        app.put_manifest("r", "multi", OCI_INDEX, &index).await,
+        StatusCode::BAD_REQUEST,
+        "MANIFEST_INVALID",
+    )
+    .await;
+}

@@ -16,7 +16,7 @@ use wharf_config::HumanDuration;
 use wharf_core::time::Millis;
 use wharf_core::time::{serialize_optional_time, serialize_time};
 use wharf_gate::{Hold, HoldError, HoldName, HoldRequest, HoldSource, Mode, Transition, WriteGate};
-use wharf_registry::Registry;
+use wharf_registry::{Registry, WritesFailing};
 
 /// The longest `?wait=` honoured.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -42,6 +42,8 @@ pub struct StateReport {
     drain: Option<DrainReport>,
     last_transition: Option<Transition>,
     replicas: Vec<ReplicaReport>,
+    /// Set while writes fail inside the registry (its storage full, say): since when and why.
+    writes_failing: Option<WritesFailing>,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,6 +110,7 @@ async fn report(registry: &Registry) -> StateReport {
         }),
         last_transition: snapshot.last_transition.clone(),
         replicas,
+        writes_failing: registry.write_health().failing(),
     }
 }
 
