@@ -118,6 +118,9 @@ pub struct AuthSettings {
     pub token_ttl: Duration,
     /// The lifetime of refresh tokens.
     pub refresh_token_ttl: Duration,
+    /// How far past its `exp` (or before its `nbf`) a token is still accepted: replicas sharing
+    /// the signing keys verify tokens other replicas issued, by their own clocks.
+    pub token_leeway: Duration,
     /// Failed-login limits.
     pub login_limits: LoginLimits,
 }
@@ -186,7 +189,7 @@ impl Authenticator {
     /// An authenticator over the accounts in `store`, signing with `keys`.
     pub fn new(store: Arc<dyn MetadataStore>, keys: SigningKeys, settings: AuthSettings) -> Self {
         Authenticator {
-            tokens: TokenIssuer::new(keys, "wharf", &settings.service),
+            tokens: TokenIssuer::new(keys, "wharf", &settings.service, settings.token_leeway),
             limiter: LoginLimiter::new(settings.login_limits),
             store,
             settings,

@@ -134,6 +134,12 @@ pub struct AuthConfig {
     pub token_ttl: HumanDuration,
     /// How long a refresh token (`docker login`'s identity token) is valid.
     pub refresh_token_ttl: HumanDuration,
+    /// How far past its expiry, or before its start, a token is still accepted. It exists only
+    /// because replicas sharing the signing keys verify each other's tokens by their own clocks;
+    /// a few seconds cover clocks kept by NTP, and each second is a second longer that a
+    /// revoked account's token keeps working. Whole seconds, at most [`MAX_TOKEN_LEEWAY`] and
+    /// at most `token_ttl`.
+    pub token_leeway: HumanDuration,
     /// PEM files of the keys that sign tokens (the first signs, all verify); empty: one key
     /// generated into the data folder.
     pub signing_keys: Vec<PathBuf>,
@@ -149,11 +155,16 @@ impl Default for AuthConfig {
             realm: None,
             token_ttl: HumanDuration(Duration::from_secs(5 * 60)),
             refresh_token_ttl: HumanDuration(Duration::from_secs(30 * 24 * 3600)),
+            token_leeway: HumanDuration(Duration::from_secs(5)),
             signing_keys: Vec::new(),
             failed_logins: FailedLoginsConfig::default(),
         }
     }
 }
+
+/// The longest `auth.token_leeway`: clocks further apart than a minute are broken, and should be
+/// fixed rather than hidden by letting every token live longer.
+pub const MAX_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 
 /// Failed-login limits: past them, logins are refused (429) until the window ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,6 +411,27 @@ impl Config {
                 )));
             }
         }
+        let leeway = self.auth.token_leeway;
+        if leeway.0.subsec_nanos() != 0 {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.token_leeway must be whole seconds, as token times \
+                 are (such as 5s); got {leeway}"
+            )));
+        }
+        if leeway.0 > MAX_TOKEN_LEEWAY {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.token_leeway must be at most {}; got {leeway} \
+                 (clocks further apart need fixing, with NTP)",
+                HumanDuration(MAX_TOKEN_LEEWAY)
+            )));
+        }
+        if leeway > self.auth.token_ttl {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.token_leeway ({leeway}) must not be longer than \
+                 auth.token_ttl ({})",
+                self.auth.token_ttl
+            )));
+        }
         let limits = &self.auth.failed_logins;
         if limits.per_account == 0 || limits.per_address == 0 {
             return Err(ConfigError(
@@ -485,6 +517,7 @@ impl Config {
             realm: self.auth.realm.clone(),
             token_ttl: self.auth.token_ttl.0,
             refresh_token_ttl: self.auth.refresh_token_ttl.0,
+            token_leeway: self.auth.token_leeway.0,
             login_limits: wharf_auth::limiter::LoginLimits {
                 per_account: self.auth.failed_logins.per_account,
                 per_address: self.auth.failed_logins.per_address,
@@ -705,6 +738,28 @@ mod tests {
         assert!(error.contains("log.format"), "{error}");
         assert!(load("- a\n- b\n", &[]).is_err());
         assert!(load("server: [\n", &[]).is_err());
+    }
+
+    #[test]
+    fn token_leeway_is_whole_seconds_within_a_minute_and_the_token_ttl() {
+        let leeway =
+            |yaml: &str| load(&format!("auth:\n{yaml}"), &[]).map(|c| c.auth.token_leeway.0);
+        assert_eq!(leeway("  token_leeway: 0s\n"), Ok(Duration::ZERO));
+        assert_eq!(leeway("  token_leeway: 1m\n"), Ok(Duration::from_secs(60)));
+        for (yaml, says) in [
+            ("  token_leeway: 61s\n", "at most 1m"),
+            ("  token_leeway: 1500ms\n", "whole seconds"),
+            (
+                "  token_ttl: 20s\n  token_leeway: 30s\n",
+                "auth.token_ttl (20s)",
+            ),
+        ] {
+            let error = leeway(yaml).unwrap_err().0;
+            assert!(
+                error.contains("auth.token_leeway") && error.contains(says),
+                "{yaml}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -689,6 +689,81 @@ async fn forged_expired_and_misdirected_tokens_are_refused() {
     }
 }
 
+/// Seconds since the Unix epoch, moved by `offset` (negative: ago).
+fn epoch_seconds(offset: i64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .checked_add_signed(offset)
+        .unwrap()
+}
+
+/// A token's `exp` and `nbf` in seconds from now, the answer to it, and what a refusal says.
+type TimedToken = (i64, i64, StatusCode, &'static str);
+
+#[tokio::test]
+async fn a_token_is_accepted_within_the_leeway_past_its_times_and_refused_beyond() {
+    use std::time::Duration;
+    // Per leeway, tokens around it. The accepted ones sit 20 s inside the leeway and the refused
+    // ones 30 s outside it (or past an instant already gone), so a slow run cannot move a token
+    // across the line.
+    let cases: [(u64, &[TimedToken]); 2] = [
+        (
+            30,
+            &[
+                (-10, -300, StatusCode::OK, ""),
+                (-60, -300, StatusCode::UNAUTHORIZED, "has expired"),
+                (300, 10, StatusCode::OK, ""),
+                (300, 60, StatusCode::UNAUTHORIZED, "not valid yet"),
+            ],
+        ),
+        (
+            0,
+            &[
+                (-1, -300, StatusCode::UNAUTHORIZED, "has expired"),
+                (300, 0, StatusCode::OK, ""),
+            ],
+        ),
+    ];
+    for (leeway, tokens) in cases {
+        let app = TestApp::start_with_auth(|c| {
+            c.auth.token_leeway = wharf_config::HumanDuration(Duration::from_secs(leeway));
+        })
+        .await;
+        app.push_image("team/app", "v1", 1).await;
+        let key_file = app.data_dir().join("auth/token-signing-key.pem");
+        let key = SigningKey::from_pem(&std::fs::read(&key_file).unwrap()).unwrap();
+        for &(exp, nbf, status, says) in tokens {
+            let token = sign(
+                &key,
+                &json!({
+                    "iss": "wharf", "sub": "admin", "aud": "wharf", "exp": epoch_seconds(exp),
+                    "nbf": epoch_seconds(nbf), "iat": epoch_seconds(nbf), "jti": "x",
+                    "use": "access",
+                    "access": [{ "type": "repository", "name": "team/app", "actions": ["pull"] }],
+                }),
+            );
+            let what = format!("leeway {leeway}s, exp {exp:+}s, nbf {nbf:+}s");
+            let response = with_token(&app, Method::GET, "/v2/team/app/manifests/v1", &token)
+                .send()
+                .await
+                .unwrap();
+            if status == StatusCode::OK {
+                assert_eq!(response.status(), StatusCode::OK, "{what}");
+                continue;
+            }
+            let challenge = header(&response, "www-authenticate");
+            assert!(
+                challenge.contains("error=\"invalid_token\""),
+                "{what}: {challenge}"
+            );
+            let message = expect_error(response, status, "UNAUTHORIZED").await;
+            assert!(message.contains(says), "{what}: {message}");
+        }
+    }
+}
+
 fn claims_of(payload: &str) -> Value {
     use base64::Engine;
     serde_json::from_slice(
