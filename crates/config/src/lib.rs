@@ -166,13 +166,17 @@ impl Default for AuthConfig {
 /// fixed rather than hidden by letting every token live longer.
 pub const MAX_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
 
-/// Failed-login limits: past them, logins are refused (429) until the window ends.
+/// Failed-login limits: past them, logins are refused (429) until the window ends; the rule is
+/// [`wharf_auth::limiter`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailedLoginsConfig {
-    /// Failures allowed per account in a window.
-    pub per_account: u32,
-    /// Failures allowed per client address in a window.
+    /// Failures allowed for one account from one client address in a window; past them, that
+    /// account is refused from that address, the right password included.
+    pub per_account_and_address: u32,
+    /// Failures allowed from one client address, for any accounts, in a window; past them,
+    /// every login from the address is refused. Larger than `per_account_and_address`, so
+    /// that only failures for several accounts reach it.
     pub per_address: u32,
     /// The window.
     pub window: HumanDuration,
@@ -181,8 +185,10 @@ pub struct FailedLoginsConfig {
 impl Default for FailedLoginsConfig {
     fn default() -> Self {
         FailedLoginsConfig {
-            per_account: 10,
-            per_address: 50,
+            per_account_and_address: 10,
+            // Ten accounts' worth of failures: a shared NAT's users mistyping do not reach it,
+            // one address trying passwords on many accounts does.
+            per_address: 100,
             window: HumanDuration(Duration::from_secs(10 * 60)),
         }
     }
@@ -433,11 +439,19 @@ impl Config {
             )));
         }
         let limits = &self.auth.failed_logins;
-        if limits.per_account == 0 || limits.per_address == 0 {
+        if limits.per_account_and_address == 0 {
             return Err(ConfigError(
-                "invalid configuration: auth.failed_logins.per_account and per_address must be at least 1"
+                "invalid configuration: auth.failed_logins.per_account_and_address must be at least 1"
                     .to_owned(),
             ));
+        }
+        if limits.per_address <= limits.per_account_and_address {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.failed_logins.per_address ({}) must be larger than \
+                 per_account_and_address ({}), or one account's mistyped password would lock \
+                 every account out of its address",
+                limits.per_address, limits.per_account_and_address
+            )));
         }
         if !is_header_safe(&self.auth.service) || self.auth.service.is_empty() {
             return Err(ConfigError(
@@ -519,7 +533,7 @@ impl Config {
             refresh_token_ttl: self.auth.refresh_token_ttl.0,
             token_leeway: self.auth.token_leeway.0,
             login_limits: wharf_auth::limiter::LoginLimits {
-                per_account: self.auth.failed_logins.per_account,
+                per_account_and_address: self.auth.failed_logins.per_account_and_address,
                 per_address: self.auth.failed_logins.per_address,
                 window: self.auth.failed_logins.window.0,
             },
@@ -760,6 +774,35 @@ mod tests {
                 "{yaml}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn the_failed_login_ceiling_of_an_address_is_above_one_accounts_limit() {
+        let error = load(
+            "auth:\n  failed_logins:\n    per_account_and_address: 10\n    per_address: 10\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            error.contains("per_address (10) must be larger than per_account_and_address (10)"),
+            "{error}"
+        );
+        let error = load(
+            "auth:\n  failed_logins:\n    per_account_and_address: 0\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(error.contains("per_account_and_address"), "{error}");
+        // The key before it was counted per address too: an old file is refused, naming the new.
+        let error = load("auth:\n  failed_logins:\n    per_account: 10\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(
+            error.contains("per_account") && error.contains("per_account_and_address"),
+            "{error}"
+        );
     }
 
     #[test]

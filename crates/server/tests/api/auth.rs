@@ -1168,62 +1168,112 @@ async fn robots_log_in_with_tokens_that_can_be_renewed_and_revoked() {
     );
 }
 
+/// A client whose connections come from `address` (any of 127.0.0.0/8 reaches the test server).
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address.parse::<std::net::IpAddr>().unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// A login at the token endpoint through `client`.
+async fn login_with(
+    app: &TestApp,
+    client: &reqwest::Client,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .get(format!("{}/auth/token?service=wharf", app.url))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn failed_logins_are_limited_per_account_and_per_address() {
-    let mut app = TestApp::start_with_auth(|c| {
-        c.auth.failed_logins.per_account = 3;
+async fn failed_logins_lock_an_account_out_of_one_address_only() {
+    let app = TestApp::start_with_auth(|c| c.auth.failed_logins.per_account_and_address = 3).await;
+    populate(&app).await;
+    let (here, there) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
+    let (writer, reader) = (password("writer"), password("reader"));
+    for _ in 0..3 {
+        let response = login_with(&app, &here, "writer", "wrong-password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is refused now, without being checked.
+    let response = login_with(&app, &here, "writer", &writer).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = header(&response, "retry-after").parse().unwrap();
+    assert!(retry > 0 && retry <= 600, "{retry}");
+    let message = expect_error(response, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
+    assert!(message.contains("too many failed logins"), "{message}");
+    let response = here
+        .get(format!("{}/v2/", app.url))
+        .basic_auth("writer", Some(&writer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "Basic credentials count too"
+    );
+    // Another account from the same address, and the same account from another address.
+    assert_eq!(
+        login_with(&app, &here, "reader", &reader).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_with(&app, &there, "writer", &writer).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_for_several_accounts_lock_their_address_out() {
+    let app = TestApp::start_with_auth(|c| {
+        c.auth.failed_logins.per_account_and_address = 3;
         c.auth.failed_logins.per_address = 5;
     })
     .await;
     populate(&app).await;
-    for _ in 0..3 {
-        let response = token_answer(&app, Some(("writer", "wrong-password")), &[]).await;
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    }
-    // Even the right password is refused now, without being checked.
-    let writer = password("writer");
-    let response = token_answer(&app, Some(("writer", &writer)), &[]).await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = header(&response, "retry-after").parse().unwrap();
-    assert!(retry > 0 && retry <= 600, "{retry}");
-    expect_error(response, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
-    app.act_as(Some(("writer", &writer)));
-    assert_eq!(
-        app.get("/v2/").await.status(),
-        StatusCode::TOO_MANY_REQUESTS,
-        "Basic credentials count too"
-    );
-    // Other accounts are fine, until the address has had too many failures.
+    let (here, there) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
     let reader = password("reader");
+    // Refused attempts do not count: however often the locked writer tries, the address has 3.
+    for _ in 0..6 {
+        login_with(&app, &here, "writer", "wrong-password").await;
+    }
     assert_eq!(
-        token_answer(&app, Some(("reader", &reader)), &[])
-            .await
-            .status(),
+        login_with(&app, &here, "reader", &reader).await.status(),
         StatusCode::OK
     );
     for _ in 0..2 {
         assert_eq!(
-            token_answer(&app, Some(("nobody", "wrong-password")), &[])
+            login_with(&app, &here, "nobody", "wrong-password")
                 .await
                 .status(),
             StatusCode::UNAUTHORIZED
         );
     }
+    // 5 failures for two accounts: every account is refused from the address now.
     assert_eq!(
-        token_answer(&app, Some(("reader", &reader)), &[])
-            .await
-            .status(),
+        login_with(&app, &here, "reader", &reader).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
     // The admin API counts the same failures.
-    let response = app
-        .http
+    let response = here
         .get(format!("{}/api/v1/state", app.url))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login_with(&app, &there, "reader", &reader).await.status(),
+        StatusCode::OK
+    );
 }
 
 /// The status of an admin request with the app's current credentials.
