@@ -692,6 +692,28 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_print_as_the_example_writes_them_and_read_back() {
+        // As `wharf config check` prints them.
+        let printed = serde_saphyr::to_string(&Config::default()).unwrap();
+        assert_eq!(Config::from_yaml(&printed).unwrap(), Config::default());
+        let (printed, example): (Value, Value) = (
+            serde_saphyr::from_str(&printed).unwrap(),
+            serde_saphyr::from_str(EXAMPLE).unwrap(),
+        );
+        let mut keys = Vec::new();
+        collect_leaves(&example, &mut Vec::new(), &mut keys);
+        for key in keys {
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            assert_eq!(
+                pointer(&printed, &key),
+                pointer(&example, &key),
+                "{} prints otherwise than the example writes it",
+                key.join(".")
+            );
+        }
+    }
+
+    #[test]
     fn configuration_reference_documents_every_key() {
         let doc = include_str!("../../../docs/configuration.md");
         for (key, variable) in Config::keys() {
