@@ -118,6 +118,9 @@ pub struct AuthSettings {
     pub token_ttl: Duration,
     /// The lifetime of refresh tokens.
     pub refresh_token_ttl: Duration,
+    /// How far past its `exp` (or before its `nbf`) a token is still accepted: replicas sharing
+    /// the signing keys verify tokens other replicas issued, by their own clocks.
+    pub token_leeway: Duration,
     /// Failed-login limits.
     pub login_limits: LoginLimits,
 }
@@ -137,7 +140,7 @@ pub enum LoginError {
     /// The name or the password is wrong (which one is not said).
     #[error("incorrect username or password")]
     Invalid,
-    /// Too many failed logins for the account or from the address.
+    /// Too many failed logins for the account from the address, or from the address.
     #[error("too many failed logins; retry in {} seconds", .0.as_secs().max(1))]
     TooMany(Duration),
     /// A refresh token that is not valid (any more).
@@ -186,7 +189,7 @@ impl Authenticator {
     /// An authenticator over the accounts in `store`, signing with `keys`.
     pub fn new(store: Arc<dyn MetadataStore>, keys: SigningKeys, settings: AuthSettings) -> Self {
         Authenticator {
-            tokens: TokenIssuer::new(keys, "wharf", &settings.service),
+            tokens: TokenIssuer::new(keys, "wharf", &settings.service, settings.token_leeway),
             limiter: LoginLimiter::new(settings.login_limits),
             store,
             settings,
@@ -200,18 +203,20 @@ impl Authenticator {
     }
 
     /// Checks a name and a secret: a user's password, or a robot's token. Failures count
-    /// towards the limits of the account and of `address`.
+    /// towards the limits of the account at `address` and of `address` (see [`limiter`]).
     pub async fn login(
         &self,
         name: &str,
         secret: &str,
         address: IpAddr,
     ) -> Result<Login, LoginError> {
-        self.limiter
+        let attempt = self
+            .limiter
             .check(name, address)
             .map_err(LoginError::TooMany)?;
         let key = sha256_hex(&format!("{name}\0{secret}"));
         let remembered = self.remembered_login(&key);
+        // A database failure drops the attempt undecided: it says nothing of the password.
         let current = self.current_credential(name).await?;
         let login = match (current, remembered) {
             (Some((principal, hash)), Some(remembered))
@@ -241,11 +246,12 @@ impl Authenticator {
         };
         match login {
             Some(login) => {
+                attempt.succeeded();
                 self.remember(key, &login);
                 Ok(login)
             }
             None => {
-                self.limiter.failed(name, address);
+                attempt.failed();
                 tracing::info!(account = %name.chars().take(64).collect::<String>(), %address, "failed login");
                 Err(LoginError::Invalid)
             }

@@ -17,9 +17,6 @@ use serde::{Deserialize, Serialize};
 use super::keys::SigningKeys;
 use super::secrets::{SecretError, random_secret};
 
-/// How far clocks of replicas and clients may disagree when a token's times are checked.
-const LEEWAY_SECONDS: u64 = 10;
-
 /// A resource and actions on it: one scope a client asks for, and one entry of a token's
 /// `access` claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +118,7 @@ pub struct TokenIssuer {
     keys: SigningKeys,
     issuer: String,
     service: String,
+    leeway: Duration,
 }
 
 /// A signed token and when it expires.
@@ -141,12 +139,16 @@ fn now_seconds() -> u64 {
 }
 
 impl TokenIssuer {
-    /// An issuer named `issuer` for the service (the tokens' audience) `service`.
-    pub fn new(keys: SigningKeys, issuer: &str, service: &str) -> TokenIssuer {
+    /// An issuer named `issuer` for the service (the tokens' audience) `service`. Tokens it
+    /// verifies may be `leeway` past their `exp` or before their `nbf`: the replicas that issue
+    /// and verify them read different clocks. Token times are whole seconds, and so is the
+    /// leeway (a fraction is dropped).
+    pub fn new(keys: SigningKeys, issuer: &str, service: &str, leeway: Duration) -> TokenIssuer {
         TokenIssuer {
             keys,
             issuer: issuer.to_owned(),
             service: service.to_owned(),
+            leeway,
         }
     }
 
@@ -215,7 +217,8 @@ impl TokenIssuer {
     }
 
     /// Verifies a token of the given use: its signature by one of the keys, the issuer, the
-    /// audience (this service), its times.
+    /// audience (this service), its times (`exp` and `nbf`, each with the leeway; `iat` is not
+    /// checked on its own, as the tokens Wharf signs are valid from a second before it).
     pub fn verify(&self, token: &str, expected: TokenUse) -> Result<VerifiedToken, TokenError> {
         let refused = |why: &str| TokenError(why.to_owned());
         let header =
@@ -233,13 +236,19 @@ impl TokenIssuer {
         validation.set_audience(&[&self.service]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECONDS;
+        validation.leeway = self.leeway.as_secs();
         let claims = jsonwebtoken::decode::<Claims>(token, key.decoding(), &validation)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
                 refused(match e.kind() {
-                    K::ExpiredSignature => "the token has expired",
-                    K::ImmatureSignature => "the token is not valid yet",
+                    K::ExpiredSignature => {
+                        "the token has expired; get a new one from the token endpoint"
+                    }
+                    // Only a replica whose clock is ahead of this one's by more than the leeway
+                    // issues such a token, so the message names the likely cause.
+                    K::ImmatureSignature => {
+                        "the token is not valid yet: the clocks of the registry's replicas disagree"
+                    }
                     K::InvalidAudience => "the token is for another service",
                     K::InvalidIssuer => "the token is from another issuer",
                     K::InvalidSignature => "the token's signature is invalid",
@@ -271,7 +280,68 @@ mod tests {
             SigningKeys::from_pems(&[pem.as_bytes()]).unwrap(),
             "wharf",
             service,
+            Duration::from_secs(5),
         )
+    }
+
+    /// An access token signed by `issuer` with these times, in seconds from now.
+    fn token_with_times(issuer: &TokenIssuer, exp: i64, nbf: i64) -> String {
+        let now = now_seconds();
+        let at = |offset: i64| now.checked_add_signed(offset).unwrap();
+        let claims = Claims {
+            iss: "wharf".to_owned(),
+            sub: "alice".to_owned(),
+            aud: issuer.service.clone(),
+            exp: at(exp),
+            nbf: at(nbf),
+            iat: at(nbf),
+            jti: "t".to_owned(),
+            access: Vec::new(),
+            token_use: TokenUse::Access,
+            cred: None,
+        };
+        let key = issuer.keys.signer();
+        let mut header = Header::new(key.algorithm);
+        header.kid = Some(key.id.clone());
+        jsonwebtoken::encode(&header, &claims, key.encoding()).unwrap()
+    }
+
+    #[test]
+    fn times_are_checked_with_the_leeway_only() {
+        let pem = generate_pem().unwrap();
+        let keys = || SigningKeys::from_pems(&[pem.as_bytes()]).unwrap();
+        let lenient = TokenIssuer::new(keys(), "wharf", "wharf", Duration::from_secs(30));
+        let verify = |issuer: &TokenIssuer, exp, nbf| {
+            issuer
+                .verify(&token_with_times(issuer, exp, nbf), TokenUse::Access)
+                .map(|_| ())
+        };
+        // Margins of many seconds on both sides of the leeway: a slow test run cannot cross them.
+        assert_eq!(
+            verify(&lenient, -10, -300),
+            Ok(()),
+            "expired within the leeway"
+        );
+        assert_eq!(
+            verify(&lenient, 300, 10),
+            Ok(()),
+            "valid soon, within the leeway"
+        );
+        let expired = verify(&lenient, -60, -300).unwrap_err();
+        assert!(expired.0.contains("has expired"), "{expired}");
+        let early = verify(&lenient, 300, 60).unwrap_err();
+        assert!(early.0.contains("not valid yet"), "{early}");
+
+        let strict = TokenIssuer::new(keys(), "wharf", "wharf", Duration::ZERO);
+        assert!(
+            verify(&strict, -1, -300).is_err(),
+            "no leeway: expired a second ago is expired"
+        );
+        assert!(
+            verify(&strict, 300, 30).is_err(),
+            "no leeway: not valid yet"
+        );
+        assert_eq!(verify(&strict, 300, 0), Ok(()));
     }
 
     #[test]

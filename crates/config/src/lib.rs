@@ -134,6 +134,12 @@ pub struct AuthConfig {
     pub token_ttl: HumanDuration,
     /// How long a refresh token (`docker login`'s identity token) is valid.
     pub refresh_token_ttl: HumanDuration,
+    /// How far past its expiry, or before its start, a token is still accepted. It exists only
+    /// because replicas sharing the signing keys verify each other's tokens by their own clocks;
+    /// a few seconds cover clocks kept by NTP, and each second is a second longer that a
+    /// revoked account's token keeps working. Whole seconds, at most [`MAX_TOKEN_LEEWAY`] and
+    /// at most `token_ttl`.
+    pub token_leeway: HumanDuration,
     /// PEM files of the keys that sign tokens (the first signs, all verify); empty: one key
     /// generated into the data folder.
     pub signing_keys: Vec<PathBuf>,
@@ -149,19 +155,28 @@ impl Default for AuthConfig {
             realm: None,
             token_ttl: HumanDuration(Duration::from_secs(5 * 60)),
             refresh_token_ttl: HumanDuration(Duration::from_secs(30 * 24 * 3600)),
+            token_leeway: HumanDuration(Duration::from_secs(5)),
             signing_keys: Vec::new(),
             failed_logins: FailedLoginsConfig::default(),
         }
     }
 }
 
-/// Failed-login limits: past them, logins are refused (429) until the window ends.
+/// The longest `auth.token_leeway`: clocks further apart than a minute are broken, and should be
+/// fixed rather than hidden by letting every token live longer.
+pub const MAX_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Failed-login limits: past them, logins are refused (429) until the window ends; the rule is
+/// [`wharf_auth::limiter`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailedLoginsConfig {
-    /// Failures allowed per account in a window.
-    pub per_account: u32,
-    /// Failures allowed per client address in a window.
+    /// Failures allowed for one account from one client address in a window; past them, that
+    /// account is refused from that address, the right password included.
+    pub per_account_and_address: u32,
+    /// Failures allowed from one client address, for any accounts, in a window; past them,
+    /// every login from the address is refused. Larger than `per_account_and_address`, so
+    /// that only failures for several accounts reach it.
     pub per_address: u32,
     /// The window.
     pub window: HumanDuration,
@@ -170,8 +185,10 @@ pub struct FailedLoginsConfig {
 impl Default for FailedLoginsConfig {
     fn default() -> Self {
         FailedLoginsConfig {
-            per_account: 10,
-            per_address: 50,
+            per_account_and_address: 10,
+            // Ten accounts' worth of failures: a shared NAT's users mistyping do not reach it,
+            // one address trying passwords on many accounts does.
+            per_address: 100,
             window: HumanDuration(Duration::from_secs(10 * 60)),
         }
     }
@@ -400,12 +417,41 @@ impl Config {
                 )));
             }
         }
+        let leeway = self.auth.token_leeway;
+        if leeway.0.subsec_nanos() != 0 {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.token_leeway must be whole seconds, as token times \
+                 are (such as 5s); got {leeway}"
+            )));
+        }
+        if leeway.0 > MAX_TOKEN_LEEWAY {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.token_leeway must be at most {}; got {leeway} \
+                 (clocks further apart need fixing, with NTP)",
+                HumanDuration(MAX_TOKEN_LEEWAY)
+            )));
+        }
+        if leeway > self.auth.token_ttl {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.token_leeway ({leeway}) must not be longer than \
+                 auth.token_ttl ({})",
+                self.auth.token_ttl
+            )));
+        }
         let limits = &self.auth.failed_logins;
-        if limits.per_account == 0 || limits.per_address == 0 {
+        if limits.per_account_and_address == 0 {
             return Err(ConfigError(
-                "invalid configuration: auth.failed_logins.per_account and per_address must be at least 1"
+                "invalid configuration: auth.failed_logins.per_account_and_address must be at least 1"
                     .to_owned(),
             ));
+        }
+        if limits.per_address <= limits.per_account_and_address {
+            return Err(ConfigError(format!(
+                "invalid configuration: auth.failed_logins.per_address ({}) must be larger than \
+                 per_account_and_address ({}), or one account's mistyped password would lock \
+                 every account out of its address",
+                limits.per_address, limits.per_account_and_address
+            )));
         }
         if !is_header_safe(&self.auth.service) || self.auth.service.is_empty() {
             return Err(ConfigError(
@@ -485,8 +531,9 @@ impl Config {
             realm: self.auth.realm.clone(),
             token_ttl: self.auth.token_ttl.0,
             refresh_token_ttl: self.auth.refresh_token_ttl.0,
+            token_leeway: self.auth.token_leeway.0,
             login_limits: wharf_auth::limiter::LoginLimits {
-                per_account: self.auth.failed_logins.per_account,
+                per_account_and_address: self.auth.failed_logins.per_account_and_address,
                 per_address: self.auth.failed_logins.per_address,
                 window: self.auth.failed_logins.window.0,
             },
@@ -645,6 +692,28 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_print_as_the_example_writes_them_and_read_back() {
+        // As `wharf config check` prints them.
+        let printed = serde_saphyr::to_string(&Config::default()).unwrap();
+        assert_eq!(Config::from_yaml(&printed).unwrap(), Config::default());
+        let (printed, example): (Value, Value) = (
+            serde_saphyr::from_str(&printed).unwrap(),
+            serde_saphyr::from_str(EXAMPLE).unwrap(),
+        );
+        let mut keys = Vec::new();
+        collect_leaves(&example, &mut Vec::new(), &mut keys);
+        for key in keys {
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+            assert_eq!(
+                pointer(&printed, &key),
+                pointer(&example, &key),
+                "{} prints otherwise than the example writes it",
+                key.join(".")
+            );
+        }
+    }
+
+    #[test]
     fn configuration_reference_documents_every_key() {
         let doc = include_str!("../../../docs/configuration.md");
         for (key, variable) in Config::keys() {
@@ -705,6 +774,57 @@ mod tests {
         assert!(error.contains("log.format"), "{error}");
         assert!(load("- a\n- b\n", &[]).is_err());
         assert!(load("server: [\n", &[]).is_err());
+    }
+
+    #[test]
+    fn token_leeway_is_whole_seconds_within_a_minute_and_the_token_ttl() {
+        let leeway =
+            |yaml: &str| load(&format!("auth:\n{yaml}"), &[]).map(|c| c.auth.token_leeway.0);
+        assert_eq!(leeway("  token_leeway: 0s\n"), Ok(Duration::ZERO));
+        assert_eq!(leeway("  token_leeway: 1m\n"), Ok(Duration::from_secs(60)));
+        for (yaml, says) in [
+            ("  token_leeway: 61s\n", "at most 1m"),
+            ("  token_leeway: 1500ms\n", "whole seconds"),
+            (
+                "  token_ttl: 20s\n  token_leeway: 30s\n",
+                "auth.token_ttl (20s)",
+            ),
+        ] {
+            let error = leeway(yaml).unwrap_err().0;
+            assert!(
+                error.contains("auth.token_leeway") && error.contains(says),
+                "{yaml}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_failed_login_ceiling_of_an_address_is_above_one_accounts_limit() {
+        let error = load(
+            "auth:\n  failed_logins:\n    per_account_and_address: 10\n    per_address: 10\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            error.contains("per_address (10) must be larger than per_account_and_address (10)"),
+            "{error}"
+        );
+        let error = load(
+            "auth:\n  failed_logins:\n    per_account_and_address: 0\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert!(error.contains("per_account_and_address"), "{error}");
+        // The key before it was counted per address too: an old file is refused, naming the new.
+        let error = load("auth:\n  failed_logins:\n    per_account: 10\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(
+            error.contains("per_account") && error.contains("per_account_and_address"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -20,9 +20,36 @@ impl FromStr for HumanDuration {
     }
 }
 
+/// The units a duration is printed in, largest first: the ones the documentation writes. Not
+/// humantime's own printing, which spells days `30days` and goes on to months and years of
+/// 30.44 and 365.25 days (so `60d` would print as a month, 29 days and some hours).
+const DURATION_UNITS: [(&str, u128); 7] = [
+    ("d", 86_400_000_000_000),
+    ("h", 3_600_000_000_000),
+    ("m", 60_000_000_000),
+    ("s", 1_000_000_000),
+    ("ms", 1_000_000),
+    ("us", 1_000),
+    ("ns", 1),
+];
+
 impl fmt::Display for HumanDuration {
+    /// One number per unit that is not zero, as the documentation writes durations: `30d`,
+    /// `5m`, `1h 30m`, `1s 500ms`; `0s` for nothing. It parses back to the same duration.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        humantime::format_duration(self.0).fmt(f)
+        let mut rest = self.0.as_nanos();
+        if rest == 0 {
+            return f.write_str("0s");
+        }
+        let mut separator = "";
+        for (unit, size) in DURATION_UNITS {
+            if rest >= size {
+                write!(f, "{separator}{}{unit}", rest / size)?;
+                rest %= size;
+                separator = " ";
+            }
+        }
+        Ok(())
     }
 }
 
@@ -152,13 +179,39 @@ mod tests {
             Ok(HumanDuration(Duration::from_secs(5400)))
         );
         assert!("soon".parse::<HumanDuration>().is_err());
-        assert_eq!(HumanDuration(Duration::from_secs(3600)).to_string(), "1h");
+    }
+
+    #[test]
+    fn durations_print_as_the_documentation_writes_them() {
+        for (duration, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1500), "1s 500ms"),
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_secs(5 * 60), "5m"),
+            (Duration::from_secs(3600), "1h"),
+            (Duration::from_secs(5400), "1h 30m"),
+            (Duration::from_secs(24 * 3600), "1d"),
+            (Duration::from_secs(7 * 24 * 3600), "7d"),
+            (Duration::from_secs(30 * 24 * 3600), "30d"),
+            (Duration::from_secs(365 * 24 * 3600 + 1), "365d 1s"),
+            (Duration::from_nanos(1_001), "1us 1ns"),
+        ] {
+            assert_eq!(HumanDuration(duration).to_string(), text);
+            assert_eq!(text.parse(), Ok(HumanDuration(duration)), "{text}");
+        }
     }
 
     proptest! {
         #[test]
         fn sizes_round_trip(n in any::<u64>()) {
             prop_assert_eq!(ByteSize(n).to_string().parse::<ByteSize>(), Ok(ByteSize(n)));
+        }
+
+        #[test]
+        fn durations_round_trip(seconds in any::<u64>(), nanos in 0..1_000_000_000u32) {
+            let duration = HumanDuration(Duration::new(seconds, nanos));
+            prop_assert_eq!(duration.to_string().parse::<HumanDuration>(), Ok(duration));
         }
 
         #[test]

@@ -34,6 +34,14 @@ fn config_example_is_valid_and_complete() {
     assert_eq!(effective, defaults, "the example must be the defaults");
     assert!(defaults.contains("listen: 127.0.0.1:5000"), "{defaults}");
     assert!(defaults.contains("data_dir: ./wharf-data"), "{defaults}");
+    // Durations as the example and the documentation write them, not humantime's `30days`.
+    for line in [
+        "refresh_token_ttl: 30d",
+        "upload_expiry: 1d",
+        "token_ttl: 5m",
+    ] {
+        assert!(defaults.contains(line), "{line}: {defaults}");
+    }
 }
 
 #[test]

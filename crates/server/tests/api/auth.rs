@@ -689,6 +689,81 @@ async fn forged_expired_and_misdirected_tokens_are_refused() {
     }
 }
 
+/// Seconds since the Unix epoch, moved by `offset` (negative: ago).
+fn epoch_seconds(offset: i64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .checked_add_signed(offset)
+        .unwrap()
+}
+
+/// A token's `exp` and `nbf` in seconds from now, the answer to it, and what a refusal says.
+type TimedToken = (i64, i64, StatusCode, &'static str);
+
+#[tokio::test]
+async fn a_token_is_accepted_within_the_leeway_past_its_times_and_refused_beyond() {
+    use std::time::Duration;
+    // Per leeway, tokens around it. The accepted ones sit 20 s inside the leeway and the refused
+    // ones 30 s outside it (or past an instant already gone), so a slow run cannot move a token
+    // across the line.
+    let cases: [(u64, &[TimedToken]); 2] = [
+        (
+            30,
+            &[
+                (-10, -300, StatusCode::OK, ""),
+                (-60, -300, StatusCode::UNAUTHORIZED, "has expired"),
+                (300, 10, StatusCode::OK, ""),
+                (300, 60, StatusCode::UNAUTHORIZED, "not valid yet"),
+            ],
+        ),
+        (
+            0,
+            &[
+                (-1, -300, StatusCode::UNAUTHORIZED, "has expired"),
+                (300, 0, StatusCode::OK, ""),
+            ],
+        ),
+    ];
+    for (leeway, tokens) in cases {
+        let app = TestApp::start_with_auth(|c| {
+            c.auth.token_leeway = wharf_config::HumanDuration(Duration::from_secs(leeway));
+        })
+        .await;
+        app.push_image("team/app", "v1", 1).await;
+        let key_file = app.data_dir().join("auth/token-signing-key.pem");
+        let key = SigningKey::from_pem(&std::fs::read(&key_file).unwrap()).unwrap();
+        for &(exp, nbf, status, says) in tokens {
+            let token = sign(
+                &key,
+                &json!({
+                    "iss": "wharf", "sub": "admin", "aud": "wharf", "exp": epoch_seconds(exp),
+                    "nbf": epoch_seconds(nbf), "iat": epoch_seconds(nbf), "jti": "x",
+                    "use": "access",
+                    "access": [{ "type": "repository", "name": "team/app", "actions": ["pull"] }],
+                }),
+            );
+            let what = format!("leeway {leeway}s, exp {exp:+}s, nbf {nbf:+}s");
+            let response = with_token(&app, Method::GET, "/v2/team/app/manifests/v1", &token)
+                .send()
+                .await
+                .unwrap();
+            if status == StatusCode::OK {
+                assert_eq!(response.status(), StatusCode::OK, "{what}");
+                continue;
+            }
+            let challenge = header(&response, "www-authenticate");
+            assert!(
+                challenge.contains("error=\"invalid_token\""),
+                "{what}: {challenge}"
+            );
+            let message = expect_error(response, status, "UNAUTHORIZED").await;
+            assert!(message.contains(says), "{what}: {message}");
+        }
+    }
+}
+
 fn claims_of(payload: &str) -> Value {
     use base64::Engine;
     serde_json::from_slice(
@@ -1093,62 +1168,112 @@ async fn robots_log_in_with_tokens_that_can_be_renewed_and_revoked() {
     );
 }
 
+/// A client whose connections come from `address` (any of 127.0.0.0/8 reaches the test server).
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address.parse::<std::net::IpAddr>().unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// A login at the token endpoint through `client`.
+async fn login_with(
+    app: &TestApp,
+    client: &reqwest::Client,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .get(format!("{}/auth/token?service=wharf", app.url))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn failed_logins_are_limited_per_account_and_per_address() {
-    let mut app = TestApp::start_with_auth(|c| {
-        c.auth.failed_logins.per_account = 3;
+async fn failed_logins_lock_an_account_out_of_one_address_only() {
+    let app = TestApp::start_with_auth(|c| c.auth.failed_logins.per_account_and_address = 3).await;
+    populate(&app).await;
+    let (here, there) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
+    let (writer, reader) = (password("writer"), password("reader"));
+    for _ in 0..3 {
+        let response = login_with(&app, &here, "writer", "wrong-password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is refused now, without being checked.
+    let response = login_with(&app, &here, "writer", &writer).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = header(&response, "retry-after").parse().unwrap();
+    assert!(retry > 0 && retry <= 600, "{retry}");
+    let message = expect_error(response, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
+    assert!(message.contains("too many failed logins"), "{message}");
+    let response = here
+        .get(format!("{}/v2/", app.url))
+        .basic_auth("writer", Some(&writer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "Basic credentials count too"
+    );
+    // Another account from the same address, and the same account from another address.
+    assert_eq!(
+        login_with(&app, &here, "reader", &reader).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_with(&app, &there, "writer", &writer).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_for_several_accounts_lock_their_address_out() {
+    let app = TestApp::start_with_auth(|c| {
+        c.auth.failed_logins.per_account_and_address = 3;
         c.auth.failed_logins.per_address = 5;
     })
     .await;
     populate(&app).await;
-    for _ in 0..3 {
-        let response = token_answer(&app, Some(("writer", "wrong-password")), &[]).await;
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    }
-    // Even the right password is refused now, without being checked.
-    let writer = password("writer");
-    let response = token_answer(&app, Some(("writer", &writer)), &[]).await;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = header(&response, "retry-after").parse().unwrap();
-    assert!(retry > 0 && retry <= 600, "{retry}");
-    expect_error(response, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
-    app.act_as(Some(("writer", &writer)));
-    assert_eq!(
-        app.get("/v2/").await.status(),
-        StatusCode::TOO_MANY_REQUESTS,
-        "Basic credentials count too"
-    );
-    // Other accounts are fine, until the address has had too many failures.
+    let (here, there) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
     let reader = password("reader");
+    // Refused attempts do not count: however often the locked writer tries, the address has 3.
+    for _ in 0..6 {
+        login_with(&app, &here, "writer", "wrong-password").await;
+    }
     assert_eq!(
-        token_answer(&app, Some(("reader", &reader)), &[])
-            .await
-            .status(),
+        login_with(&app, &here, "reader", &reader).await.status(),
         StatusCode::OK
     );
     for _ in 0..2 {
         assert_eq!(
-            token_answer(&app, Some(("nobody", "wrong-password")), &[])
+            login_with(&app, &here, "nobody", "wrong-password")
                 .await
                 .status(),
             StatusCode::UNAUTHORIZED
         );
     }
+    // 5 failures for two accounts: every account is refused from the address now.
     assert_eq!(
-        token_answer(&app, Some(("reader", &reader)), &[])
-            .await
-            .status(),
+        login_with(&app, &here, "reader", &reader).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
     // The admin API counts the same failures.
-    let response = app
-        .http
+    let response = here
         .get(format!("{}/api/v1/state", app.url))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        login_with(&app, &there, "reader", &reader).await.status(),
+        StatusCode::OK
+    );
 }
 
 /// The status of an admin request with the app's current credentials.
