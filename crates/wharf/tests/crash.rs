@@ -253,3 +253,297 @@ async fn kill_9_during_pushes_loses_nothing_committed() {
         assert!(stdout.contains("no problems found"), "{stdout}");
     }
 }
+
+/// A data folder on a tmpfs of its own, of a given size, unmounted when dropped: a disk that
+/// fills up. Mounting needs root (`CAP_SYS_ADMIN`), as the test suite runs in CI.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, mib: u32) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount");
+        assert!(
+            output.status.success(),
+            "mounting a tmpfs for the full-disk test needs root (CAP_SYS_ADMIN): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        SmallDisk {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Grows the file system, as an administrator would to free space.
+    fn grow(&self, mib: u32) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Fills what is left with a file, `filler`, until the file system refuses more.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path.join("filler");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        for chunk in [1 << 20, 4096, 1] {
+            let bytes = vec![0u8; chunk];
+            while file.write_all(&bytes).and_then(|()| file.flush()).is_ok() {}
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Pushes a one-layer image; returns it, or the status and body of the request that failed.
+async fn push_image(
+    http: &reqwest::Client,
+    url: &str,
+    repository: &str,
+    tag: &str,
+    seed: u64,
+    annotation_len: usize,
+) -> Result<Committed, (u16, String)> {
+    let config = format!(r#"{{"os":"linux","seed":{seed}}}"#).into_bytes();
+    let layer = content(seed, 256 * 1024);
+    let blobs = vec![
+        (Digest::sha256_of(&config), config),
+        (Digest::sha256_of(&layer), layer),
+    ];
+    for (digest, blob) in &blobs {
+        let response = http
+            .post(format!(
+                "{url}/v2/{repository}/blobs/uploads/?digest={digest}"
+            ))
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 201 {
+            return Err((
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            ));
+        }
+    }
+    let descriptor = |(digest, blob): &(Digest, Vec<u8>), media_type: &str| json!({ "mediaType": media_type, "digest": digest, "size": blob.len() });
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(&blobs[0], "application/vnd.oci.image.config.v1+json"),
+        "layers": [descriptor(&blobs[1], "application/vnd.oci.image.layer.v1.tar")],
+        // Makes the manifest as large as asked: more than the database can find room for.
+        "annotations": { "padding": "p".repeat(annotation_len) },
+    }))
+    .unwrap();
+    let response = http
+        .put(format!("{url}/v2/{repository}/manifests/{tag}"))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    if response.status() != 201 {
+        return Err((
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        ));
+    }
+    Ok(Committed {
+        repository: repository.to_owned(),
+        tag: tag.to_owned(),
+        manifest,
+        blobs,
+    })
+}
+
+/// Pushes images with large manifests until one fails, which on a full disk it must within the
+/// bound (the database's log cannot grow by more than the disk holds); returns the failure.
+async fn push_until_refused(http: &reqwest::Client, url: &str, seed: u64) -> (u16, String) {
+    for attempt in 0..64 {
+        let tag = format!("fill-{seed}-{attempt}");
+        if let Err(failure) = push_image(http, url, "full/fill", &tag, seed, 512 * 1024).await {
+            return failure;
+        }
+    }
+    panic!("64 pushes of 512 KiB manifests succeeded on a full disk");
+}
+
+async fn text(http: &reqwest::Client, url: String) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// A full disk: writes fail with 507 and a message that says so, `/readyz` and the metrics say
+/// writes are failing, pulls keep working; once the disk has room, writes work again without a
+/// restart (the database's writer is not left inside the failed transaction). A `kill -9` while
+/// the disk is full loses nothing committed, and fsck is clean after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_writes_clearly_until_there_is_room_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let disk = SmallDisk::mount(&data, 40);
+    let http = reqwest::Client::new();
+    let mut server = WharfServer::start(&data, "");
+    let url = server.url.clone();
+    let before = push_image(&http, &url, "full/app", "before", 1, 0)
+        .await
+        .unwrap();
+
+    let filler = disk.fill();
+    let (status, body) = push_until_refused(&http, &url, 2).await;
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("storage is full"), "{body}");
+    // The metadata database's own writes fail too (the case that left its writer stuck): a
+    // manifest of blobs already stored needs nothing but database room.
+    let mut attempts = 0..64;
+    let (status, body) = loop {
+        let attempt = attempts
+            .next()
+            .expect("a full database refuses a 1 MiB manifest within 64");
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
+                        "digest": before.blobs[0].0, "size": before.blobs[0].1.len() },
+            "layers": [],
+            "annotations": { "padding": "q".repeat(1 << 20), "attempt": attempt.to_string() },
+        }))
+        .unwrap();
+        let response = http
+            .put(format!("{url}/v2/full/app/manifests/metadata-only"))
+            .header("content-type", OCI_MANIFEST)
+            .body(manifest)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if status != 201 {
+            break (status, body);
+        }
+        // It found room in the database's log: take it, and fill again.
+        disk.fill();
+    };
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("metadata database cannot write"), "{body}");
+
+    let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "pulls are still served");
+    let ready = ready.text().await.unwrap();
+    assert!(ready.contains("writes failing since"), "{ready}");
+    assert!(ready.contains("because storage is full"), "{ready}");
+    let metrics = text(&http, format!("{url}/metrics")).await;
+    assert!(metrics.contains("wharf_writes_failing 1"), "{metrics}");
+    assert!(
+        !metrics.contains(r#"wharf_write_failures_total{reason="storage_full"} 0"#),
+        "{metrics}"
+    );
+    let state: serde_json::Value = http
+        .get(format!("{url}/api/v1/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["writes_failing"]["kind"], "storage_full", "{state}");
+    assert!(server.log().contains("storage full"), "{}", server.log());
+    let pulled = http
+        .get(format!("{url}/v2/full/app/manifests/before"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pulled.status(), 200);
+    assert_eq!(pulled.bytes().await.unwrap().as_ref(), before.manifest);
+
+    // Room again, without a restart: every kind of write works.
+    disk.grow(200);
+    let after = push_image(&http, &url, "full/app", "after", 3, 0)
+        .await
+        .unwrap();
+    assert_eq!(text(&http, format!("{url}/readyz")).await, "ok\n");
+    assert!(
+        text(&http, format!("{url}/metrics"))
+            .await
+            .contains("wharf_writes_failing 0")
+    );
+    let hold = http
+        .put(format!("{url}/api/v1/state/holds/disk-test"))
+        .json(&json!({ "reason": "checking writes after a full disk" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(hold.status().is_success(), "{}", hold.text().await.unwrap());
+    let released = http
+        .delete(format!("{url}/api/v1/state/holds/disk-test"))
+        .send()
+        .await
+        .unwrap();
+    assert!(released.status().is_success());
+    let deleted = http
+        .delete(format!("{url}/v2/full/fill/manifests/fill-2-0"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        [202, 404].contains(&deleted.status().as_u16()),
+        "{}",
+        deleted.status()
+    );
+
+    // Full again, and killed there: what was committed survives, nothing half-written shows.
+    std::fs::remove_file(&filler).unwrap();
+    disk.grow(40);
+    disk.fill();
+    let (status, _) = push_until_refused(&http, &url, 4).await;
+    assert_eq!(status, 507);
+    server.kill();
+    std::fs::remove_file(&filler).unwrap();
+    disk.grow(200);
+    let server = WharfServer::start(&data, "");
+    let url = server.url.clone();
+    for image in [&before, &after] {
+        let response = http
+            .get(format!(
+                "{url}/v2/{}/manifests/{}",
+                image.repository, image.tag
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{} lost", image.tag);
+        assert_eq!(response.bytes().await.unwrap().as_ref(), image.manifest);
+        for (digest, blob) in &image.blobs {
+            let response = http
+                .get(format!("{url}/v2/{}/blobs/{digest}", image.repository))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.bytes().await.unwrap().as_ref(), blob.as_slice());
+        }
+    }
+    let mut server = server;
+    assert!(server.terminate(), "{}", server.log());
+    let (code, stdout, stderr) = wharf(&server.config_file, &["fsck"]);
+    assert_eq!(code, 0, "fsck after the full disk:\n{stdout}{stderr}");
+    assert!(stdout.contains("no problems found"), "{stdout}");
+}
