@@ -25,6 +25,16 @@ impl Algorithm {
         }
     }
 
+    /// The algorithm of a name as [`Algorithm::name`] gives it (the `digest-algorithm` of an
+    /// upload, the prefix of a digest); `None` for one Wharf does not implement.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+
     fn hex_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 64,
@@ -99,11 +109,8 @@ impl FromStr for Digest {
         {
             return Err(malformed());
         }
-        let algorithm = match algorithm {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            other => return Err(DigestError::Unsupported(other.to_owned())),
-        };
+        let algorithm = Algorithm::from_name(algorithm)
+            .ok_or_else(|| DigestError::Unsupported(algorithm.to_owned()))?;
         let is_lower_hex = encoded
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));

@@ -574,12 +574,37 @@ impl MetadataStore for SqliteStore {
 
     async fn repositories(&self, page: Page<'_>) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2",
+            "SELECT name FROM repositories r
+             WHERE name > $1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+             ORDER BY name LIMIT $2",
         )
         .bind(page.last.unwrap_or(""))
         .bind(i64::from(page.limit))
         .fetch_all(&self.reader)
         .await?)
+    }
+
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        page: Page<'_>,
+    ) -> Result<Vec<RepositoryName>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT r.name FROM repository_blobs rb
+             JOIN repositories r ON r.id = rb.repository_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.digest = $1 AND b.state = 'live' AND r.name > $2
+             ORDER BY r.name LIMIT $3",
+        )
+        .bind(digest.to_string())
+        .bind(page.last.unwrap_or(""))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.reader)
+        .await?;
+        names
+            .iter()
+            .map(|name| parse(name, "repository name"))
+            .collect()
     }
 
     async fn referrers(
@@ -905,7 +930,7 @@ impl MetadataStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        if let Some(tag) = &manifest.tag {
+        for tag in &manifest.tags {
             sqlx::query(
                 "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
                  VALUES ($1, $2, $3, $4)
@@ -931,7 +956,7 @@ impl MetadataStore for SqliteStore {
         .bind(repository.as_str())
         .bind(&manifest.client)
         .bind(now)
-        .bind(manifest.tag.is_some().then_some(now))
+        .bind((!manifest.tags.is_empty()).then_some(now))
         .execute(&mut *tx)
         .await?;
         commit(tx, permit).await?;
@@ -1743,7 +1768,7 @@ mod tests {
             artifact_type: None,
             subject: None,
             annotations: None,
-            tag: Some("big".parse().unwrap()),
+            tags: vec!["big".parse().unwrap()],
             client: "test".to_owned(),
         };
         let repository: RepositoryName = "a/b".parse().unwrap();
@@ -1806,7 +1831,7 @@ mod tests {
             artifact_type: None,
             subject: None,
             annotations: None,
-            tag: None,
+            tags: Vec::new(),
             client: "test".to_owned(),
         };
         let child = manifest(r#"{"child":1}"#, Vec::new());

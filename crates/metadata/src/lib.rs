@@ -164,8 +164,9 @@ pub struct NewManifest {
     pub subject: Option<Digest>,
     /// Its annotations as a JSON object, if any.
     pub annotations: Option<String>,
-    /// A tag to point at it, when pushed by tag.
-    pub tag: Option<Tag>,
+    /// The tags to point at it, all in the same transaction: the reference's when pushed by tag,
+    /// and those of the `?tag=` parameters.
+    pub tags: Vec<Tag>,
     /// Who pushes it (the account, or the address without authentication): the push it
     /// belongs to, as a drain tells pushes apart.
     pub client: String,
@@ -330,8 +331,17 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
     /// A page of the repository's tags in lexical order.
     async fn tags(&self, repository: &RepositoryName, page: Page<'_>) -> Result<Vec<String>>;
 
-    /// A page of the names of repositories, in lexical order.
+    /// A page of the names of repositories that hold a manifest, in lexical order (one whose
+    /// last manifest was deleted, or that has only blobs so far, is not listed).
     async fn repositories(&self, page: Page<'_>) -> Result<Vec<String>>;
+
+    /// A page of the repositories `digest` is a live blob of, in lexical order: where a mount
+    /// that names no source may find it.
+    async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        page: Page<'_>,
+    ) -> Result<Vec<RepositoryName>>;
 
     /// The manifests in `repository` whose subject is `subject`, optionally only those of one
     /// artifact type, ordered by digest.

@@ -290,7 +290,7 @@ fn manifest(content: &str, blobs: &[&BlobRecord], tagged: Option<&str>) -> NewMa
         artifact_type: None,
         subject: None,
         annotations: None,
-        tag: tagged.map(tag),
+        tags: tagged.map(tag).into_iter().collect(),
         client: "pusher".to_owned(),
     }
 }
@@ -910,7 +910,7 @@ pub async fn a_manifest_is_found_by_tag_and_by_digest<S: MetadataStore>(store: A
     assert_eq!(fx.by_digest("suite/other", &first.digest).await, None);
 
     let again = NewManifest {
-        tag: Some(tag("latest")),
+        tags: vec![tag("latest")],
         ..first.clone()
     };
     assert_eq!(fx.put("suite/app", &again).await, Ok(()));
@@ -964,9 +964,14 @@ pub async fn a_manifest_missing_what_it_refers_to_leaves_nothing_visible<S: Meta
         last: None,
         limit: 100,
     };
+    // Not listed either is suite/elsewhere: it holds a blob, but no manifest yet.
+    assert!(fx.store.repositories(all).await.unwrap().is_empty());
     assert_eq!(
-        fx.store.repositories(all).await.unwrap(),
-        ["suite/elsewhere"]
+        fx.store
+            .repositories_with_blob(&elsewhere.digest, all)
+            .await
+            .unwrap(),
+        [repo("suite/elsewhere")]
     );
 
     let config = fx.push_blob("suite/app", b"config").await;
@@ -1021,7 +1026,7 @@ pub async fn tags_and_repositories_are_listed_in_pages<S: MetadataStore>(store: 
     let image = manifest("{}", &[], None);
     for name in ["v9", "v10", "latest", "a", "b_1", "Z1"] {
         let tagged = NewManifest {
-            tag: Some(tag(name)),
+            tags: vec![tag(name)],
             ..image.clone()
         };
         assert_eq!(fx.put("suite/app", &tagged).await, Ok(()));
@@ -1080,6 +1085,33 @@ pub async fn tags_and_repositories_are_listed_in_pages<S: MetadataStore>(store: 
             .unwrap()
             .is_empty()
     );
+
+    // A repository whose last manifest is deleted leaves the list.
+    let permit = fx.permit().await;
+    assert_eq!(
+        store
+            .delete_manifest(&permit, &repo("zeta"), &image.digest)
+            .await
+            .unwrap(),
+        ManifestDeletion::Deleted
+    );
+    assert_eq!(
+        store.repositories(page(Some("suite/b"), 2)).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // Its blobs stay until garbage collection: a mount without a source finds them there.
+    let blob = fx.push_blob("zeta", b"zeta's layer").await;
+    fx.push_blob("alpha/one", b"zeta's layer").await;
+    let everywhere = store
+        .repositories_with_blob(&blob.digest, page(None, 100))
+        .await
+        .unwrap();
+    assert_eq!(everywhere, [repo("alpha/one"), repo("zeta")]);
+    let after = store
+        .repositories_with_blob(&blob.digest, page(Some("suite/b"), 100))
+        .await
+        .unwrap();
+    assert_eq!(after, [repo("zeta")]);
 }
 
 /// The referrers of a subject are the manifests of its repository naming it, by digest, with
@@ -1167,7 +1199,7 @@ pub async fn deleting_a_tag_keeps_its_manifest_and_deleting_a_manifest_takes_its
     let other = manifest(r#"{"other":1}"#, &[], Some("keep"));
     assert_eq!(fx.put("suite/app", &image).await, Ok(()));
     let second_tag = NewManifest {
-        tag: Some(tag("v2")),
+        tags: vec![tag("v2")],
         ..image.clone()
     };
     assert_eq!(fx.put("suite/app", &second_tag).await, Ok(()));

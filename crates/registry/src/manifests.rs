@@ -3,7 +3,7 @@
 use super::{Registry, RegistryError};
 use wharf_core::digest::Digest;
 use wharf_core::manifest;
-use wharf_core::reference::{Reference, RepositoryName};
+use wharf_core::reference::{Reference, RepositoryName, Tag};
 use wharf_gate::WriteIntent;
 use wharf_metadata::{ManifestDeletion, ManifestRecord, ManifestRejection, NewManifest};
 
@@ -14,6 +14,8 @@ pub struct StoredManifestInfo {
     pub digest: Digest,
     /// Its subject's digest, if it has one (returned as `OCI-Subject`).
     pub subject: Option<Digest>,
+    /// The tags now pointing at it from this push (returned as `OCI-Tag`, one header each).
+    pub tags: Vec<Tag>,
 }
 
 impl Registry {
@@ -30,11 +32,13 @@ impl Registry {
     }
 
     /// Validates and stores a manifest pushed by `client` under `reference` (a tag to point at
-    /// it, or the digest it must have).
+    /// it, or the digest it must have), and points `also_tags` at it in the same transaction
+    /// (the `?tag=` parameters of a push by digest).
     pub async fn put_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
+        also_tags: &[Tag],
         client: &str,
         content_type: Option<&str>,
         content: Vec<u8>,
@@ -47,7 +51,7 @@ impl Registry {
         }
         let parsed = manifest::parse(&content, content_type)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
-        let (digest, tag) = match reference {
+        let (digest, reference_tag) = match reference {
             Reference::Digest(expected) => {
                 let actual = expected.recompute(&content);
                 if actual != *expected {
@@ -68,7 +72,7 @@ impl Registry {
             artifact_type: parsed.artifact_type,
             subject: parsed.subject.clone(),
             annotations: parsed.annotations,
-            tag,
+            tags: unique(reference_tag.into_iter().chain(also_tags.iter().cloned())),
             client: client.to_owned(),
         };
         let permit = self
@@ -82,6 +86,7 @@ impl Registry {
             Ok(()) => Ok(StoredManifestInfo {
                 digest,
                 subject: parsed.subject,
+                tags: new.tags,
             }),
             Err(ManifestRejection::MissingBlob(d) | ManifestRejection::MissingManifest(d)) => {
                 Err(RegistryError::ManifestBlobUnknown(d))
@@ -124,4 +129,15 @@ impl Registry {
             ManifestDeletion::InUse(index) => Err(RegistryError::ManifestInUse(index)),
         }
     }
+}
+
+/// Each tag once, in order.
+fn unique(tags: impl Iterator<Item = Tag>) -> Vec<Tag> {
+    let mut unique: Vec<Tag> = Vec::new();
+    for tag in tags {
+        if !unique.contains(&tag) {
+            unique.push(tag);
+        }
+    }
+    unique
 }

@@ -46,20 +46,21 @@ impl ChunkRange {
     }
 }
 
-/// The algorithm every session hashes with while receiving; it is what clients use.
-const SESSION_ALGORITHM: Algorithm = Algorithm::Sha256;
-
 impl Registry {
-    /// Opens an upload session in `repository` for `client`.
+    /// Opens an upload session in `repository` for `client`, hashing what it receives with
+    /// `algorithm` (the digest the client will complete it with: sha256 unless it said
+    /// otherwise with `digest-algorithm`, so that completing never re-reads the content).
     pub async fn open_upload(
         &self,
         repository: &RepositoryName,
         client: &str,
+        algorithm: Algorithm,
     ) -> Result<UploadSession, RegistryError> {
         let permit = self
             .admit(WriteIntent::OpenUpload { repository, client })
             .await?;
-        self.open_chunked_session(&permit, repository, client).await
+        self.open_chunked_session(&permit, repository, client, algorithm)
+            .await
     }
 
     /// Opens a session that later requests continue, so it is remembered as in progress.
@@ -68,15 +69,10 @@ impl Registry {
         permit: &WritePermit,
         repository: &RepositoryName,
         client: &str,
+        algorithm: Algorithm,
     ) -> Result<UploadSession, RegistryError> {
         let session = self
-            .open_session(
-                permit,
-                UploadId::generate(),
-                repository,
-                client,
-                SESSION_ALGORITHM,
-            )
+            .open_session(permit, UploadId::generate(), repository, client, algorithm)
             .await?;
         self.sessions.put(session.clone(), None);
         Ok(session)
@@ -125,10 +121,37 @@ impl Registry {
         {
             return Ok(MountOutcome::Mounted(blob));
         }
+        // The session a failed mount opens is for the digest it named.
         let session = self
-            .open_chunked_session(&permit, repository, client)
+            .open_chunked_session(&permit, repository, client, digest.algorithm())
             .await?;
         Ok(MountOutcome::Opened(session))
+    }
+
+    /// A repository holding blob `digest` that `may_pull` allows, for a mount that names no
+    /// source ("automatic content discovery"): the first in name order, so a repository the
+    /// caller may not read is never used, and nothing says whether one has the blob.
+    pub async fn find_mount_source(
+        &self,
+        digest: &Digest,
+        may_pull: impl Fn(&RepositoryName) -> bool,
+    ) -> Result<Option<RepositoryName>, RegistryError> {
+        const PAGE: u32 = 100;
+        let mut last: Option<RepositoryName> = None;
+        loop {
+            let page = wharf_metadata::Page {
+                last: last.as_ref().map(RepositoryName::as_str),
+                limit: PAGE,
+            };
+            let holders = self.metadata.repositories_with_blob(digest, page).await?;
+            if let Some(source) = holders.iter().find(|r| may_pull(r)) {
+                return Ok(Some(source.clone()));
+            }
+            if holders.len() < PAGE as usize {
+                return Ok(None);
+            }
+            last = holders.last().cloned();
+        }
     }
 
     /// Uploads a whole blob in one request and verifies it against `digest`.

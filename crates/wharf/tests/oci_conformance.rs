@@ -43,16 +43,54 @@ use harness::Suite;
 
 #[tokio::test]
 async fn oci_distribution_spec_conformance() {
+    run(|_| {}).await;
+}
+
+/// The suite's other settings a registry that checks references meets: blobs deleted before the
+/// manifests that use them (`OCI_DELETE_MANIFEST_BEFORE_BLOBS=0`: such a delete must answer 2xx,
+/// 404 or 405, and Wharf's is 405), and a mount without `from`
+/// (`OCI_AUTOMATIC_CROSSMOUNT=1`: automatic content discovery, 201).
+#[tokio::test]
+async fn oci_distribution_spec_conformance_blobs_first_and_automatic_crossmount() {
+    let suite = run(|config| {
+        config.delete_manifest_before_blobs = false;
+        config.run_automatic_crossmount_test = true;
+        config.automatic_crossmount_enabled = true;
+    })
+    .await;
+    let discovery = suite
+        .records
+        .iter()
+        .find(|r| r.title.contains("automatic content discovery enabled"))
+        .expect("the automatic cross-mount spec is in the suite");
+    assert_eq!(
+        discovery.outcome,
+        harness::Outcome::Passed,
+        "the automatic cross-mount spec ran and passed"
+    );
+}
+
+/// Runs the four workflows against a fresh `wharf serve` with the suite's default settings as
+/// `adjust` changes them; panics listing the failed specs, else returns the suite's records.
+async fn run(adjust: impl FnOnce(&mut Config)) -> Suite {
     let dir = tempfile::tempdir().unwrap();
     let server = support::WharfServer::start(&dir.path().join("data"), "");
 
     let mut rng = Rng::from_time();
-    let config = Config::defaults(&mut rng);
+    let mut config = Config::defaults(&mut rng);
+    adjust(&mut config);
     let data = TestData::generate(&config, &mut rng);
     println!("OCI Distribution Conformance Tests against {}", server.url);
     println!(
-        "  OCI_NAMESPACE={}  OCI_CROSSMOUNT_NAMESPACE={}",
-        config.namespace, config.crossmount_namespace
+        "  OCI_NAMESPACE={}  OCI_CROSSMOUNT_NAMESPACE={}  OCI_DELETE_MANIFEST_BEFORE_BLOBS={}  OCI_AUTOMATIC_CROSSMOUNT={}",
+        config.namespace,
+        config.crossmount_namespace,
+        config.delete_manifest_before_blobs,
+        if config.run_automatic_crossmount_test {
+            config.automatic_crossmount_enabled.to_string()
+        } else {
+            "(unset)".to_owned()
+        }
     );
 
     let client = Client::new(&server.url, &config.namespace);
@@ -87,4 +125,5 @@ async fn oci_distribution_spec_conformance() {
         }
     }
     drop(server);
+    suite
 }

@@ -15,6 +15,8 @@ pub const DOCKER_DISTRIBUTION_API_VERSION: HeaderName =
     HeaderName::from_static("docker-distribution-api-version");
 /// The subject of a manifest just pushed.
 pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+/// A tag a manifest push applied, one header per tag (OCI distribution specification v1.2).
+pub const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 /// Which filters a referrers response applied.
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 

@@ -48,15 +48,14 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
             Some(_) => RangeRequest::Unsatisfiable,
             None => RangeRequest::Full,
         },
-        // `bytes=A-B`, inclusive; B may exceed the size.
+        // `bytes=A-B`, inclusive; B may exceed the size. An inverted range (`bytes=500-0`)
+        // selects nothing: 416, as the OCI specification asks, rather than the whole blob a
+        // client that asked for a part would not expect.
         (false, false) => match (parse(first), parse(last)) {
-            (Some(start), Some(end)) if start <= end => {
-                if start < size {
-                    RangeRequest::Partial(start..end.saturating_add(1).min(size))
-                } else {
-                    RangeRequest::Unsatisfiable
-                }
+            (Some(start), Some(end)) if start <= end && start < size => {
+                RangeRequest::Partial(start..end.saturating_add(1).min(size))
             }
+            (Some(_), Some(_)) => RangeRequest::Unsatisfiable,
             _ => RangeRequest::Full,
         },
         (true, true) => RangeRequest::Full,
@@ -100,7 +99,8 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=10-20"), 10), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=0-0"), 0), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=5-4"), 10), Full);
+        assert_eq!(parse_range(Some("bytes=5-4"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=500-0"), 1000), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Full);
         assert_eq!(parse_range(Some("items=0-1"), 10), Full);
         assert_eq!(parse_range(Some("bytes=a-b"), 10), Full);

@@ -34,6 +34,23 @@ struct Params {
     last: Option<String>,
     #[serde(rename = "artifactType")]
     artifact_type: Option<String>,
+    /// An upload's `digest-algorithm`: what the digest completing it will use.
+    #[serde(rename = "digest-algorithm")]
+    digest_algorithm: Option<String>,
+    /// A manifest push's `tag` parameters (repeated, so not deserialised with the rest).
+    #[serde(skip)]
+    tags: Vec<String>,
+}
+
+/// Parses a query string: the parameters, and the repeated `tag` ones.
+fn parse_query(query: &str) -> Result<Params, serde_urlencoded::de::Error> {
+    let mut params: Params = serde_urlencoded::from_str(query)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)?;
+    params.tags = pairs
+        .into_iter()
+        .filter_map(|(key, value)| (key == "tag").then_some(value))
+        .collect();
+    Ok(params)
 }
 
 /// What a handler needs of the request besides its body.
@@ -90,7 +107,7 @@ pub async fn dispatch(
         return oci_error(error);
     }
     let params = match parts.uri.query() {
-        Some(query) => match serde_urlencoded::from_str(query) {
+        Some(query) => match parse_query(query) {
             Ok(params) => params,
             Err(e) => {
                 return oci_error(RegistryError::BadRequest(format!(

@@ -952,7 +952,38 @@ async fn a_mount_from_a_repository_the_caller_may_not_pull_is_a_plain_upload() {
         StatusCode::ACCEPTED,
         "no blob of other/secret is revealed"
     );
-    // The superuser may pull it, so its mount mounts.
+    // Nor is it found when the mount names no source: the writer may pull only acme/*.
+    let response = with_token(
+        &app,
+        Method::POST,
+        &format!("/v2/acme/app/blobs/uploads/?mount={layer}"),
+        &writers,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::ACCEPTED,
+        "automatic content discovery looks only where the caller may pull"
+    );
+    // The superuser may pull it, so its mount mounts, with a source or without.
+    let superusers = token(
+        &app,
+        Some(("admin", ADMIN_PASSWORD)),
+        &["repository:acme/app:pull,push"],
+    )
+    .await;
+    let response = with_token(
+        &app,
+        Method::POST,
+        &format!("/v2/acme/app/blobs/uploads/?mount={layer}"),
+        &superusers,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
     let superusers = token(
         &app,
         Some(("admin", ADMIN_PASSWORD)),

@@ -58,6 +58,11 @@ async fn ranges_are_served_partially_or_refused() {
     assert_eq!(header(&response, "content-range"), "bytes */1000");
     expect_error(response, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
 
+    // An inverted range selects nothing.
+    let response = ranged("bytes=500-0").await.unwrap();
+    assert_eq!(header(&response, "content-range"), "bytes */1000");
+    expect_error(response, StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID").await;
+
     // Several ranges, or a malformed one, may be ignored: the whole blob is served.
     for range in ["bytes=0-1,5-6", "bytes=x-y", "pages=1-2"] {
         let response = ranged(range).await.unwrap();

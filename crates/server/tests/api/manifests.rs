@@ -572,3 +572,90 @@ async fn a_descriptor_must_declare_its_contents_size() {
     )
     .await;
 }
+
+/// A push by digest with `?tag=` parameters applies every tag in one step and says so with one
+/// `OCI-Tag` each; a sha512 manifest keeps its digest under its tags.
+#[tokio::test]
+async fn a_push_by_digest_applies_its_tag_parameters() {
+    let app = TestApp::start().await;
+    let image = TestImage::generate(1);
+    for blob in image.blobs() {
+        app.push_blob("r", blob).await;
+    }
+    let mut hasher = wharf_core::digest::ContentHasher::new(wharf_core::digest::Algorithm::Sha512);
+    hasher.update(&image.manifest);
+    let digest = hasher.finish();
+    let response = app
+        .request(
+            Method::PUT,
+            &format!("/v2/r/manifests/{digest}?tag=v1&tag=latest&tag=v1"),
+        )
+        .header("content-type", OCI_MANIFEST)
+        .body(image.manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let tags: Vec<_> = response
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tags, ["v1", "latest"], "each tag once");
+    assert_eq!(
+        header(&response, "docker-content-digest"),
+        digest.to_string()
+    );
+    for tag in ["v1", "latest"] {
+        let response = app.get(&format!("/v2/r/manifests/{tag}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{tag}");
+        assert_eq!(
+            header(&response, "docker-content-digest"),
+            digest.to_string()
+        );
+        assert_eq!(
+            response.bytes().await.unwrap().as_ref(),
+            image.manifest.as_slice()
+        );
+    }
+    // An invalid tag refuses the whole push.
+    let response = app
+        .request(
+            Method::PUT,
+            &format!("/v2/r/manifests/{}?tag=ok&tag=-bad", image.digest),
+        )
+        .header("content-type", OCI_MANIFEST)
+        .body(image.manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "MANIFEST_INVALID").await;
+    expect_error(
+        app.get("/v2/r/manifests/ok").await,
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+}
+
+/// The catalog lists repositories that hold a manifest: one whose last manifest is deleted
+/// leaves it.
+#[tokio::test]
+async fn a_repository_whose_last_manifest_is_deleted_leaves_the_catalog() {
+    let app = TestApp::start().await;
+    let image = app.push_image("gone", "v1", 1).await;
+    app.push_image("kept", "v1", 1).await;
+    let catalog = || async {
+        let body: serde_json::Value = app.get("/v2/_catalog").await.json().await.unwrap();
+        body["repositories"].clone()
+    };
+    assert_eq!(catalog().await, json!(["gone", "kept"]));
+    assert_eq!(
+        app.delete(&format!("/v2/gone/manifests/{}", image.digest))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(catalog().await, json!(["kept"]));
+}

@@ -129,6 +129,62 @@ async fn sha512_digests_are_verified_too() {
     assert_eq!(body.as_ref(), content.as_slice());
 }
 
+/// `digest-algorithm` on the `POST` says which digest will complete the upload, so the session
+/// hashes with it while receiving; an algorithm Wharf does not implement is refused at once.
+#[tokio::test]
+async fn an_upload_hashes_with_the_digest_algorithm_it_was_opened_with() {
+    let app = TestApp::start().await;
+    let content = random_bytes(3000);
+    let mut hasher = ContentHasher::new(Algorithm::Sha512);
+    hasher.update(&content);
+    let digest = hasher.finish();
+    let response = app
+        .request(Method::POST, "/v2/r/blobs/uploads/?digest-algorithm=sha512")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = location(&response);
+    let database = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(app.config.data_paths().metadata)
+            .read_only(true),
+    )
+    .await
+    .unwrap();
+    let algorithm: String = sqlx::query_scalar("SELECT hash_algorithm FROM upload_sessions")
+        .fetch_one(&database)
+        .await
+        .unwrap();
+    database.close().await;
+    assert_eq!(algorithm, "sha512");
+    let response = app
+        .request(
+            Method::PUT,
+            &with_query(&location, &format!("digest={digest}")),
+        )
+        .body(content.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&response, "docker-content-digest"),
+        digest.to_string()
+    );
+
+    let message = expect_error(
+        app.request(Method::POST, "/v2/r/blobs/uploads/?digest-algorithm=md5")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "DIGEST_INVALID",
+    )
+    .await;
+    assert!(message.contains("md5"), "{message}");
+}
+
 #[tokio::test]
 async fn chunks_with_content_range_then_put() {
     let app = TestApp::start().await;
@@ -442,9 +498,10 @@ async fn mount_links_a_blob_from_another_repository() {
 async fn mount_falls_back_to_an_upload_when_the_source_lacks_the_blob() {
     let app = TestApp::start().await;
     let digest = app.push_blob("elsewhere", b"not in source").await;
+    let nowhere = Digest::sha256_of(b"in no repository");
     for query in [
         format!("mount={digest}&from=source"),
-        format!("mount={digest}"),
+        format!("mount={nowhere}"),
     ] {
         let response = app
             .request(Method::POST, &format!("/v2/target/blobs/uploads/?{query}"))
@@ -459,6 +516,35 @@ async fn mount_falls_back_to_an_upload_when_the_source_lacks_the_blob() {
             .await
             .status(),
         StatusCode::NOT_FOUND
+    );
+}
+
+/// A mount without `from` leaves the registry to find the blob ("automatic content discovery").
+#[tokio::test]
+async fn a_mount_without_a_source_finds_the_blob_in_another_repository() {
+    let app = TestApp::start().await;
+    let digest = app.push_blob("elsewhere", b"found by digest alone").await;
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/v2/target/blobs/uploads/?mount={digest}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&response, "location"),
+        format!("/v2/target/blobs/{digest}")
+    );
+    assert_eq!(
+        app.get(&format!("/v2/target/blobs/{digest}"))
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"found by digest alone"
     );
 }
 

@@ -1,14 +1,14 @@
 //! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
 
 use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 
 use super::{Call, empty};
-use crate::api::headers::{self, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
+use crate::api::headers::{self, DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
 use wharf_core::manifest;
-use wharf_core::reference::{Reference, ReferenceError, RepositoryName};
+use wharf_core::reference::{Reference, ReferenceError, RepositoryName, Tag};
 use wharf_registry::RegistryError;
 
 /// Parses a reference in a read or delete: a malformed tag names nothing (404), a malformed
@@ -60,12 +60,22 @@ pub(super) async fn put(
         ReferenceError::Tag(e) => RegistryError::ManifestInvalid(e.to_string()),
         ReferenceError::Digest(e) => RegistryError::digest(e),
     })?;
+    let also_tags = call
+        .params
+        .tags
+        .iter()
+        .map(|tag| {
+            tag.parse::<Tag>()
+                .map_err(|e| RegistryError::ManifestInvalid(format!("the tag parameter: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let content = read_bounded(call, body, call.registry.limits().max_manifest_size).await?;
     let stored = call
         .registry
         .put_manifest(
             repository,
             &reference,
+            &also_tags,
             &call.client,
             call.header(header::CONTENT_TYPE),
             content,
@@ -81,6 +91,13 @@ pub(super) async fn put(
     headers::insert(out, DOCKER_CONTENT_DIGEST, &stored.digest);
     if let Some(subject) = &stored.subject {
         headers::insert(out, OCI_SUBJECT, subject);
+    }
+    // One `OCI-Tag` per tag applied (the specification's v1.2 push with tags), so a client
+    // knows the registry took the `?tag=` parameters rather than ignored them.
+    for tag in &stored.tags {
+        if let Ok(value) = HeaderValue::from_str(tag.as_str()) {
+            out.append(OCI_TAG, value);
+        }
     }
     Ok(response)
 }

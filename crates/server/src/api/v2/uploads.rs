@@ -8,8 +8,9 @@ use axum::response::Response;
 use super::{Call, empty};
 use crate::api::headers::{self, DOCKER_CONTENT_DIGEST};
 use crate::api::ranges::parse_content_range;
-use wharf_core::digest::Digest;
+use wharf_core::digest::{Algorithm, Digest};
 use wharf_core::reference::RepositoryName;
+use wharf_core::role::Action;
 use wharf_core::upload_id::UploadId;
 use wharf_metadata::{BlobRecord, UploadSession};
 use wharf_registry::{ChunkRange, MountOutcome, RegistryError};
@@ -22,14 +23,25 @@ pub(super) async fn start(
     let registry = &call.registry;
     if let Some(mount) = &call.params.mount {
         let digest: Digest = mount.parse().map_err(RegistryError::digest)?;
-        // Without `from` the client leaves it to the registry to find the blob; Wharf does not
-        // search other repositories, so it opens a regular upload (as the spec allows).
-        // A source the caller may not pull is not used either (no blob is revealed); the
-        // client gets a regular upload, as the spec says for a source that is not readable.
-        if let Some(from) = &call.params.from
-            && call.auth.may_pull(&call.caller, from)
-        {
-            let from: RepositoryName = from.parse()?;
+        // A source the caller may not pull is never used (no blob is revealed): the client
+        // gets a regular upload, as the spec says for a source that is not readable. Without
+        // `from`, the registry looks for a repository the caller may pull that has the blob
+        // (the spec's "automatic content discovery").
+        let source = match &call.params.from {
+            Some(from) if call.auth.may_pull(&call.caller, from) => Some(from.parse()?),
+            Some(_) => None,
+            None => {
+                let readable = call.auth.listing_permissions(&call.caller).await?;
+                registry
+                    .find_mount_source(&digest, |candidate| {
+                        readable
+                            .as_ref()
+                            .is_none_or(|p| p.allows(candidate.as_str(), Action::Pull))
+                    })
+                    .await?
+            }
+        };
+        if let Some(from) = source {
             return Ok(
                 match registry
                     .mount_or_open(repository, &digest, &from, &call.client)
@@ -47,7 +59,17 @@ pub(super) async fn start(
             .await?;
         return Ok(created(repository, &blob));
     }
-    let session = registry.open_upload(repository, &call.client).await?;
+    let algorithm = match call.params.digest_algorithm.as_deref() {
+        None => Algorithm::Sha256,
+        Some(name) => Algorithm::from_name(name).ok_or_else(|| {
+            RegistryError::DigestInvalid(format!(
+                "unsupported digest-algorithm {name:?}: use sha256 or sha512"
+            ))
+        })?,
+    };
+    let session = registry
+        .open_upload(repository, &call.client, algorithm)
+        .await?;
     Ok(accepted(&session))
 }
 
