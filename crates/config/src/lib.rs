@@ -250,6 +250,8 @@ pub struct LimitsConfig {
     pub max_manifest_size: ByteSize,
     /// The largest blob accepted; `null` for no limit.
     pub max_blob_size: Option<ByteSize>,
+    /// Accept manifests naming blobs or manifests the repository does not have.
+    pub sparse_manifests: bool,
 }
 
 impl Default for LimitsConfig {
@@ -258,6 +260,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_manifest_size: ByteSize(limits.max_manifest_size),
             max_blob_size: limits.max_blob_size.map(ByteSize),
+            sparse_manifests: limits.sparse_manifests,
         }
     }
 }
@@ -505,6 +508,7 @@ impl Config {
         Limits {
             max_manifest_size: self.limits.max_manifest_size.0,
             max_blob_size: self.limits.max_blob_size.map(|size| size.0),
+            sparse_manifests: self.limits.sparse_manifests,
         }
     }
 

@@ -871,6 +871,9 @@ impl MetadataStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(size) = size else {
+                if manifest.sparse {
+                    continue;
+                }
                 return Ok(Err(ManifestRejection::MissingBlob(blob.digest.clone())));
             };
             if let Some(rejection) = size_mismatch(blob, size)? {
@@ -886,6 +889,9 @@ impl MetadataStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(size) = size else {
+                if manifest.sparse {
+                    continue;
+                }
                 return Ok(Err(ManifestRejection::MissingManifest(
                     child.digest.clone(),
                 )));
@@ -1770,6 +1776,7 @@ mod tests {
             annotations: None,
             tags: vec!["big".parse().unwrap()],
             client: "test".to_owned(),
+            sparse: false,
         };
         let repository: RepositoryName = "a/b".parse().unwrap();
         for _ in 0..3 {
@@ -1833,6 +1840,7 @@ mod tests {
             annotations: None,
             tags: Vec::new(),
             client: "test".to_owned(),
+            sparse: false,
         };
         let child = manifest(r#"{"child":1}"#, Vec::new());
         let parent = manifest(

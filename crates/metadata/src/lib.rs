@@ -164,6 +164,9 @@ pub struct NewManifest {
     pub subject: Option<Digest>,
     /// Its annotations as a JSON object, if any.
     pub annotations: Option<String>,
+    /// Whether content it names may be absent from the repository (`limits.sparse_manifests`);
+    /// content that is present must still have the size declared.
+    pub sparse: bool,
     /// The tags to point at it, all in the same transaction: the reference's when pushed by tag,
     /// and those of the `?tag=` parameters.
     pub tags: Vec<Tag>,

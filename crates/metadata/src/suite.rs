@@ -78,6 +78,7 @@ macro_rules! store_suite {
             deleting_a_tag_keeps_its_manifest_and_deleting_a_manifest_takes_its_tags,
             consistency_checks_walk_everything_and_keep_a_manifest_an_index_uses,
             a_descriptor_of_the_wrong_size_is_refused,
+            a_sparse_manifest_may_name_absent_content,
             a_hold_set_again_keeps_its_creation_time,
             expired_holds_are_deleted_with_an_event_each,
             mode_events_are_newest_first_and_limited,
@@ -292,6 +293,7 @@ fn manifest(content: &str, blobs: &[&BlobRecord], tagged: Option<&str>) -> NewMa
         annotations: None,
         tags: tagged.map(tag).into_iter().collect(),
         client: "pusher".to_owned(),
+        sparse: false,
     }
 }
 
@@ -1362,6 +1364,59 @@ pub async fn consistency_checks_walk_everything_and_keep_a_manifest_an_index_use
         );
     }
     assert!(fx.store.dangling_references(100).await.unwrap().is_empty());
+}
+
+/// A sparse manifest (`limits.sparse_manifests`) may name blobs and manifests the repository does
+/// not have, and its references are recorded all the same (for fsck, and so that content
+/// pushed later is not collected from under it); content that is there must still have the size
+/// it declares.
+pub async fn a_sparse_manifest_may_name_absent_content<S: MetadataStore>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    let config = fx.push_blob("suite/mirror", b"config").await;
+    let absent_blob = Descriptor {
+        digest: Digest::sha256_of(b"a layer never mirrored"),
+        size: 22,
+    };
+    let image = NewManifest {
+        blobs: vec![described(&config), absent_blob.clone()],
+        sparse: true,
+        ..manifest(r#"{"sparse image":1}"#, &[], None)
+    };
+    assert_eq!(fx.put("suite/mirror", &image).await, Ok(()));
+    let absent_child = manifest(r#"{"another platform":1}"#, &[], None);
+    let list = NewManifest {
+        sparse: true,
+        ..index(
+            r#"{"sparse index":1}"#,
+            &[&image, &absent_child],
+            Some("v1"),
+        )
+    };
+    assert_eq!(fx.put("suite/mirror", &list).await, Ok(()));
+    assert_eq!(fx.by_tag("suite/mirror", "v1").await, Some(record(&list)));
+    let dangling = fx.store.dangling_references(100).await.unwrap();
+    let children: BTreeSet<_> = dangling.iter().map(|d| d.child.clone()).collect();
+    assert_eq!(
+        children,
+        BTreeSet::from([absent_blob.digest.clone(), absent_child.digest.clone()])
+    );
+
+    let lying = NewManifest {
+        blobs: vec![Descriptor {
+            digest: config.digest.clone(),
+            size: config.size + 1,
+        }],
+        sparse: true,
+        ..manifest(r#"{"lying sparse":1}"#, &[], None)
+    };
+    assert_eq!(
+        fx.put("suite/mirror", &lying).await,
+        Err(ManifestRejection::SizeMismatch {
+            digest: config.digest.clone(),
+            declared: config.size + 1,
+            actual: config.size,
+        })
+    );
 }
 
 /// A manifest's descriptors must declare the sizes of the blobs and manifests they name; one that

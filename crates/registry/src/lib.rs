@@ -39,6 +39,10 @@ pub struct Limits {
     pub max_manifest_size: u64,
     /// The largest blob accepted, in bytes, if limited.
     pub max_blob_size: Option<u64>,
+    /// Accept manifests that name content absent from the repository ("sparse" manifests, as
+    /// mirrors of a few platforms of an index need). Off by default: a registry that checks
+    /// references never serves a manifest whose pull then fails.
+    pub sparse_manifests: bool,
 }
 
 impl Default for Limits {
@@ -46,6 +50,7 @@ impl Default for Limits {
         Limits {
             max_manifest_size: 4 * 1024 * 1024,
             max_blob_size: None,
+            sparse_manifests: false,
         }
     }
 }

@@ -74,6 +74,7 @@ impl Registry {
             annotations: parsed.annotations,
             tags: unique(reference_tag.into_iter().chain(also_tags.iter().cloned())),
             client: client.to_owned(),
+            sparse: self.limits.sparse_manifests,
         };
         let permit = self
             .admit(WriteIntent::PutManifest { repository, client })

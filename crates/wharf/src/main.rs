@@ -355,6 +355,12 @@ fn print_fsck(report: &FsckReport) {
             report.unused_objects
         );
     }
+    if report.absent_references > 0 {
+        println!(
+            "{} references name content the repository does not have, as sparse manifests may (limits.sparse_manifests)",
+            report.absent_references
+        );
+    }
     if report.is_clean() {
         println!("no problems found");
     } else {

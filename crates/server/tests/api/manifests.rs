@@ -659,3 +659,41 @@ async fn a_repository_whose_last_manifest_is_deleted_leaves_the_catalog() {
     );
     assert_eq!(catalog().await, json!(["kept"]));
 }
+
+/// With `limits.sparse_manifests`, an index may name platforms the mirror does not have; fsck
+/// counts those references instead of calling them problems. (Off, the default, the same push
+/// is `MANIFEST_BLOB_UNKNOWN`: `an_index_needs_its_manifests_in_the_repository`.)
+#[tokio::test]
+async fn a_sparse_index_is_accepted_when_the_option_is_on() {
+    let app = TestApp::start_with(|config| config.limits.sparse_manifests = true).await;
+    let mirrored = app.push_image("mirror", "amd64", 1).await;
+    let absent = TestImage::generate(1);
+    let index = index_of(&[&mirrored, &absent]);
+    let response = app.put_manifest("mirror", "v1", OCI_INDEX, &index).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = app.get("/v2/mirror/manifests/v1").await;
+    assert_eq!(response.bytes().await.unwrap().as_ref(), index.as_slice());
+    expect_error(
+        app.get(&format!("/v2/mirror/manifests/{}", absent.digest))
+            .await,
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+    )
+    .await;
+    // What is there must still be declared with its size.
+    let mut wrong = mirrored.descriptor();
+    wrong["size"] = json!(1);
+    let lying = serde_json::to_vec(
+        &json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [wrong] }),
+    )
+    .unwrap();
+    expect_error(
+        app.put_manifest("mirror", "lying", OCI_INDEX, &lying).await,
+        StatusCode::BAD_REQUEST,
+        "MANIFEST_INVALID",
+    )
+    .await;
+    let report = app.registry().await.fsck(false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.absent_references, 1);
+}
