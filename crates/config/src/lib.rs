@@ -212,6 +212,25 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// How long shutdown waits for requests in flight before cancelling the writes among them.
     pub shutdown_grace: HumanDuration,
+    /// How long a client has to send a request's headers: from the connection's start (after
+    /// its TLS handshake, which gets as long again) for the first request, from the request's
+    /// first byte for later ones. 30s is ample for headers from any client on any network, and
+    /// bounds what a connection that sends part of a request and then nothing costs.
+    pub header_read_timeout: HumanDuration,
+    /// How long a kept-alive connection may wait for its next request before it is closed; a
+    /// request in progress (a slow upload, a long download) is never cut by it. 2 minutes is
+    /// longer than the idle timeout of the clients that keep connections (Go's standard HTTP
+    /// transport, which most registry clients are built on, closes them after 90s) and of load
+    /// balancers (often 60s), so normally the client closes first and never sends a request on
+    /// a connection the server is closing.
+    pub idle_timeout: HumanDuration,
+    /// How many connections are served at once. At the limit the server accepts no more until
+    /// one closes, and newcomers wait in the kernel's listen queue: a flood of connections slows
+    /// service down instead of exhausting the process's open files. Each connection costs a
+    /// file handle (two while it moves a blob) and some memory; 8192 serves a big CI fleet at
+    /// once and fits the usual limits. Lowered, with a warning, when the open-file limit is
+    /// too low for it.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
@@ -219,6 +238,9 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            header_read_timeout: HumanDuration(Duration::from_secs(30)),
+            idle_timeout: HumanDuration(Duration::from_secs(120)),
+            max_connections: 8192,
         }
     }
 }
@@ -384,6 +406,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout.0,
+            ),
+            ("server.idle_timeout", self.server.idle_timeout.0),
             ("gc.interval", self.gc.interval.0),
             ("gc.upload_expiry", self.gc.upload_expiry.0),
             ("drain.timeout", self.drain.timeout.0),
@@ -394,6 +421,11 @@ impl Config {
                     "invalid configuration: {key} must be longer than 0s"
                 )));
             }
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError(
+                "invalid configuration: server.max_connections must be at least 1".to_owned(),
+            ));
         }
         if self.limits.max_manifest_size.0 < 1024 {
             return Err(ConfigError(
@@ -829,6 +861,33 @@ mod tests {
             error.contains("per_account") && error.contains("per_account_and_address"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_must_be_positive() {
+        let config = load(
+            "server:\n  header_read_timeout: 5s\n  idle_timeout: 10m\n  max_connections: 100\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.server.header_read_timeout.0, Duration::from_secs(5));
+        assert_eq!(config.server.idle_timeout.0, Duration::from_secs(600));
+        assert_eq!(config.server.max_connections, 100);
+
+        for (yaml, key) in [
+            ("header_read_timeout: 0s", "server.header_read_timeout"),
+            ("idle_timeout: 0ms", "server.idle_timeout"),
+            ("max_connections: 0", "server.max_connections"),
+        ] {
+            let error = load(&format!("server:\n  {yaml}\n"), &[]).unwrap_err().0;
+            assert!(error.contains(key), "{yaml}: {error}");
+        }
+        let error = load("", &[("WHARF_SERVER_MAX_CONNECTIONS", "0")])
+            .unwrap_err()
+            .0;
+        assert!(error.contains("server.max_connections"), "{error}");
+        let error = load("server:\n  max_connections: -1\n", &[]).unwrap_err().0;
+        assert!(error.contains("server.max_connections"), "{error}");
     }
 
     #[test]

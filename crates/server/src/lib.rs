@@ -9,6 +9,9 @@
 //!   configuration file and the TLS files, shut down.
 //! - [`api`]: the HTTP layer (the `/v2/` Distribution API, `/api/v1` admin API, `/auth/token`,
 //!   health), thin: parse, call, map.
+//! - [`connections`]: the accept loop — at most `server.max_connections` at once, headers and
+//!   TLS handshakes within `server.header_read_timeout`, idle connections closed after
+//!   `server.idle_timeout` — and graceful shutdown of the connections.
 //! - [`tls`]: HTTPS, with certificates re-read when their files change.
 //!
 //! # Errors
@@ -18,6 +21,7 @@
 //! own small error types, converted into it. Binaries use `anyhow` on top.
 
 pub mod api;
+pub mod connections;
 pub mod server;
 pub mod tls;
 

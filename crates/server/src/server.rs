@@ -3,21 +3,21 @@
 //! TLS files, and shut down gracefully.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::AppState;
 use crate::api::admin::AdminAccess;
 use crate::api::auth::ApiAuth;
-use crate::tls::{CertificateReloader, TlsError, TlsListener};
+use crate::connections::{ConnectionLimits, raise_open_file_limit, serve_connections};
+use crate::tls::{CertificateReloader, TlsError};
 use wharf_auth::keys::SigningKeys;
 use wharf_auth::{ADMIN_PASSWORD_VARIABLE, Authenticator};
 use wharf_config::reload::{Reloader, watch_folder};
@@ -122,6 +122,8 @@ pub async fn serve_with(
              Wharf authenticates"
         ))));
     }
+    // First, before the database and the files are opened: every connection takes a file.
+    let limits = ConnectionLimits::new(&config.server, raise_open_file_limit());
     let _data_lock = lock_data_folder(&config.storage.data_dir)?;
     let registry = config.open_registry().await?;
     let gate = registry.gate().clone();
@@ -202,25 +204,20 @@ pub async fn serve_with(
         admin,
         auth,
     };
-    let app = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = crate::api::router(state);
+    let tls = match &certificate {
+        Some(certificate) => Some(TlsAcceptor::from(certificate.server_config()?)),
+        None => None,
+    };
     let stop_accepting = CancellationToken::new();
     let stopped = stop_accepting.clone().cancelled_owned();
-    let mut server = match &certificate {
-        None => {
-            let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
-            tokio::spawn(async move { server.await })
-        }
-        Some(certificate) => {
-            let tls = TlsListener::new(listener, certificate.server_config()?)?;
-            // tap_io gives the connections their peer address (ConnectInfo) as plain TCP does.
-            let server = axum::serve(tls.tap_io(|_| {}), app).with_graceful_shutdown(stopped);
-            tokio::spawn(async move { server.await })
-        }
-    };
+    // Aborting this task closes every connection still open.
+    let mut server = tokio::spawn(serve_connections(listener, tls, app, limits, stopped));
 
     tokio::select! {
         result = &mut server => {
-            result.map_err(std::io::Error::other)??;
+            // It ends only after `stop_accepting`, unless it panicked.
+            result.map_err(std::io::Error::other)?;
         }
         () = shutdown => {
             tracing::info!(in_flight_writes = gate.in_flight(), "shutting down: finishing requests in flight");

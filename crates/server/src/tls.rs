@@ -1,9 +1,9 @@
-//! HTTPS: a listener that does TLS handshakes off the accept path, with a certificate that is
-//! re-read when its files change (cert-manager renewing a Kubernetes Secret) — new connections
-//! get the new certificate, connections already open keep theirs and are not dropped. A file
-//! that does not load is refused with a log line and the running certificate kept.
+//! HTTPS: a certificate that is re-read when its files change (cert-manager renewing a
+//! Kubernetes Secret) — new connections get the new certificate, connections already open keep
+//! theirs and are not dropped. A file that does not load is refused with a log line and the
+//! running certificate kept. Each connection's handshake runs in its own task, within
+//! `server.header_read_timeout` (`connections.rs`), so a slow or silent client holds up nobody.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,23 +11,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
-use tokio_rustls::TlsAcceptor;
+use tokio::sync::Notify;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::{CryptoProvider, aws_lc_rs};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use wharf_config::reload::watch_folder;
-
-/// How long a client may take to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Handshakes done and waiting to be served.
-const READY_CONNECTIONS: usize = 64;
 
 /// Changes to the files come in bursts (a Secret's symlink swap): they are read once settled.
 const RELOAD_SETTLE: Duration = Duration::from_millis(100);
@@ -141,74 +132,4 @@ fn read(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedK
             key.display()
         ))
     })
-}
-
-/// A listener of TLS connections for `axum::serve`: a task accepts TCP connections and runs
-/// each handshake in its own task, so a slow or silent client holds up nobody; a failed
-/// handshake is only logged.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    accepting: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Serves TLS with `config` on `listener`.
-    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let (sender, ready) = mpsc::channel(READY_CONNECTIONS);
-        let acceptor = TlsAcceptor::from(config);
-        let accepting = tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors, say: wait a little instead of spinning.
-                        tracing::warn!(%error, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, sender) = (acceptor.clone(), sender.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = sender.send((tls, peer)).await;
-                        }
-                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener {
-            ready,
-            local,
-            accepting,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        // Stop accepting: the port closes with the server.
-        self.accepting.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(ready) => ready,
-            // The accepting task ended (it does not, but for the types): accept nothing more.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

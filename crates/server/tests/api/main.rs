@@ -12,6 +12,7 @@ mod backup;
 mod base;
 mod blobs;
 mod config_reload;
+mod connections;
 mod housekeeping;
 mod listing;
 mod manifests;

@@ -1,6 +1,7 @@
 //! HTTPS: a test CA's certificate verified by clients; the certificate rotated the way a
 //! Kubernetes Secret is (its `..data` symlink swapped) while a connection stays open; a file that
-//! does not load keeps the running certificate; the token realm says https.
+//! does not load keeps the running certificate; a handshake that never ends is given up on; the
+//! token realm says https.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -197,6 +198,40 @@ async fn certificates_are_verified_and_rotated_without_dropping_connections() {
     mount.publish(&fourth_cert, &fourth_key);
     served_after(der(&fourth_cert)).await;
     assert_eq!(get_base(&mut kept).await, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test]
+async fn a_handshake_that_never_ends_holds_its_slot_for_header_read_timeout_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(&dir.path().join("ca"));
+    let (cert, key) = ca.issue("server");
+    let app = TestApp::start_with(|c| {
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key);
+        c.server.max_connections = 1;
+        c.server.header_read_timeout = wharf_config::HumanDuration(Duration::from_secs(1));
+    })
+    .await;
+    let port: u16 = app.url.rsplit(':').next().unwrap().parse().unwrap();
+
+    // A client that connects and never starts its handshake takes the only slot...
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // ...so the next is served only once the server has given up on it.
+    let mut served =
+        tokio::time::timeout(Duration::from_secs(60), connect(&connector(&ca.cert), port))
+            .await
+            .expect("no handshake after the silent connection timed out");
+    assert_eq!(get_base(&mut served).await, "HTTP/1.1 200 OK");
+    // The silent connection was closed before: reading it (without waiting) finds its end.
+    silent.set_nonblocking(true).unwrap();
+    let ended = std::io::Read::read(&mut &silent, &mut [0; 16]);
+    assert!(
+        matches!(ended, Ok(0))
+            || ended
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the silent connection is still open: {ended:?}"
+    );
 }
 
 #[tokio::test]
