@@ -331,8 +331,13 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
     /// Whether `repository` exists (something was ever pushed to it).
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool>;
 
-    /// A page of the repository's tags in lexical order.
-    async fn tags(&self, repository: &RepositoryName, page: Page<'_>) -> Result<Vec<String>>;
+    /// A page of the repository's tags in lexical order; `None` if the repository does not exist
+    /// (one answer, so that a listing is one query).
+    async fn tags(
+        &self,
+        repository: &RepositoryName,
+        page: Page<'_>,
+    ) -> Result<Option<Vec<String>>>;
 
     /// A page of the names of repositories that hold a manifest, in lexical order (one whose
     /// last manifest was deleted, or that has only blobs so far, is not listed).

@@ -241,7 +241,11 @@ impl<S: MetadataStore> Fixture<S> {
             last: None,
             limit: 1000,
         };
-        self.store.tags(&repo(repository), page).await.unwrap()
+        self.store
+            .tags(&repo(repository), page)
+            .await
+            .unwrap()
+            .unwrap_or_default()
     }
 
     async fn in_repository(&self, repository: &str, blob: &BlobRecord) -> Option<BlobRecord> {
@@ -1042,7 +1046,7 @@ pub async fn tags_and_repositories_are_listed_in_pages<S: MetadataStore>(store: 
             last: last.as_deref(),
             limit: 2,
         };
-        let tags = fx.store.tags(&app, page).await.unwrap();
+        let tags = fx.store.tags(&app, page).await.unwrap().unwrap();
         if tags.is_empty() {
             break;
         }
@@ -1055,6 +1059,15 @@ pub async fn tags_and_repositories_are_listed_in_pages<S: MetadataStore>(store: 
         "tags in byte order, two a page"
     );
     assert!(fx.all_tags("suite/other").await.is_empty());
+    let first = Page {
+        last: None,
+        limit: 10,
+    };
+    assert_eq!(
+        fx.store.tags(&repo("suite/never"), first).await.unwrap(),
+        None,
+        "a repository that does not exist has no page at all"
+    );
 
     for name in ["zeta", "suite/b", "alpha/one", "suite/a-z"] {
         assert_eq!(fx.put(name, &image).await, Ok(()));

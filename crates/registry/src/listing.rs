@@ -26,9 +26,6 @@ impl Registry {
         n: Option<u32>,
         last: Option<&str>,
     ) -> Result<ListPage, RegistryError> {
-        if !self.metadata.repository_exists(repository).await? {
-            return Err(RegistryError::NameUnknown);
-        }
         let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
         let mut items = self
             .metadata
@@ -39,7 +36,8 @@ impl Registry {
                     limit: limit + 1,
                 },
             )
-            .await?;
+            .await?
+            .ok_or(RegistryError::NameUnknown)?;
         Ok(page(&mut items, limit))
     }
 

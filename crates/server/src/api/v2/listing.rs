@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Call;
@@ -25,8 +26,14 @@ pub(super) async fn catalog(call: &Call) -> Result<Response, RegistryError> {
         .registry
         .repositories(n, call.params.last.as_deref(), &visible)
         .await?;
-    let body = json!({ "repositories": &page.items });
-    Ok(paged_json(body, &page, n, "/v2/_catalog"))
+    #[derive(Serialize)]
+    struct Catalog<'a> {
+        repositories: &'a [String],
+    }
+    let body = Catalog {
+        repositories: &page.items,
+    };
+    Ok(paged_json(&body, &page, n, "/v2/_catalog"))
 }
 
 pub(super) async fn tags(
@@ -38,9 +45,17 @@ pub(super) async fn tags(
         .registry
         .tags(repository, n, call.params.last.as_deref())
         .await?;
-    let body = json!({ "name": repository.as_str(), "tags": &page.items });
+    #[derive(Serialize)]
+    struct TagList<'a> {
+        name: &'a str,
+        tags: &'a [String],
+    }
+    let body = TagList {
+        name: repository.as_str(),
+        tags: &page.items,
+    };
     Ok(paged_json(
-        body,
+        &body,
         &page,
         n,
         &format!("/v2/{repository}/tags/list"),
@@ -108,8 +123,9 @@ fn page_size(call: &Call) -> Result<Option<u32>, RegistryError> {
         .transpose()
 }
 
-/// A JSON listing with a `Link` to the next page when there is one.
-fn paged_json(body: Value, page: &ListPage, n: Option<u32>, path: &str) -> Response {
+/// A JSON listing with a `Link` to the next page when there is one. The body is serialised
+/// straight from the page (no `Value` tree in between: a listing can have 10,000 entries).
+fn paged_json(body: &impl Serialize, page: &ListPage, n: Option<u32>, path: &str) -> Response {
     let mut headers = HeaderMap::new();
     headers::insert(&mut headers, header::CONTENT_TYPE, "application/json");
     if page.has_more
@@ -123,7 +139,11 @@ fn paged_json(body: Value, page: &ListPage, n: Option<u32>, path: &str) -> Respo
             format!("<{path}?{n}last={last}>; rel=\"next\""),
         );
     }
-    (StatusCode::OK, headers, body.to_string()).into_response()
+    match serde_json::to_vec(body) {
+        Ok(body) => (StatusCode::OK, headers, body).into_response(),
+        // Names and strings only: serialising cannot fail.
+        Err(error) => crate::api::errors::oci_error(RegistryError::internal(error)),
+    }
 }
 
 fn url_encode(text: &str) -> String {
