@@ -200,6 +200,9 @@ impl fmt::Display for Outcome {
 /// cross-repository mounts happen) and nothing else.
 pub struct Clients {
     dir: PathBuf,
+    /// Whether the credentials live where a user's machine keeps them (see
+    /// [`Clients::with_a_users_auth_files`]) rather than in a file of podman's own.
+    users_auth_files: bool,
 }
 
 impl Clients {
@@ -251,7 +254,21 @@ impl Clients {
         write(home_cfg.join("policy.json"), policy);
         Clients {
             dir: dir.to_owned(),
+            users_auth_files: false,
         }
+    }
+
+    /// Keeps credentials where they are on a user's machine: docker in
+    /// `$HOME/.docker/config.json`; podman, skopeo and buildah in
+    /// `$XDG_RUNTIME_DIR/containers/auth.json` (no `REGISTRY_AUTH_FILE`), and, for a registry
+    /// that file does not name, in docker's file, which they read too.
+    pub fn with_a_users_auth_files(mut self) -> Clients {
+        let run = self.dir.join("run-user");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        self.users_auth_files = true;
+        self
     }
 
     /// The environment's folder.
@@ -289,9 +306,13 @@ impl Clients {
             .env("CONTAINERS_STORAGE_CONF", d("cfg/storage.conf"))
             .env("CONTAINERS_REGISTRIES_CONF", d("cfg/registries.conf"))
             .env("CONTAINERS_CONF", d("cfg/containers.conf"))
-            .env("REGISTRY_AUTH_FILE", d("cfg/auth.json"))
             .current_dir(&self.dir)
             .stdin(Stdio::null());
+        if self.users_auth_files {
+            command.env("XDG_RUNTIME_DIR", d("run-user"));
+        } else {
+            command.env("REGISTRY_AUTH_FILE", d("cfg/auth.json"));
+        }
         command
     }
 
@@ -2138,6 +2159,84 @@ fn podman_and_skopeo_log_in_push_pull_and_are_denied_what_is_not_theirs() {
         assert!(!log.contains(secret), "{secret} is in the server's log");
     }
     session.assert_fsck_clean();
+}
+
+/// A session with authentication on and the user `alice` (password `alice-password`), who may
+/// push to `alice/...`.
+fn session_with_alice() -> Session {
+    let session = Session::start_with("auth:\n  mode: token\n");
+    as_admin(
+        &session,
+        &["user", "add", "alice", "--password-stdin"],
+        Some("alice-password\n"),
+    );
+    session
+}
+
+/// On one machine, `docker login`, then `podman login` and `skopeo login` (which read docker's
+/// config file too) all succeed, and each then pushes: docker keeps the password (Wharf gives
+/// its login no refresh token), not an identity token, over which podman and skopeo refuse to
+/// log in (`currently logged in, auth file contains an Identity token`).
+#[test]
+fn docker_podman_and_skopeo_log_in_on_one_machine_and_each_pushes() {
+    let fixture = oci_image();
+    let session = session_with_alice();
+    let registry = session.server.address.clone();
+    let machine = session.more_clients("machine").with_a_users_auth_files();
+    let daemon = Dockerd::start(&session.path("dockerd"));
+    daemon.load(&session, &machine, fixture, LOCAL_IMAGE);
+    let to = format!("containers-storage:{LOCAL_IMAGE}");
+    session.copy_with(&machine, &[], &dir(&fixture.dir), &to);
+    let login = ["-u", "alice", "-p", "alice-password"];
+
+    let docker_login = daemon.run(&machine, &[&["login"], &login[..], &[&registry]].concat());
+    assert!(docker_login.success(), "docker login:\n{docker_login}");
+    for program in ["podman", "skopeo"] {
+        let args = [&["login", "--tls-verify=false"], &login[..], &[&registry]].concat();
+        session.ok_with(&machine, program, &args);
+    }
+    // podman and skopeo wrote their own file, and docker's still has docker's login.
+    let config = machine.dir().join("home/.docker/config.json");
+    let entry = json(&read(&config))["auths"][&registry].clone();
+    assert!(
+        entry["auth"].is_string() && entry["identitytoken"].is_null(),
+        "docker should keep the credentials, not an identity token: {entry}"
+    );
+    let theirs = machine.dir().join("run-user/containers/auth.json");
+    assert!(json(&read(&theirs))["auths"][&registry]["auth"].is_string());
+
+    let target = |name: &str| format!("{registry}/alice/{name}:v1");
+    let tagged = daemon.run(&machine, &["tag", LOCAL_IMAGE, &target("docker")]);
+    assert!(tagged.success(), "docker tag:\n{tagged}");
+    let pushed = daemon.run(&machine, &["push", &target("docker")]);
+    assert!(
+        pushed.success(),
+        "docker push after the other logins:\n{pushed}\n{}",
+        session.request_tail(20)
+    );
+    session.ok_with(
+        &machine,
+        "podman",
+        &["push", "--quiet", LOCAL_IMAGE, &target("podman")],
+    );
+    session.copy_with(
+        &machine,
+        &[],
+        &dir(&fixture.dir),
+        &format!("docker://{}", target("skopeo")),
+    );
+    for name in ["docker", "podman", "skopeo"] {
+        let listing = session.ok_with(
+            &machine,
+            "skopeo",
+            &["list-tags", &format!("docker://{registry}/alice/{name}")],
+        );
+        assert_eq!(
+            json(&listing.stdout)["Tags"],
+            serde_json::json!(["v1"]),
+            "{listing}"
+        );
+    }
 }
 
 /// With TLS and a test CA, skopeo verifies the registry's certificate: it pushes and pulls back

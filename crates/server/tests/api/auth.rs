@@ -536,6 +536,45 @@ async fn a_token_holder_that_asked_for_too_little_is_told_to_ask_again() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// `docker login` asks `GET /auth/token?offline_token=true` with Basic credentials: it gets no
+/// refresh token, so docker keeps the credentials, not an identity token podman and skopeo
+/// refuse to log in over. The OAuth2 form with `access_type=offline` still gets one.
+#[tokio::test]
+async fn a_docker_login_gets_no_refresh_token_and_the_oauth2_form_does() {
+    let app = TestApp::start_with_auth(|_| {}).await;
+    populate(&app).await;
+    let writer = password("writer");
+    let response = app
+        .http
+        .get(format!(
+            "{}/auth/token?account=writer&client_id=docker&offline_token=true&service=wharf",
+            app.url
+        ))
+        .basic_auth("writer", Some(&writer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["token"].is_string(), "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+
+    let response = oauth(
+        &app,
+        &[
+            ("grant_type", "password"),
+            ("username", "writer"),
+            ("password", &writer),
+            ("client_id", "docker"),
+            ("access_type", "offline"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["refresh_token"].is_string(), "{body}");
+}
+
 /// The claims of a JWT, unverified (the test looks at what the registry issued).
 fn claims(token: &str) -> Value {
     use base64::Engine;
