@@ -57,7 +57,11 @@ const REQUIRED: &[(&str, &str)] = &[
     ("dockerd", "apt-get install -y docker.io"),
     ("docker", "apt-get install -y docker.io"),
     ("setpriv", "apt-get install -y util-linux"),
+    ("python3", "apt-get install -y python3 python3-pip"),
 ];
+
+/// The Python package the oras-py tests import, and how to get it (`scripts/test` does).
+const ORAS_PY_INSTALL: &str = "python3 -m pip install oras==0.2.43";
 
 /// How long one client command may take before it is killed and the test fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
@@ -120,6 +124,12 @@ fn preflight() {
             if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
                 missing.push(format!("`{tool}` is not installed (install it: {install})"));
             }
+        }
+        let oras = Command::new("python3").args(["-c", "import oras.client"]).output();
+        if !oras.is_ok_and(|o| o.status.success()) {
+            missing.push(format!(
+                "the Python package `oras` (oras-py) is not installed (install it: {ORAS_PY_INSTALL})"
+            ));
         }
         if !missing.is_empty() {
             return Err(format!(
@@ -2237,6 +2247,112 @@ fn docker_podman_and_skopeo_log_in_on_one_machine_and_each_pushes() {
             "{listing}"
         );
     }
+}
+
+/// oras-py as a script of a user's uses it: `login REGISTRY USER PASSWORD` (kept in
+/// `$HOME/.docker/config.json`), `push TARGET FILE…` (paths below the working folder, as
+/// oras-py wants), `pull TARGET OUTDIR` (prints the files pulled, one a line), over plain HTTP.
+/// A failure is oras-py's exception, as it raises it.
+const ORAS_PY: &str = r#"
+import sys
+import oras.client
+
+action, registry, *args = sys.argv[1:]
+client = oras.client.OrasClient(hostname=registry, insecure=True)
+if action == "login":
+    client.login(username=args[0], password=args[1], hostname=registry)
+elif action == "push":
+    response = client.push(target=args[0], files=args[1:])
+    response.raise_for_status()
+elif action == "pull":
+    for path in client.pull(target=args[0], outdir=args[1]):
+        print(path)
+"#;
+
+/// Runs [`ORAS_PY`] with `args` in `clients`.
+fn oras_py(clients: &Clients, args: &[&str]) -> Outcome {
+    clients.run("python3", &[&["-c", ORAS_PY], args].concat())
+}
+
+/// oras-py logs in, pushes files as an artifact and pulls them back byte for byte with
+/// authentication on: its pull-only token (from a `HEAD`'s challenge) is refused for the upload
+/// with a 403 that names the scope, on which oras-py fetches a token with `push` (on a 401 it
+/// would retry with the same token and fail). Once read-only, its push fails with the
+/// read-only message and its pull still works.
+#[test]
+fn oras_py_pushes_and_pulls_with_authentication_and_sees_the_read_only_message() {
+    preflight();
+    let session = session_with_alice();
+    let registry = session.server.address.clone();
+    let clients = session.more_clients("oras");
+    let files = clients.dir().join("artifact");
+    std::fs::create_dir_all(&files).unwrap();
+    random_file(&files.join("model.bin"), 300_000);
+    std::fs::write(files.join("notes.txt"), "pushed by oras-py\n").unwrap();
+    let target = format!("{registry}/alice/artifact:v1");
+    let check = |outcome: Outcome| {
+        assert!(
+            outcome.success(),
+            "oras-py failed:\n{outcome}\n--- last requests Wharf answered ---\n{}",
+            session.request_tail(20)
+        );
+        outcome
+    };
+    check(oras_py(
+        &clients,
+        &["login", &registry, "alice", "alice-password"],
+    ));
+    check(oras_py(
+        &clients,
+        &[
+            "push",
+            &registry,
+            &target,
+            "artifact/model.bin",
+            "artifact/notes.txt",
+        ],
+    ));
+    let uploads = session
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/alice/artifact/blobs/uploads/")
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert!(
+        uploads.first() == Some(&403) && !uploads.contains(&401),
+        "oras-py's pull-only token should be refused with a 403, not a 401: {uploads:?}"
+    );
+
+    let pull = |outdir: &str| {
+        let out = clients.dir().join(outdir);
+        let pulled = check(oras_py(&clients, &["pull", &registry, &target, s(&out)]));
+        assert_eq!(pulled.text().lines().count(), 2, "{pulled}");
+        for name in ["model.bin", "notes.txt"] {
+            assert_same_file(&out.join(name), &files.join(name));
+        }
+    };
+    pull("pulled");
+
+    read_only_command(&session, &["on", "--reason", HOLD_REASON, "--wait"]);
+    std::fs::write(files.join("later.txt"), "pushed while read-only\n").unwrap();
+    let refused = oras_py(
+        &clients,
+        &[
+            "push",
+            &registry,
+            &format!("{registry}/alice/later:v1"),
+            "artifact/later.txt",
+        ],
+    );
+    assert!(
+        !refused.success() && refused.stderr.contains(&DENIED["denied: ".len()..]),
+        "oras-py should fail with the read-only message:\n{refused}"
+    );
+    eprintln!(
+        "oras-py refused while read-only:\n{}",
+        refused.stderr.trim()
+    );
+    pull("pulled-while-read-only");
 }
 
 /// With TLS and a test CA, skopeo verifies the registry's certificate: it pushes and pulls back
