@@ -25,6 +25,10 @@
 //! test with a `dockerd` of its own ([`Dockerd`]), and go through a loopback proxy
 //! ([`HoldingProxy`]) that holds a layer's body part way: the hold is taken while the push is
 //! certainly under way, and the push goes on when the body is released.
+//!
+//! containerd's `ctr` (Debian's `containerd`) talks to a containerd of the test's own
+//! ([`Containerd`]); oras-py (PyPI's `oras`, installed by `scripts/test`) runs as a script of a
+//! user's would ([`ORAS_PY`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -57,6 +61,8 @@ const REQUIRED: &[(&str, &str)] = &[
     ("dockerd", "apt-get install -y docker.io"),
     ("docker", "apt-get install -y docker.io"),
     ("setpriv", "apt-get install -y util-linux"),
+    ("containerd", "apt-get install -y containerd"),
+    ("ctr", "apt-get install -y containerd"),
     ("python3", "apt-get install -y python3 python3-pip"),
 ];
 
@@ -2564,6 +2570,235 @@ impl Drop for Dockerd {
             eprintln!("--- the end of dockerd's log ---\n{}", tail.join("\n"));
         }
     }
+}
+
+/// A containerd of one test's own (Debian's `containerd`), for `ctr`: root, state, socket and
+/// plugin folder in a folder of the test, the Kubernetes (CRI) plugin off, in a mount namespace
+/// of its own with a private `/run`. Stopped (SIGTERM, then SIGKILL) when dropped, and sent
+/// SIGTERM by the kernel if the thread that started it ends first.
+pub struct Containerd {
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Containerd {
+    /// Starts `containerd` in `dir` (created) and waits until it answers on its socket.
+    pub fn start(dir: &Path) -> Containerd {
+        preflight();
+        let started = Instant::now();
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let d = |sub: &str| s(&dir.join(sub)).to_owned();
+        let config = format!(
+            "version = 2\nroot = \"{}\"\nstate = \"{}\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{}\"\n[ttrpc]\n  address = \"{}.ttrpc\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{}\"\n",
+            d("root"),
+            d("state"),
+            s(&socket),
+            s(&socket),
+            d("opt")
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let script =
+            "set -e\nmount -t tmpfs -o size=4m,mode=0755 wharf-test-run /run\nexec \"$@\"\n";
+        let mut child = Command::new("setpriv")
+            .args([
+                "--pdeathsig",
+                "TERM",
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+            ])
+            .args(["sh", "-c", script, "wharf-containerd", "containerd"])
+            .args(["--config", &d("config.toml")])
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            let exited = child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "containerd did not start ({exited:?}); its log:\n{}",
+                    String::from_utf8_lossy(&read(&dir.join("containerd.log")))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("containerd started in {:.2?}", started.elapsed());
+        Containerd {
+            child: Some(child),
+            dir: dir.to_owned(),
+            socket,
+        }
+    }
+
+    /// Runs `ctr --address <this containerd> --namespace wharf <args…>` isolated in `clients`.
+    pub fn ctr(&self, clients: &Clients, args: &[&str]) -> Outcome {
+        let mut all = vec!["--address", s(&self.socket), "--namespace", "wharf"];
+        all.extend_from_slice(args);
+        clients.run("ctr", &all)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::thread::panicking() {
+            let log = String::from_utf8_lossy(&read(&self.dir.join("containerd.log"))).into_owned();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("--- the end of containerd's log ---\n{}", tail.join("\n"));
+        }
+    }
+}
+
+/// `ctr images push` and `ctr images pull` (its own containerd, plain HTTP, authentication on)
+/// give back the image byte for byte; once read-only, a push fails with `405 Method Not
+/// Allowed` (ctr prints the status, not the message) and a pull still works.
+#[test]
+fn ctr_pushes_and_pulls_and_is_refused_while_read_only() {
+    let fixture = oci_image();
+    let session = session_with_alice();
+    let registry = session.server.address.clone();
+    let clients = session.more_clients("ctr");
+    let daemon = Containerd::start(&session.path("containerd"));
+    let ctr = |args: &[&str]| {
+        let outcome = daemon.ctr(&clients, args);
+        assert!(
+            outcome.success(),
+            "ctr failed:\n{outcome}\n--- last requests Wharf answered ---\n{}",
+            session.request_tail(20)
+        );
+        outcome
+    };
+    let remote = ["--plain-http", "--user", "alice:alice-password"];
+
+    // The fixture with gzip layers, as an OCI archive ctr imports without unpacking.
+    let archive = session.path("image.tar");
+    let to = format!("oci-archive:{}:{LOCAL_IMAGE}", s(&archive));
+    session.copy_with(&clients, &["--dest-compress"], &dir(&fixture.dir), &to);
+    ctr(&["images", "import", "--no-unpack", s(&archive)]);
+    let index = Command::new("tar")
+        .arg("-xOf")
+        .arg(&archive)
+        .arg("index.json")
+        .output()
+        .unwrap();
+    let digest = json(&index.stdout)["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let target = format!("{registry}/alice/ctr:v1");
+    ctr(&[&["images", "push"], &remote[..], &[&target, LOCAL_IMAGE]].concat());
+    let creds = ["--creds", "alice:alice-password"];
+    let raw = session
+        .ok_with(
+            &clients,
+            "skopeo",
+            &[
+                &["inspect", "--raw"],
+                &creds[..],
+                &[&format!("docker://{target}")],
+            ]
+            .concat(),
+        )
+        .stdout;
+    assert_eq!(
+        sha256(&raw),
+        digest,
+        "the manifest served is not the one ctr pushed"
+    );
+    let copy = session.path("pulled");
+    session.copy_with(
+        &clients,
+        &["--src-creds", "alice:alice-password", "--preserve-digests"],
+        &format!("docker://{target}"),
+        &dir(&copy),
+    );
+    assert_dir_copy(&copy, &raw, fixture);
+
+    // Forgotten locally (content and all), then pulled back from Wharf.
+    ctr(&["images", "rm", "--sync", LOCAL_IMAGE]);
+    let before = session.requests().len();
+    ctr(&[
+        &["images", "pull", "--snapshotter", "native"],
+        &remote[..],
+        &[&target],
+    ]
+    .concat());
+    let fetched: BTreeSet<String> = session.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.status == 200 && r.path.contains("/blobs/"))
+        .map(|r| r.path.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    let manifest = json(&raw);
+    let blobs: BTreeSet<String> = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().unwrap())
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        fetched, blobs,
+        "ctr pull should fetch every blob from Wharf"
+    );
+    assert!(ctr(&["content", "get", &digest]).stdout == raw);
+
+    read_only_command(&session, &["on", "--reason", HOLD_REASON, "--wait"]);
+    let later = format!("{registry}/alice/later:v1");
+    let refused = daemon.ctr(
+        &clients,
+        &[&["images", "push"], &remote[..], &[&later, &target]].concat(),
+    );
+    assert!(
+        !refused.success() && refused.stderr.contains("405 Method Not Allowed"),
+        "ctr push should fail with 405 while read-only:\n{refused}"
+    );
+    eprintln!(
+        "ctr refused while read-only: {}",
+        refused
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("ctr:"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    ctr(&["images", "rm", "--sync", &target]);
+    ctr(&[
+        &["images", "pull", "--snapshotter", "native"],
+        &remote[..],
+        &[&target],
+    ]
+    .concat());
 }
 
 /// The client programs that push.
