@@ -2275,9 +2275,18 @@ elif action == "pull":
         print(path)
 "#;
 
-/// Runs [`ORAS_PY`] with `args` in `clients`.
+/// Runs [`ORAS_PY`] with `args` in `clients`. oras-py's `login` logs in through a docker daemon
+/// when the `docker` Python package is installed and one answers (and then writes no
+/// credentials): `DOCKER_HOST` names none, so it always keeps them in docker's file itself.
 fn oras_py(clients: &Clients, args: &[&str]) -> Outcome {
-    clients.run("python3", &[&["-c", ORAS_PY], args].concat())
+    let no_daemon = format!(
+        "DOCKER_HOST=unix://{}",
+        s(&clients.dir().join("no-docker.sock"))
+    );
+    clients.run(
+        "env",
+        &[&[no_daemon.as_str(), "python3", "-c", ORAS_PY], args].concat(),
+    )
 }
 
 /// oras-py logs in, pushes files as an artifact and pulls them back byte for byte with
