@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "wharf.dev";
 
 /// A Wharf registry run by the operator.
+// Each printer column repeats `type_ = ...`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "wharf.dev",

@@ -358,9 +358,15 @@ fn sorted(value: Value) -> Value {
 pub fn restart_hash(config_text: &str) -> Result<String, RenderError> {
     let mut config: Value = serde_saphyr::from_str(config_text)
         .map_err(|e| RenderError::Invalid(format!("cannot read back wharf.yaml: {e}")))?;
-    for (section, key) in HOT_KEYS {
-        if let Some(section) = config.get_mut(*section).and_then(Value::as_object_mut) {
-            section.remove(*key);
+    if let Some(sections) = config.as_object_mut() {
+        for (section, key) in HOT_KEYS {
+            if let Some(keys) = sections.get_mut(*section).and_then(Value::as_object_mut) {
+                keys.remove(*key);
+                // A section left empty says what an absent one says.
+                if keys.is_empty() {
+                    sections.remove(*section);
+                }
+            }
         }
     }
     let canonical = serde_json::to_vec(&sorted(config))

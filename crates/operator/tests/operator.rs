@@ -282,7 +282,11 @@ fn template_of(deployment: &Deployment) -> serde_json::Value {
 /// template; deleting the resource while read-only releases the hold.
 #[tokio::test]
 async fn read_only_is_toggled_on_the_running_registry_without_touching_the_deployment() {
-    let run = running("readonly", json!({"image": "wharf:1"})).await;
+    let run = running(
+        "readonly",
+        json!({"image": "wharf:1", "drain": {"pushGrace": "1s"}}),
+    )
+    .await;
     let names = Names::of(&run.name);
     let deployments: Api<Deployment> = Api::namespaced(run.client.clone(), &run.ns);
     let before = deployments.get(&names.registry).await.unwrap();
@@ -310,6 +314,21 @@ async fn read_only_is_toggled_on_the_running_registry_without_touching_the_deplo
         }) && s.observed_generation == generation
     })
     .await;
+    // What a user (or a pipeline) waits with.
+    let (ns, name) = (run.ns.clone(), format!("wharfregistry/{}", run.name));
+    tokio::task::spawn_blocking(move || {
+        support::cluster().kubectl(&[
+            "wait",
+            "-n",
+            &ns,
+            "--for=condition=ReadOnly",
+            "--timeout=60s",
+            &name,
+        ])
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let read_only = held.status.unwrap().read_only.unwrap();
     assert_eq!(
         (read_only.state.as_str(), read_only.replicas.as_str()),
