@@ -147,3 +147,21 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_registry_urls;
+
+    #[test]
+    fn registry_urls_are_namespace_slash_name_equals_url() {
+        let urls = parse_registry_urls(&["ns/reg=http://127.0.0.1:5000".to_owned()]).unwrap();
+        assert_eq!(urls["ns/reg"], "http://127.0.0.1:5000");
+        for bad in ["reg=http://x", "ns/reg", "ns/reg=ftp://x", "/reg=http://x"] {
+            let error = parse_registry_urls(&[bad.to_owned()]).unwrap_err();
+            assert!(
+                error.to_string().contains("--registry-url"),
+                "{bad}: {error}"
+            );
+        }
+    }
+}

@@ -329,6 +329,26 @@ async fn read_only_is_toggled_on_the_running_registry_without_touching_the_deplo
     .await
     .unwrap()
     .unwrap();
+    let listed = support::cluster()
+        .kubectl(&["get", "-n", &run.ns, "wharfregistries"])
+        .unwrap();
+    let columns: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        columns[..4],
+        ["registry", "read-only", "1/1", "True"],
+        "{listed}"
+    );
+    let events = support::cluster()
+        .kubectl(&[
+            "get",
+            "-n",
+            &run.ns,
+            "events.v1.events.k8s.io",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .unwrap();
+    assert!(events.contains("ReadOnlyInEffect"), "{events}");
     let read_only = held.status.unwrap().read_only.unwrap();
     assert_eq!(
         (read_only.state.as_str(), read_only.replicas.as_str()),
@@ -440,7 +460,8 @@ async fn read_only_is_toggled_on_the_running_registry_without_touching_the_deplo
     assert_eq!(status, 202, "{body}");
 }
 
-/// A drain change is hot: it changes the ConfigMap, not the pod template.
+/// A drain change is hot: it changes the ConfigMap, not the pod template. (The real
+/// `wharf-operator run` binary reconciles here, with no registry to reach.)
 #[tokio::test]
 async fn a_drain_setting_changes_the_config_map_but_not_the_pod_template() {
     let (client, ns) = namespace("hot").await;
@@ -451,7 +472,7 @@ async fn a_drain_setting_changes_the_config_map_but_not_the_pod_template() {
     )
     .await
     .unwrap();
-    let _operator = Operator::start(&client, &ns, BTreeMap::new()).await;
+    let _operator = support::OperatorProcess::start(&ns, &BTreeMap::new());
     let names = Names::of("registry");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);

@@ -74,7 +74,8 @@ fn start_cluster() -> Result<Cluster, String> {
             start.display()
         ));
     }
-    let build = Command::new(tools.join("build.sh"))
+    let build = Command::new("bash")
+        .arg(tools.join("build.sh"))
         .output()
         .map_err(|e| format!("cannot run build.sh: {e}"))?;
     if !build.status.success() {
@@ -86,7 +87,8 @@ fn start_cluster() -> Result<Cluster, String> {
     let cache = PathBuf::from(String::from_utf8_lossy(&build.stdout).trim());
     // A folder of its own, outside any TempDir: the watchdog below removes it.
     let dir = std::env::temp_dir().join(format!("wharf-operator-kube-{}", std::process::id()));
-    let started = Command::new(&start)
+    let started = Command::new("bash")
+        .arg(&start)
         .arg(&dir)
         .env("ETCD_PORT", free_port().to_string())
         .env("API_PORT", free_port().to_string())
@@ -103,7 +105,7 @@ fn start_cluster() -> Result<Cluster, String> {
     // The API server outlives nothing: a watchdog stops it when this test process ends, however
     // it ends (statics are never dropped).
     let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{stop}' '{dir}' >/dev/null 2>&1; rm -rf '{dir}'",
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash '{stop}' '{dir}' >/dev/null 2>&1; rm -rf '{dir}'",
         pid = std::process::id(),
         stop = tools.join("stop.sh").display(),
         dir = dir.display(),
@@ -235,6 +237,36 @@ impl Drop for Operator {
             let _ = stop.send(());
         }
         self.task.abort();
+    }
+}
+
+/// The real `wharf-operator run` binary, killed when dropped.
+pub struct OperatorProcess {
+    child: Child,
+}
+
+impl OperatorProcess {
+    /// `wharf-operator run --namespace NAMESPACE [--registry-url ...]` against the cluster.
+    pub fn start(namespace: &str, urls: &BTreeMap<String, String>) -> OperatorProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf-operator"));
+        command
+            .args(["run", "--namespace", namespace])
+            .env("KUBECONFIG", &cluster().kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        for (key, url) in urls {
+            command.arg("--registry-url").arg(format!("{key}={url}"));
+        }
+        OperatorProcess {
+            child: command.spawn().unwrap(),
+        }
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
