@@ -592,3 +592,28 @@ async fn the_status_says_draining_until_the_write_under_way_ends() {
         ("draining", "read-only")
     );
 }
+
+/// What the schema cannot rule out (SQLite with three replicas) is reported in the status, with
+/// what to do, and nothing is rendered.
+#[tokio::test]
+async fn a_combination_the_schema_cannot_refuse_is_reported_in_the_status() {
+    let (client, ns) = namespace("invalid").await;
+    let api: Api<WharfRegistry> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &resource("registry", json!({"image": "wharf:1", "replicas": 3})),
+    )
+    .await
+    .unwrap();
+    let _operator = Operator::start(&client, &ns, BTreeMap::new()).await;
+    let reported = status_where(&api, "registry", "Available=False/InvalidSpec", |_, s| {
+        condition(s, "Available").is_some_and(|c| c.status == "False" && c.reason == "InvalidSpec")
+    })
+    .await;
+    let message = &condition(reported.status.as_ref().unwrap(), "Available")
+        .unwrap()
+        .message;
+    assert!(message.contains("spec.metadata.postgres"), "{message}");
+    let deployments: Api<Deployment> = Api::namespaced(client, &ns);
+    assert!(deployments.get_opt("registry").await.unwrap().is_none());
+}
