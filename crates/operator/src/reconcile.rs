@@ -41,8 +41,9 @@ const WHILE_DRAINING: Duration = Duration::from_secs(1);
 const WHILE_UNREACHABLE: Duration = Duration::from_secs(5);
 
 /// How soon to look again when all is settled: other actors (a backup, an administrator) take
-/// holds too, and the status reports them.
-const WHEN_SETTLED: Duration = Duration::from_secs(60);
+/// holds too, and a registry may stop answering; the status reports both within this. One small
+/// GET per registry is cheap.
+const WHEN_SETTLED: Duration = Duration::from_secs(10);
 
 /// What every reconcile needs.
 pub struct Context {

@@ -117,7 +117,8 @@ struct Running {
     name: String,
     api: Api<WharfRegistry>,
     registry: Registry,
-    _operator: Operator,
+    operator: Option<Operator>,
+    urls: BTreeMap<String, String>,
 }
 
 async fn running(prefix: &str, spec: serde_json::Value) -> Running {
@@ -129,7 +130,7 @@ async fn running(prefix: &str, spec: serde_json::Value) -> Running {
         .unwrap();
     let address = Registry::address();
     let urls = BTreeMap::from([(format!("{ns}/{name}"), format!("http://{address}"))]);
-    let operator = Operator::start(&client, &ns, urls).await;
+    let operator = Operator::start(&client, &ns, urls.clone()).await;
     // Before the registry runs, the operator says it cannot reach it.
     status_where(
         &api,
@@ -159,7 +160,8 @@ async fn running(prefix: &str, spec: serde_json::Value) -> Running {
         name,
         api,
         registry,
-        _operator: operator,
+        operator: Some(operator),
+        urls,
     }
 }
 
@@ -569,6 +571,14 @@ async fn the_status_says_draining_until_the_write_under_way_ends() {
     assert_eq!(status, 405, "{body}");
     assert!(!patch.is_finished());
 
+    // The operator stops mid-drain and another starts: it picks up from the registry's state,
+    // and does not take the hold again (the hold's last update stays the first one).
+    let mut run = run;
+    let hold_updated = |state: serde_json::Value| state["holds"][0]["updated_at"].clone();
+    let updated = hold_updated(run.registry.state().await);
+    drop(run.operator.take());
+    run.operator = Some(Operator::start(&run.client, &run.ns, run.urls.clone()).await);
+
     drop(sender);
     assert_eq!(patch.await.unwrap(), 202, "the write under way finishes");
     let held = status_where(
@@ -591,6 +601,22 @@ async fn the_status_says_draining_until_the_write_under_way_ends() {
         (last.from.as_str(), last.to.as_str()),
         ("draining", "read-only")
     );
+    assert_eq!(hold_updated(run.registry.state().await), updated);
+
+    // The registry stops answering: the status says so, and keeps what it last reported.
+    run.registry.stop();
+    let lost = status_where(
+        &run.api,
+        &run.name,
+        "ReadOnly=Unknown/RegistryUnreachable",
+        |_, s| {
+            condition(s, "ReadOnly")
+                .is_some_and(|c| c.status == "Unknown" && c.reason == "RegistryUnreachable")
+                && condition(s, "Available").is_some_and(|c| c.status == "False")
+        },
+    )
+    .await;
+    assert_eq!(lost.status.unwrap().read_only.unwrap().state, "read-only");
 }
 
 /// What the schema cannot rule out (SQLite with three replicas) is reported in the status, with
