@@ -130,7 +130,9 @@ async fn running(prefix: &str, spec: serde_json::Value) -> Running {
         .unwrap();
     let address = Registry::address();
     let urls = BTreeMap::from([(format!("{ns}/{name}"), format!("http://{address}"))]);
-    let operator = Operator::start(&client, &ns, urls.clone()).await;
+    // The operator runs with the permissions deploy/rbac.yaml gives it, and no more.
+    let operator_client = support::cluster().operator_client().await;
+    let operator = Operator::start(&operator_client, &ns, urls.clone()).await;
     // Before the registry runs, the operator says it cannot reach it.
     status_where(
         &api,
@@ -577,7 +579,8 @@ async fn the_status_says_draining_until_the_write_under_way_ends() {
     let hold_updated = |state: serde_json::Value| state["holds"][0]["updated_at"].clone();
     let updated = hold_updated(run.registry.state().await);
     drop(run.operator.take());
-    run.operator = Some(Operator::start(&run.client, &run.ns, run.urls.clone()).await);
+    let operator_client = support::cluster().operator_client().await;
+    run.operator = Some(Operator::start(&operator_client, &run.ns, run.urls.clone()).await);
 
     drop(sender);
     assert_eq!(patch.await.unwrap(), 202, "the write under way finishes");

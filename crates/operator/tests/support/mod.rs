@@ -133,6 +133,10 @@ fn start_cluster() -> Result<Cluster, String> {
         ));
     }
     cluster.kubectl_with_input(&["apply", "-f", "-"], &crd.stdout)?;
+    // The whole install as a user applies it: the operator's namespace, RBAC and Deployment (no
+    // pod runs here; the RBAC is what the tests' operator runs with, see `operator_client`).
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    cluster.kubectl(&["apply", "-k", deploy])?;
     cluster.kubectl(&[
         "wait",
         "--for=condition=Established",
@@ -171,6 +175,23 @@ impl Cluster {
         } else {
             Err(String::from_utf8_lossy(&output.stderr).into_owned())
         }
+    }
+
+    /// A client with the operator's identity from deploy/rbac.yaml (its ServiceAccount,
+    /// impersonated), so a test run by it fails where the RBAC grants too little.
+    pub async fn operator_client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap();
+        config.auth_info.impersonate =
+            Some("system:serviceaccount:wharf-operator:wharf-operator".to_owned());
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".to_owned(),
+            "system:serviceaccounts:wharf-operator".to_owned(),
+            "system:authenticated".to_owned(),
+        ]);
+        Client::try_from(config).unwrap()
     }
 
     /// A client for the cluster.
