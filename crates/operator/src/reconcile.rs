@@ -240,7 +240,7 @@ pub async fn apply(registry: &WharfRegistry, context: &Context) -> Result<Action
     let before = current_read_only_reason(registry);
     let (observed, state) = match apply_read_only(registry, &api).await {
         Ok(state) => (status::from_state(api.base(), &state, want), Some(state)),
-        Err(error) => (status::unreachable(&error.to_string()), None),
+        Err(error) => (unanswered(registry, &names, &error), None),
     };
     write_status(registry, context, &observed, state.as_ref()).await?;
     publish_transition(registry, context, before.as_deref(), &observed).await;
@@ -251,6 +251,34 @@ pub async fn apply(registry: &WharfRegistry, context: &Context) -> Result<Action
         }
         Some(_) => Action::requeue(WHEN_SETTLED),
     })
+}
+
+/// The conditions for a registry that did not answer or refused, saying what to check.
+fn unanswered(registry: &WharfRegistry, names: &Names, error: &RegistryApiError) -> Vec<Observed> {
+    match error {
+        RegistryApiError::Refused { status, .. }
+            // 429: failed logins repeated every few seconds lock the account out for a while.
+            if *status == reqwest::StatusCode::UNAUTHORIZED
+                || *status == reqwest::StatusCode::FORBIDDEN
+                || *status == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+        {
+            let secret = registry
+                .spec
+                .auth
+                .admin_secret
+                .as_deref()
+                .unwrap_or(&names.credentials);
+            status::unanswered(
+                &format!(
+                    "{error} (the operator logs in with the Secret {secret}; a registry whose \
+                     first superuser was made before needs spec.auth.adminSecret)"
+                ),
+                true,
+            )
+        }
+        RegistryApiError::Refused { .. } => status::unanswered(&error.to_string(), true),
+        RegistryApiError::Unreachable { .. } => status::unanswered(&error.to_string(), false),
+    }
 }
 
 /// Where the registry of `registry` answers: the override given on the command line, or its
@@ -421,6 +449,7 @@ async fn publish_transition(
         "InEffect" => (EventType::Normal, "ReadOnlyInEffect"),
         "Writable" if before.is_some() => (EventType::Normal, "Released"),
         "RegistryUnreachable" => (EventType::Warning, "RegistryUnreachable"),
+        "RegistryRefused" => (EventType::Warning, "RegistryRefused"),
         _ => return,
     };
     publish(registry, context, type_, reason, now.message.clone()).await;

@@ -155,14 +155,19 @@ fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The conditions when the registry did not answer (or refused the operator).
-pub fn unreachable(why: &str) -> Vec<Observed> {
+/// The conditions when the registry did not answer (`refused: false`) or refused the operator.
+pub fn unanswered(why: &str, refused: bool) -> Vec<Observed> {
+    let reason = if refused {
+        "RegistryRefused"
+    } else {
+        "RegistryUnreachable"
+    };
     vec![
-        Observed::new(AVAILABLE, "False", "RegistryUnreachable", why.to_owned()),
+        Observed::new(AVAILABLE, "False", reason, why.to_owned()),
         Observed::new(
             READ_ONLY,
             "Unknown",
-            "RegistryUnreachable",
+            reason,
             format!("the registry's state is unknown: {why}"),
         ),
     ]

@@ -646,3 +646,34 @@ async fn a_combination_the_schema_cannot_refuse_is_reported_in_the_status() {
     let deployments: Api<Deployment> = Api::namespaced(client, &ns);
     assert!(deployments.get_opt("registry").await.unwrap().is_none());
 }
+
+/// A registry that refuses the operator's credential (its first superuser was made with another
+/// password) is reported as refusing, naming the Secret the operator logs in with.
+#[tokio::test]
+async fn a_registry_that_refuses_the_operator_is_reported_with_the_secret_to_check() {
+    let (client, ns) = namespace("refused").await;
+    let api: Api<WharfRegistry> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &resource("registry", json!({"image": "wharf:1"})),
+    )
+    .await
+    .unwrap();
+    let address = Registry::address();
+    let urls = BTreeMap::from([(format!("{ns}/registry"), format!("http://{address}"))]);
+    let _operator = Operator::start(&client, &ns, urls).await;
+    let _registry =
+        Registry::start_with(&client, &ns, "registry", &address, Some("another-password")).await;
+    let refused = status_where(
+        &api,
+        "registry",
+        "Available=False/RegistryRefused",
+        |_, s| condition(s, "Available").is_some_and(|c| c.reason == "RegistryRefused"),
+    )
+    .await;
+    let status = refused.status.unwrap();
+    let message = &condition(&status, "Available").unwrap().message;
+    assert!(message.contains("401"), "{message}");
+    assert!(message.contains("registry-operator"), "{message}");
+    assert_eq!(condition(&status, "ReadOnly").unwrap().status, "Unknown");
+}

@@ -340,6 +340,18 @@ impl Registry {
     /// Starts `wharf serve` on `address` with the configuration and password the operator
     /// rendered for the resource `name` (waiting for them to exist).
     pub async fn start(client: &Client, namespace: &str, name: &str, address: &str) -> Registry {
+        Registry::start_with(client, namespace, name, address, None).await
+    }
+
+    /// As [`Registry::start`], but with the first superuser's password `password` instead of
+    /// the operator's (a registry whose administrator was made before).
+    pub async fn start_with(
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        address: &str,
+        password: Option<&str>,
+    ) -> Registry {
         let names = Names::of(name);
         let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -351,7 +363,8 @@ impl Registry {
             secrets.get_opt(&names.credentials).await.ok().flatten()
         })
         .await;
-        let password = String::from_utf8(secret.data.unwrap()[PASSWORD_KEY].0.clone()).unwrap();
+        let generated = String::from_utf8(secret.data.unwrap()[PASSWORD_KEY].0.clone()).unwrap();
+        let password = password.map_or(generated, str::to_owned);
         let data = tempfile::tempdir().unwrap();
         let config_file = data.path().join(CONFIG_KEY);
         std::fs::write(&config_file, &config.data.unwrap()[CONFIG_KEY]).unwrap();
