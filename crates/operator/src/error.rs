@@ -19,6 +19,9 @@ pub enum Error {
     /// The finalizer could not be added or removed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// This replica stopped leading (or never could).
+    #[error("leader election: {0}")]
+    Leadership(String),
     /// A JSON document could not be built (a bug, were it to happen).
     #[error("cannot build {0}: {1}")]
     Json(&'static str, serde_json::Error),

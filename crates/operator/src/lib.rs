@@ -14,11 +14,13 @@
 //! - [`registry_api`]: the registry's admin API (state, the `operator` hold).
 //! - [`status`]: conditions from what the registry reported.
 //! - [`reconcile`]: the controller: finalizer, server-side apply, hold, status, Events.
+//! - [`leader`]: leader election with a Lease, so one of several replicas reconciles.
 //! - [`error`]: the reconciler's error type.
 
 pub mod crd;
 pub mod credentials;
 pub mod error;
+pub mod leader;
 pub mod reconcile;
 pub mod registry_api;
 pub mod render;

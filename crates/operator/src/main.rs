@@ -8,9 +8,14 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::CustomResourceExt;
+use kube::api::Api;
 
 use wharf_operator::crd::WharfRegistry;
+use wharf_operator::leader::LeaderElection;
 use wharf_operator::reconcile::{self, Context};
 
 /// Wharf's Kubernetes operator.
@@ -36,6 +41,19 @@ enum Command {
         /// A PEM CA certificate to trust for registries served over HTTPS.
         #[arg(long, value_name = "FILE")]
         registry_ca: Option<PathBuf>,
+        /// The namespace of the Lease that elects the one replica that reconciles (in a
+        /// cluster: the operator's own, from the Downward API).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// The Lease's name.
+        #[arg(long, default_value = "wharf-operator")]
+        lease_name: String,
+        /// How long a Lease lasts without renewal before another replica takes over.
+        #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+        lease_duration: u64,
+        /// This replica's name in the Lease (in a cluster: the pod's name).
+        #[arg(long, env = "HOSTNAME")]
+        identity: Option<String>,
     },
     /// Print the CustomResourceDefinition (YAML) to apply with kubectl.
     Crd,
@@ -69,7 +87,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             namespace,
             registry_urls,
             registry_ca,
+            lease_namespace,
+            lease_name,
+            lease_duration,
+            identity,
         } => {
+            if lease_duration < 3 {
+                bail!("--lease-duration must be at least 3 seconds (it is renewed every third)");
+            }
+            let identity =
+                identity.unwrap_or_else(|| format!("wharf-operator-{}", std::process::id()));
             init_logging();
             let registry_urls = parse_registry_urls(&registry_urls)?;
             let mut http = reqwest::Client::builder();
@@ -89,16 +116,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let client = kube::Client::try_default().await.context(
                         "cannot connect to Kubernetes (in-cluster configuration or KUBECONFIG)",
                     )?;
+                    // One signal stops both the wait for the Lease and the controller.
+                    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+                    tokio::spawn(async move {
+                        shutdown_signal().await;
+                        let _ = stop.send(true);
+                    });
+                    let election = LeaderElection::new(
+                        Api::<Lease>::namespaced(client.clone(), &lease_namespace),
+                        &lease_name,
+                        &identity,
+                        Duration::from_secs(lease_duration),
+                    );
+                    tokio::select! {
+                        acquired = election.acquire() => acquired?,
+                        _ = stopped.changed() => return anyhow::Ok(()),
+                    }
                     let context = Context::new(client, http, registry_urls)
                         .await
                         .context("cannot read the cluster's API groups")?;
-                    tracing::info!(
-                        namespace = namespace.as_deref().unwrap_or("*"),
-                        "wharf-operator running"
-                    );
-                    reconcile::run(Arc::new(context), namespace.as_deref(), shutdown_signal())
-                        .await;
-                    anyhow::Ok(())
+                    tracing::info!(namespace = namespace.as_deref().unwrap_or("*"), %identity, "wharf-operator running");
+                    let controller = reconcile::run(Arc::new(context), namespace.as_deref(), async move {
+                        let _ = stopped.changed().await;
+                    });
+                    tokio::select! {
+                        () = controller => {
+                            election.release().await;
+                            anyhow::Ok(())
+                        }
+                        lost = election.keep() => Err(lost.into()),
+                    }
                 })
         }
     }

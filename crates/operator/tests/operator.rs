@@ -677,3 +677,75 @@ async fn a_registry_that_refuses_the_operator_is_reported_with_the_secret_to_che
     assert!(message.contains("registry-operator"), "{message}");
     assert_eq!(condition(&status, "ReadOnly").unwrap().status, "Unknown");
 }
+
+/// Two operators: one leads (it holds the Lease) and reconciles; killed, the other takes over
+/// once the Lease expires and goes on reconciling; stopped with SIGTERM, it gives the Lease up.
+#[tokio::test]
+async fn of_two_operators_one_leads_and_the_other_takes_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (client, ns) = namespace("leader").await;
+    let api: Api<WharfRegistry> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &resource("registry", json!({"image": "wharf:1"})),
+    )
+    .await
+    .unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = || async {
+        let lease = leases.get_opt("wharf-operator").await.ok()??;
+        let spec = lease.spec?;
+        Some((
+            spec.holder_identity.unwrap_or_default(),
+            spec.lease_transitions.unwrap_or(0),
+        ))
+    };
+    let args = |identity: &'static str| ["--identity", identity, "--lease-duration", "3"];
+    let urls = BTreeMap::new();
+    let mut first = support::OperatorProcess::start_with(&ns, &urls, &args("first"));
+    eventually("the first operator to lead", || async {
+        (holder().await?.0 == "first").then_some(())
+    })
+    .await;
+    let mut second = support::OperatorProcess::start_with(&ns, &urls, &args("second"));
+    let names = Names::of("registry");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    eventually("the leader to reconcile", || async {
+        config_maps.get_opt(&names.config).await.ok().flatten()
+    })
+    .await;
+    assert_eq!(
+        holder().await.unwrap(),
+        ("first".to_owned(), 0),
+        "the second waits"
+    );
+
+    first.kill();
+    let (_, transitions) = eventually("the second operator to take over", || async {
+        holder().await.filter(|(h, _)| h == "second")
+    })
+    .await;
+    assert_eq!(transitions, 1);
+    api.patch(
+        "registry",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"drain": {"timeout": "7m"}}})),
+    )
+    .await
+    .unwrap();
+    eventually("the new leader to reconcile", || async {
+        let cm = config_maps.get_opt(&names.config).await.ok().flatten()?;
+        cm.data?["wharf.yaml"].contains("timeout: 7m").then_some(())
+    })
+    .await;
+
+    assert!(
+        second.terminate().success(),
+        "SIGTERM stops the operator cleanly"
+    );
+    assert_eq!(
+        holder().await.unwrap().0,
+        "",
+        "the Lease is given up at shutdown"
+    );
+}

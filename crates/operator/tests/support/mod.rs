@@ -267,11 +267,28 @@ pub struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    /// `wharf-operator run --namespace NAMESPACE [--registry-url ...]` against the cluster.
+    /// `wharf-operator run --namespace NAMESPACE [--registry-url ...]` against the cluster,
+    /// electing its leader with a Lease in that namespace.
     pub fn start(namespace: &str, urls: &BTreeMap<String, String>) -> OperatorProcess {
+        OperatorProcess::start_with(namespace, urls, &[])
+    }
+
+    /// As [`OperatorProcess::start`], with more arguments.
+    pub fn start_with(
+        namespace: &str,
+        urls: &BTreeMap<String, String>,
+        args: &[&str],
+    ) -> OperatorProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wharf-operator"));
         command
-            .args(["run", "--namespace", namespace])
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--lease-namespace",
+                namespace,
+            ])
+            .args(args)
             .env("KUBECONFIG", &cluster().kubeconfig)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
@@ -281,6 +298,21 @@ impl OperatorProcess {
         OperatorProcess {
             child: command.spawn().unwrap(),
         }
+    }
+}
+
+impl OperatorProcess {
+    /// Sends SIGTERM (what Kubernetes sends a pod) and waits for the process to end.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// Kills the process at once, as a node that dies (nothing is released).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
