@@ -26,6 +26,7 @@ pub const GROUP: &str = "wharf.dev";
     namespaced,
     shortname = "wharf",
     status = "WharfRegistryStatus",
+    doc = "A Wharf registry run by wharf-operator; spec.readOnly switches it read-only without a restart.",
     printcolumn(name = "Mode", type_ = "string", json_path = ".status.readOnly.state"),
     printcolumn(
         name = "Read-only",
