@@ -294,6 +294,12 @@ async fn read_only_is_toggled_on_the_running_registry_without_touching_the_deplo
     let names = Names::of(&run.name);
     let deployments: Api<Deployment> = Api::namespaced(run.client.clone(), &run.ns);
     let before = deployments.get(&names.registry).await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(run.client.clone(), &run.ns);
+    let config_before = config_maps
+        .get(&names.config)
+        .await
+        .unwrap()
+        .resource_version();
     let (status, _) = run.registry.start_upload("team/app").await;
     assert_eq!(status, 202, "a push works while writable");
 
@@ -407,6 +413,15 @@ async fn read_only_is_toggled_on_the_running_registry_without_touching_the_deplo
     let after = deployments.get(&names.registry).await.unwrap();
     assert_eq!(after.metadata.generation, before.metadata.generation);
     assert_eq!(template_of(&after), template_of(&before));
+    assert_eq!(
+        config_maps
+            .get(&names.config)
+            .await
+            .unwrap()
+            .resource_version(),
+        config_before,
+        "toggling read-only does not touch the ConfigMap"
+    );
 
     // A new image is a new pod template (a rollout), and nothing about read-only.
     patch(json!({"image": "wharf:2"})).await;
