@@ -764,3 +764,42 @@ async fn of_two_operators_one_leads_and_the_other_takes_over() {
         "the Lease is given up at shutdown"
     );
 }
+
+/// Another actor's hold (an administrator's, a backup's) is reported as such while the resource
+/// asks for writable, and the operator leaves it alone.
+#[tokio::test]
+async fn another_actors_hold_is_reported_and_left_alone() {
+    let run = running("others", json!({"image": "wharf:1"})).await;
+    let http = reqwest::Client::new();
+    let hold = format!("{}/api/v1/state/holds/admin?wait=5s", run.registry.url);
+    let taken = http
+        .put(&hold)
+        .basic_auth("admin", Some(&run.registry.password))
+        .json(&json!({"reason": "maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 200);
+    let held = status_where(&run.api, &run.name, "ReadOnly=True/HeldByOthers", |_, s| {
+        condition(s, "ReadOnly").is_some_and(|c| c.status == "True" && c.reason == "HeldByOthers")
+    })
+    .await;
+    let message = &condition(held.status.as_ref().unwrap(), "ReadOnly")
+        .unwrap()
+        .message;
+    assert_eq!(message, "read-only on 1/1 replicas, held by admin");
+    let state = run.registry.state().await;
+    assert_eq!(state["holds"].as_array().unwrap().len(), 1, "{state}");
+
+    let released = http
+        .delete(format!("{}/api/v1/state/holds/admin", run.registry.url))
+        .basic_auth("admin", Some(&run.registry.password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(released.status(), 200);
+    status_where(&run.api, &run.name, "ReadOnly=False again", |_, s| {
+        condition(s, "ReadOnly").is_some_and(|c| c.status == "False" && c.reason == "Writable")
+    })
+    .await;
+}
