@@ -19,6 +19,9 @@ pub enum Error {
     /// The finalizer could not be added or removed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The registry's TLS Secret cannot be used to reach it.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// This replica stopped leading (or never could).
     #[error("leader election: {0}")]
     Leadership(String),

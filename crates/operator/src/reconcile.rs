@@ -235,7 +235,7 @@ pub async fn apply(registry: &WharfRegistry, context: &Context) -> Result<Action
     pdbs.patch(&names.registry, &params, &Patch::Apply(&pdb))
         .await?;
 
-    let api = registry_api(registry, context, credentials);
+    let api = registry_api(registry, context, credentials).await?;
     let want = registry.spec.read_only.enabled;
     let before = current_read_only_reason(registry);
     let (observed, state) = match apply_read_only(registry, &api).await {
@@ -283,11 +283,11 @@ fn unanswered(registry: &WharfRegistry, names: &Names, error: &RegistryApiError)
 
 /// Where the registry of `registry` answers: the override given on the command line, or its
 /// Service.
-fn registry_api(
+async fn registry_api(
     registry: &WharfRegistry,
     context: &Context,
     credentials: crate::registry_api::AdminCredentials,
-) -> RegistryApi {
+) -> Result<RegistryApi, Error> {
     let namespace = registry.namespace().unwrap_or_default();
     let name = registry.name_any();
     let url = context
@@ -302,7 +302,43 @@ fn registry_api(
             };
             format!("{scheme}://{name}.{namespace}.svc:{PORT}")
         });
-    RegistryApi::new(context.http.clone(), &url, credentials)
+    let http = match &registry.spec.tls {
+        Some(tls) => tls_client(context, &namespace, &tls.secret_name).await?,
+        None => context.http.clone(),
+    };
+    Ok(RegistryApi::new(http, &url, credentials))
+}
+
+/// The HTTP client for a registry served with the TLS Secret `secret`: it also trusts the
+/// Secret's `ca.crt` when it has one (cert-manager's Secrets do), so a registry with a private
+/// CA needs no `--registry-ca`.
+async fn tls_client(
+    context: &Context,
+    namespace: &str,
+    secret: &str,
+) -> Result<reqwest::Client, Error> {
+    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    let ca = secrets
+        .get_opt(secret)
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|mut data| data.remove("ca.crt"));
+    let Some(ca) = ca else {
+        return Ok(context.http.clone());
+    };
+    let certificate = reqwest::Certificate::from_pem(&ca.0).map_err(|e| {
+        Error::Tls(format!(
+            "the ca.crt of the TLS Secret {secret} is not PEM: {e}"
+        ))
+    })?;
+    reqwest::Client::builder()
+        .add_root_certificate(certificate)
+        .build()
+        .map_err(|e| {
+            Error::Tls(format!(
+                "cannot build an HTTPS client with {secret}'s ca.crt: {e}"
+            ))
+        })
 }
 
 /// The hold's reason: the spec's, and which resource holds it (so `wharf read-only status`
@@ -355,7 +391,7 @@ pub async fn cleanup(registry: &WharfRegistry, context: &Context) -> Result<Acti
             return Ok(Action::await_change());
         }
     };
-    let api = registry_api(registry, context, credentials);
+    let api = registry_api(registry, context, credentials).await?;
     match api.release_hold().await {
         Ok(released) => {
             if released {

@@ -677,8 +677,15 @@ async fn a_registry_that_refuses_the_operator_is_reported_with_the_secret_to_che
     let address = Registry::address();
     let urls = BTreeMap::from([(format!("{ns}/registry"), format!("http://{address}"))]);
     let _operator = Operator::start(&client, &ns, urls).await;
-    let _registry =
-        Registry::start_with(&client, &ns, "registry", &address, Some("another-password")).await;
+    let _registry = Registry::start_with(
+        &client,
+        &ns,
+        "registry",
+        &address,
+        Some("another-password"),
+        None,
+    )
+    .await;
     let refused = status_where(
         &api,
         "registry",
@@ -802,4 +809,58 @@ async fn another_actors_hold_is_reported_and_left_alone() {
         condition(s, "ReadOnly").is_some_and(|c| c.status == "False" && c.reason == "Writable")
     })
     .await;
+}
+
+/// With `spec.tls` the operator reaches the registry over HTTPS, trusting the TLS Secret's
+/// `ca.crt` (no `--registry-ca` given), and read-only works as over HTTP.
+#[tokio::test]
+async fn a_registry_served_over_https_is_reached_with_the_tls_secrets_ca() {
+    let (client, ns) = namespace("tls").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let data = support::tls_files()
+        .into_iter()
+        .map(|(k, v)| (k, k8s_openapi::ByteString(v)))
+        .collect();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("registry-tls".to_owned()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(data),
+        ..Default::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let api: Api<WharfRegistry> = Api::namespaced(client.clone(), &ns);
+    let spec = json!({"image": "wharf:1", "tls": {"secretName": "registry-tls"}, "readOnly": {"enabled": true}});
+    api.create(&PostParams::default(), &resource("registry", spec))
+        .await
+        .unwrap();
+    let address = Registry::address();
+    let urls = BTreeMap::from([(format!("{ns}/registry"), format!("https://{address}"))]);
+    let _operator = Operator::start(&client, &ns, urls).await;
+    let registry = Registry::start_with(
+        &client,
+        &ns,
+        "registry",
+        &address,
+        None,
+        Some("registry-tls"),
+    )
+    .await;
+    let held = status_where(&api, "registry", "ReadOnly=True over HTTPS", |_, s| {
+        condition(s, "ReadOnly").is_some_and(|c| c.status == "True" && c.reason == "InEffect")
+    })
+    .await;
+    let available = condition(held.status.as_ref().unwrap(), "Available").unwrap();
+    assert!(
+        available.message.contains("https://"),
+        "{}",
+        available.message
+    );
+    let (status, body) = registry.start_upload("team/app").await;
+    assert_eq!(status, 405, "{body}");
 }

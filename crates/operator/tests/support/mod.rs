@@ -329,6 +329,8 @@ pub struct Registry {
     pub url: String,
     /// The admin password the operator generated.
     pub password: String,
+    /// A client that trusts the registry's certificate, if it has one.
+    pub http: reqwest::Client,
     child: Child,
     _data: tempfile::TempDir,
 }
@@ -372,17 +374,19 @@ impl Registry {
     /// Starts `wharf serve` on `address` with the configuration and password the operator
     /// rendered for the resource `name` (waiting for them to exist).
     pub async fn start(client: &Client, namespace: &str, name: &str, address: &str) -> Registry {
-        Registry::start_with(client, namespace, name, address, None).await
+        Registry::start_with(client, namespace, name, address, None, None).await
     }
 
     /// As [`Registry::start`], but with the first superuser's password `password` instead of
-    /// the operator's (a registry whose administrator was made before).
+    /// the operator's (a registry whose administrator was made before), and serving HTTPS with
+    /// the `kubernetes.io/tls` Secret `tls` (as the pod mounts it).
     pub async fn start_with(
         client: &Client,
         namespace: &str,
         name: &str,
         address: &str,
         password: Option<&str>,
+        tls: Option<&str>,
     ) -> Registry {
         let names = Names::of(name);
         let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
@@ -400,7 +404,23 @@ impl Registry {
         let data = tempfile::tempdir().unwrap();
         let config_file = data.path().join(CONFIG_KEY);
         std::fs::write(&config_file, &config.data.unwrap()[CONFIG_KEY]).unwrap();
-        let child = Command::new(wharf_binary())
+        let mut command = Command::new(wharf_binary());
+        let mut http = reqwest::Client::builder();
+        let mut scheme = "http";
+        if let Some(tls) = tls {
+            let secret = secrets.get(tls).await.unwrap();
+            let files = secret.data.unwrap();
+            for (key, variable) in [("tls.crt", "WHARF_TLS_CERT"), ("tls.key", "WHARF_TLS_KEY")] {
+                let path = data.path().join(key);
+                std::fs::write(&path, &files[key].0).unwrap();
+                command.env(variable, &path);
+            }
+            http = http
+                .add_root_certificate(reqwest::Certificate::from_pem(&files["ca.crt"].0).unwrap());
+            scheme = "https";
+        }
+        let http = http.build().unwrap();
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&config_file)
@@ -416,12 +436,12 @@ impl Registry {
             .spawn()
             .unwrap();
         let registry = Registry {
-            url: format!("http://{address}"),
+            url: format!("{scheme}://{address}"),
             password,
+            http: http.clone(),
             child,
             _data: data,
         };
-        let http = reqwest::Client::new();
         let healthz = format!("{}/healthz", registry.url);
         eventually("wharf serve to answer", || async {
             http.get(&healthz)
@@ -436,7 +456,8 @@ impl Registry {
 
     /// `POST /v2/REPOSITORY/blobs/uploads/` as the admin: the first request of every push.
     pub async fn start_upload(&self, repository: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::Client::new()
+        let response = self
+            .http
             .post(format!("{}/v2/{repository}/blobs/uploads/", self.url))
             .basic_auth("admin", Some(&self.password))
             .send()
@@ -449,7 +470,7 @@ impl Registry {
 
     /// `GET /api/v1/state` as the admin.
     pub async fn state(&self) -> serde_json::Value {
-        reqwest::Client::new()
+        self.http
             .get(format!("{}/api/v1/state", self.url))
             .basic_auth("admin", Some(&self.password))
             .send()
@@ -500,4 +521,84 @@ pub fn condition<'a>(
     type_: &str,
 ) -> Option<&'a wharf_operator::crd::Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// A certificate authority and a certificate it signed for 127.0.0.1, made with openssl, as a
+/// `kubernetes.io/tls` Secret's data would hold them (with cert-manager's `ca.crt`).
+pub fn tls_files() -> BTreeMap<String, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl (scripts/test installs it)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+        "-subj",
+        "/CN=registry",
+    ]);
+    std::fs::write(
+        dir.path().join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    ["tls.crt", "tls.key", "ca.crt"]
+        .into_iter()
+        .map(|name| {
+            (
+                name.to_owned(),
+                std::fs::read(dir.path().join(name)).unwrap(),
+            )
+        })
+        .collect()
 }
