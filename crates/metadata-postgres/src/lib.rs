@@ -107,12 +107,6 @@ impl PostgresStore {
             .collect()
     }
 
-    /// The pool, for tests that look at the database directly.
-    #[cfg(feature = "testing")]
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Starts a write transaction. This is a commit point: the permit is re-checked, so a write
     /// cancelled meanwhile stops here.
     async fn write(&self, permit: &WritePermit) -> Result<Transaction<'static, Postgres>> {

@@ -57,10 +57,12 @@ impl PostgresOptions {
         if let Some(password) = &self.password {
             options = options.password(password);
         }
+        // The name the server shows for the store's connections, unless the URL gives one.
+        if options.get_application_name().is_none() {
+            options = options.application_name("wharf");
+        }
         let statement_timeout = format!("{}ms", self.statement_timeout.as_millis().max(1));
-        Ok(options
-            .application_name("wharf")
-            .options([("statement_timeout", statement_timeout.as_str())]))
+        Ok(options.options([("statement_timeout", statement_timeout.as_str())]))
     }
 }
 

@@ -65,6 +65,11 @@ impl TestDatabase {
         &self.url
     }
 
+    /// The name of its schema, which is also the application name of its connections.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Options for a store on this database, with short timeouts for tests.
     pub fn options(&self) -> PostgresOptions {
         let mut options = PostgresOptions::new(self.url.clone());
@@ -100,10 +105,81 @@ impl Drop for TestDatabase {
     }
 }
 
-/// `server` (a URL) with `schema` first in the `search_path` of its connections.
+/// `server` (a URL) with `schema` first in the `search_path` of its connections, which also
+/// take the schema's name as their application name (so a test can find its own sessions in
+/// `pg_stat_activity`).
 fn with_search_path(server: &str, schema: &str) -> String {
     let separator = if server.contains('?') { '&' } else { '?' };
-    format!("{server}{separator}options[search_path]={schema}")
+    format!("{server}{separator}options[search_path]={schema}&application_name={schema}")
+}
+
+/// A PostgreSQL server of its own for a test that stops and starts it (an outage), so the
+/// shared test server is never disturbed: started with `scripts/postgres`, stopped and deleted
+/// when this is dropped.
+pub struct PrivateServer {
+    url: String,
+    dir: String,
+}
+
+/// `scripts/postgres` of this repository.
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres")
+}
+
+fn run_script(args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new(script())
+        .args(args)
+        .output()
+        .map_err(|e| format!("running scripts/postgres {}: {e}", args.join(" ")))?;
+    if !output.status.success() {
+        return Err(format!(
+            "scripts/postgres {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+impl PrivateServer {
+    /// Starts a server (a few seconds: `initdb`, then the server).
+    pub fn start() -> Result<Self, String> {
+        let exports = run_script(&["start"])?;
+        let value = |name: &str| {
+            exports
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .map(str::to_owned)
+                .ok_or_else(|| format!("scripts/postgres start printed no {name}: {exports}"))
+        };
+        Ok(PrivateServer {
+            url: value(URL_VARIABLE)?,
+            dir: value("WHARF_TEST_POSTGRES_DIR")?,
+        })
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: its sessions are ended, as in a restart; what was
+    /// committed is kept, which an immediate stop would not promise with the test server's
+    /// `synchronous_commit = off`).
+    pub fn pause(&self) -> Result<(), String> {
+        run_script(&["pause", &self.dir]).map(drop)
+    }
+
+    /// Starts it again, on the same port.
+    pub fn resume(&self) -> Result<(), String> {
+        run_script(&["resume", &self.dir]).map(drop)
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = run_script(&["stop", &self.dir]);
+    }
 }
 
 #[cfg(test)]
@@ -112,11 +188,11 @@ mod tests {
     fn the_schema_goes_into_the_url() {
         assert_eq!(
             super::with_search_path("postgres://u@127.0.0.1:5/postgres", "t1"),
-            "postgres://u@127.0.0.1:5/postgres?options[search_path]=t1"
+            "postgres://u@127.0.0.1:5/postgres?options[search_path]=t1&application_name=t1"
         );
         assert_eq!(
             super::with_search_path("postgres://u@h:5/d?sslmode=disable", "t1"),
-            "postgres://u@h:5/d?sslmode=disable&options[search_path]=t1"
+            "postgres://u@h:5/d?sslmode=disable&options[search_path]=t1&application_name=t1"
         );
     }
 }
