@@ -5,6 +5,7 @@
 //! no variable can name a key that does not exist. `wharf config example` prints
 //! [`EXAMPLE`], a fully commented file equal to the defaults (a test keeps them equal).
 
+mod metadata;
 pub mod reload;
 mod units;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use metadata::{DatabaseUrl, MetadataConfig, PASSWORD_VARIABLE, Secret};
 pub use units::{ByteSize, HumanDuration};
 
 use wharf_gate::DrainSettings;
@@ -25,7 +27,7 @@ pub const EXAMPLE: &str = include_str!("example.yaml");
 
 /// Environment variables starting with `WHARF_` that are not configuration keys: the
 /// configuration file, the first superuser's password, the command line's registry URL,
-/// credentials and CA certificate, a test's failpoint.
+/// credentials and CA certificate, the metadata database's password, a test's failpoint.
 pub const NON_KEY_VARIABLES: &[&str] = &[
     "WHARF_CONFIG",
     wharf_auth::ADMIN_PASSWORD_VARIABLE,
@@ -33,6 +35,7 @@ pub const NON_KEY_VARIABLES: &[&str] = &[
     "WHARF_USERNAME",
     "WHARF_PASSWORD",
     "WHARF_CA_CERT",
+    PASSWORD_VARIABLE,
     wharf_core::failpoint::VARIABLE,
 ];
 
@@ -53,6 +56,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where data is kept.
     pub storage: StorageConfig,
+    /// Which database holds the metadata.
+    pub metadata: MetadataConfig,
     /// Limits on what clients may push.
     pub limits: LimitsConfig,
     /// Garbage collection.
@@ -353,6 +358,11 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let password = env
+            .iter()
+            .find(|(name, _)| name == PASSWORD_VARIABLE)
+            .map(|(_, value)| value.clone());
         let (mut tree, origin) = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -369,7 +379,7 @@ impl Config {
             None => (Value::Object(Default::default()), "the defaults".to_owned()),
         };
         let overridden = apply_environment(&mut tree, env)?;
-        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let path = e.path().to_string();
             let key = if path == "." {
                 String::new()
@@ -386,6 +396,7 @@ impl Config {
                 e.into_inner()
             ))
         })?;
+        config.metadata.resolve_password(password)?;
         config.validate()?;
         Ok(config)
     }
@@ -514,7 +525,7 @@ impl Config {
                 "invalid configuration: storage.data_dir is empty".to_owned(),
             ));
         }
-        Ok(())
+        self.metadata.validate()
     }
 
     /// The data folder's layout.
@@ -526,7 +537,8 @@ impl Config {
     pub async fn open_registry(
         &self,
     ) -> Result<wharf_registry::Registry, wharf_registry::RegistryError> {
-        wharf_registry::Registry::open_local(
+        wharf_registry::Registry::open(
+            &self.metadata.database(),
             &self.data_paths(),
             self.storage.fsync,
             self.limits(),
