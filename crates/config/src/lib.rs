@@ -39,6 +39,10 @@ pub const NON_KEY_VARIABLES: &[&str] = &[
     wharf_core::failpoint::VARIABLE,
 ];
 
+/// The prefix of the variables Wharf's own test runs set (`WHARF_TEST_POSTGRES_URL`, …), which
+/// the processes they start inherit: not configuration keys either.
+pub const TEST_VARIABLE_PREFIX: &str = "WHARF_TEST_";
+
 /// Keys that take effect when the configuration file changes; every other key needs a restart.
 pub const HOT_KEYS: &[&str] = &[
     "read_only.enabled",
@@ -662,7 +666,9 @@ fn apply_environment(
     let mut env: Vec<(String, String)> = env
         .into_iter()
         .filter(|(name, _)| {
-            name.starts_with("WHARF_") && !NON_KEY_VARIABLES.contains(&name.as_str())
+            name.starts_with("WHARF_")
+                && !NON_KEY_VARIABLES.contains(&name.as_str())
+                && !name.starts_with(TEST_VARIABLE_PREFIX)
         })
         .collect();
     env.sort();
@@ -912,6 +918,7 @@ mod tests {
                 ("WHARF_STORAGE_DATA_DIR", "/srv/wharf"),
                 ("WHARF_LIMITS_MAX_BLOB_SIZE", "10MiB"),
                 ("WHARF_CONFIG", "ignored.yaml"),
+                ("WHARF_TEST_POSTGRES_URL", "postgres://ignored"),
                 ("WHARF_URL", "http://127.0.0.1:5000"),
                 ("HOME", "/root"),
             ],
