@@ -3,6 +3,8 @@
 //! in process alongside them, the URL's password kept out of the log, and `backup`/`restore`
 //! refused in one line.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::process::Command;
