@@ -3,11 +3,11 @@
 //! [signing keys](super::keys), and the scopes clients ask for
 //! (`repository:team/app:pull,push`, `registry:catalog:*`).
 //!
-//! Access tokens are short-lived and carry exactly the actions granted. Refresh tokens (what
-//! `docker login` keeps as an identity token) carry no access, only who they are for and a
-//! fingerprint of the credential they were issued against: a changed password or robot token
-//! invalidates them, with nothing stored per token. Each kind carries its use, so one is never
-//! accepted for the other.
+//! Access tokens are short-lived and carry exactly the actions granted. Refresh tokens (for
+//! clients that ask the OAuth2 form for `access_type=offline`) carry no access, only who they
+//! are for and a fingerprint of the credential they were issued against: a changed password or
+//! robot token invalidates them, with nothing stored per token. Each kind carries its use, so
+//! one is never accepted for the other.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

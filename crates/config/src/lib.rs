@@ -141,7 +141,7 @@ pub struct AuthConfig {
     pub realm: Option<String>,
     /// How long an access token is valid.
     pub token_ttl: HumanDuration,
-    /// How long a refresh token (`docker login`'s identity token) is valid.
+    /// How long a refresh token (issued to the OAuth2 form's `access_type=offline`) is valid.
     pub refresh_token_ttl: HumanDuration,
     /// How far past its expiry, or before its start, a token is still accepted. It exists only
     /// because replicas sharing the signing keys verify each other's tokens by their own clocks;

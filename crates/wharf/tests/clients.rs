@@ -25,6 +25,10 @@
 //! test with a `dockerd` of its own ([`Dockerd`]), and go through a loopback proxy
 //! ([`HoldingProxy`]) that holds a layer's body part way: the hold is taken while the push is
 //! certainly under way, and the push goes on when the body is released.
+//!
+//! containerd's `ctr` (Debian's `containerd`) talks to a containerd of the test's own
+//! ([`Containerd`]); oras-py (PyPI's `oras`, installed by `scripts/test`) runs as a script of a
+//! user's would ([`ORAS_PY`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
@@ -57,7 +61,13 @@ const REQUIRED: &[(&str, &str)] = &[
     ("dockerd", "apt-get install -y docker.io"),
     ("docker", "apt-get install -y docker.io"),
     ("setpriv", "apt-get install -y util-linux"),
+    ("containerd", "apt-get install -y containerd"),
+    ("ctr", "apt-get install -y containerd"),
+    ("python3", "apt-get install -y python3 python3-pip"),
 ];
+
+/// The Python package the oras-py tests import, and how to get it (`scripts/test` does).
+const ORAS_PY_INSTALL: &str = "python3 -m pip install oras==0.2.43";
 
 /// How long one client command may take before it is killed and the test fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
@@ -120,6 +130,12 @@ fn preflight() {
             if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
                 missing.push(format!("`{tool}` is not installed (install it: {install})"));
             }
+        }
+        let oras = Command::new("python3").args(["-c", "import oras.client"]).output();
+        if !oras.is_ok_and(|o| o.status.success()) {
+            missing.push(format!(
+                "the Python package `oras` (oras-py) is not installed (install it: {ORAS_PY_INSTALL})"
+            ));
         }
         if !missing.is_empty() {
             return Err(format!(
@@ -200,6 +216,9 @@ impl fmt::Display for Outcome {
 /// cross-repository mounts happen) and nothing else.
 pub struct Clients {
     dir: PathBuf,
+    /// Whether the credentials live where a user's machine keeps them (see
+    /// [`Clients::with_a_users_auth_files`]) rather than in a file of podman's own.
+    users_auth_files: bool,
 }
 
 impl Clients {
@@ -251,7 +270,21 @@ impl Clients {
         write(home_cfg.join("policy.json"), policy);
         Clients {
             dir: dir.to_owned(),
+            users_auth_files: false,
         }
+    }
+
+    /// Keeps credentials where they are on a user's machine: docker in
+    /// `$HOME/.docker/config.json`; podman, skopeo and buildah in
+    /// `$XDG_RUNTIME_DIR/containers/auth.json` (no `REGISTRY_AUTH_FILE`), and, for a registry
+    /// that file does not name, in docker's file, which they read too.
+    pub fn with_a_users_auth_files(mut self) -> Clients {
+        let run = self.dir.join("run-user");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        self.users_auth_files = true;
+        self
     }
 
     /// The environment's folder.
@@ -289,9 +322,13 @@ impl Clients {
             .env("CONTAINERS_STORAGE_CONF", d("cfg/storage.conf"))
             .env("CONTAINERS_REGISTRIES_CONF", d("cfg/registries.conf"))
             .env("CONTAINERS_CONF", d("cfg/containers.conf"))
-            .env("REGISTRY_AUTH_FILE", d("cfg/auth.json"))
             .current_dir(&self.dir)
             .stdin(Stdio::null());
+        if self.users_auth_files {
+            command.env("XDG_RUNTIME_DIR", d("run-user"));
+        } else {
+            command.env("REGISTRY_AUTH_FILE", d("cfg/auth.json"));
+        }
         command
     }
 
@@ -2140,6 +2177,199 @@ fn podman_and_skopeo_log_in_push_pull_and_are_denied_what_is_not_theirs() {
     session.assert_fsck_clean();
 }
 
+/// A session with authentication on and the user `alice` (password `alice-password`), who may
+/// push to `alice/...`.
+fn session_with_alice() -> Session {
+    let session = Session::start_with("auth:\n  mode: token\n");
+    as_admin(
+        &session,
+        &["user", "add", "alice", "--password-stdin"],
+        Some("alice-password\n"),
+    );
+    session
+}
+
+/// On one machine, `docker login`, then `podman login` and `skopeo login` (which read docker's
+/// config file too) all succeed, and each then pushes: docker keeps the password (Wharf gives
+/// its login no refresh token), not an identity token, over which podman and skopeo refuse to
+/// log in (`currently logged in, auth file contains an Identity token`).
+#[test]
+fn docker_podman_and_skopeo_log_in_on_one_machine_and_each_pushes() {
+    let fixture = oci_image();
+    let session = session_with_alice();
+    let registry = session.server.address.clone();
+    let machine = session.more_clients("machine").with_a_users_auth_files();
+    let daemon = Dockerd::start(&session.path("dockerd"));
+    daemon.load(&session, &machine, fixture, LOCAL_IMAGE);
+    let to = format!("containers-storage:{LOCAL_IMAGE}");
+    session.copy_with(&machine, &[], &dir(&fixture.dir), &to);
+    let login = ["-u", "alice", "-p", "alice-password"];
+
+    let docker_login = daemon.run(&machine, &[&["login"], &login[..], &[&registry]].concat());
+    assert!(docker_login.success(), "docker login:\n{docker_login}");
+    for program in ["podman", "skopeo"] {
+        let args = [&["login", "--tls-verify=false"], &login[..], &[&registry]].concat();
+        session.ok_with(&machine, program, &args);
+    }
+    // podman and skopeo wrote their own file, and docker's still has docker's login.
+    let config = machine.dir().join("home/.docker/config.json");
+    let entry = json(&read(&config))["auths"][&registry].clone();
+    assert!(
+        entry["auth"].is_string() && entry["identitytoken"].is_null(),
+        "docker should keep the credentials, not an identity token: {entry}"
+    );
+    let theirs = machine.dir().join("run-user/containers/auth.json");
+    assert!(json(&read(&theirs))["auths"][&registry]["auth"].is_string());
+
+    let target = |name: &str| format!("{registry}/alice/{name}:v1");
+    let tagged = daemon.run(&machine, &["tag", LOCAL_IMAGE, &target("docker")]);
+    assert!(tagged.success(), "docker tag:\n{tagged}");
+    let pushed = daemon.run(&machine, &["push", &target("docker")]);
+    assert!(
+        pushed.success(),
+        "docker push after the other logins:\n{pushed}\n{}",
+        session.request_tail(20)
+    );
+    session.ok_with(
+        &machine,
+        "podman",
+        &["push", "--quiet", LOCAL_IMAGE, &target("podman")],
+    );
+    session.copy_with(
+        &machine,
+        &[],
+        &dir(&fixture.dir),
+        &format!("docker://{}", target("skopeo")),
+    );
+    for name in ["docker", "podman", "skopeo"] {
+        let listing = session.ok_with(
+            &machine,
+            "skopeo",
+            &["list-tags", &format!("docker://{registry}/alice/{name}")],
+        );
+        assert_eq!(
+            json(&listing.stdout)["Tags"],
+            serde_json::json!(["v1"]),
+            "{listing}"
+        );
+    }
+}
+
+/// oras-py as a script of a user's uses it: `login REGISTRY USER PASSWORD` (kept in
+/// `$HOME/.docker/config.json`), `push TARGET FILE…` (paths below the working folder, as
+/// oras-py wants), `pull TARGET OUTDIR` (prints the files pulled, one a line), over plain HTTP.
+/// A failure is oras-py's exception, as it raises it.
+const ORAS_PY: &str = r#"
+import sys
+import oras.client
+
+action, registry, *args = sys.argv[1:]
+client = oras.client.OrasClient(hostname=registry, insecure=True)
+if action == "login":
+    client.login(username=args[0], password=args[1], hostname=registry)
+elif action == "push":
+    response = client.push(target=args[0], files=args[1:])
+    response.raise_for_status()
+elif action == "pull":
+    for path in client.pull(target=args[0], outdir=args[1]):
+        print(path)
+"#;
+
+/// Runs [`ORAS_PY`] with `args` in `clients`. oras-py's `login` logs in through a docker daemon
+/// when the `docker` Python package is installed and one answers (and then writes no
+/// credentials): `DOCKER_HOST` names none, so it always keeps them in docker's file itself.
+fn oras_py(clients: &Clients, args: &[&str]) -> Outcome {
+    let no_daemon = format!(
+        "DOCKER_HOST=unix://{}",
+        s(&clients.dir().join("no-docker.sock"))
+    );
+    clients.run(
+        "env",
+        &[&[no_daemon.as_str(), "python3", "-c", ORAS_PY], args].concat(),
+    )
+}
+
+/// oras-py logs in, pushes files as an artifact and pulls them back byte for byte with
+/// authentication on: its pull-only token (from a `HEAD`'s challenge) is refused for the upload
+/// with a 403 that names the scope, on which oras-py fetches a token with `push` (on a 401 it
+/// would retry with the same token and fail). Once read-only, its push fails with the
+/// read-only message and its pull still works.
+#[test]
+fn oras_py_pushes_and_pulls_with_authentication_and_sees_the_read_only_message() {
+    preflight();
+    let session = session_with_alice();
+    let registry = session.server.address.clone();
+    let clients = session.more_clients("oras");
+    let files = clients.dir().join("artifact");
+    std::fs::create_dir_all(&files).unwrap();
+    random_file(&files.join("model.bin"), 300_000);
+    std::fs::write(files.join("notes.txt"), "pushed by oras-py\n").unwrap();
+    let target = format!("{registry}/alice/artifact:v1");
+    let check = |outcome: Outcome| {
+        assert!(
+            outcome.success(),
+            "oras-py failed:\n{outcome}\n--- last requests Wharf answered ---\n{}",
+            session.request_tail(20)
+        );
+        outcome
+    };
+    check(oras_py(
+        &clients,
+        &["login", &registry, "alice", "alice-password"],
+    ));
+    check(oras_py(
+        &clients,
+        &[
+            "push",
+            &registry,
+            &target,
+            "artifact/model.bin",
+            "artifact/notes.txt",
+        ],
+    ));
+    let uploads = session
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/alice/artifact/blobs/uploads/")
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert!(
+        uploads.first() == Some(&403) && !uploads.contains(&401),
+        "oras-py's pull-only token should be refused with a 403, not a 401: {uploads:?}"
+    );
+
+    let pull = |outdir: &str| {
+        let out = clients.dir().join(outdir);
+        let pulled = check(oras_py(&clients, &["pull", &registry, &target, s(&out)]));
+        assert_eq!(pulled.text().lines().count(), 2, "{pulled}");
+        for name in ["model.bin", "notes.txt"] {
+            assert_same_file(&out.join(name), &files.join(name));
+        }
+    };
+    pull("pulled");
+
+    read_only_command(&session, &["on", "--reason", HOLD_REASON, "--wait"]);
+    std::fs::write(files.join("later.txt"), "pushed while read-only\n").unwrap();
+    let refused = oras_py(
+        &clients,
+        &[
+            "push",
+            &registry,
+            &format!("{registry}/alice/later:v1"),
+            "artifact/later.txt",
+        ],
+    );
+    assert!(
+        !refused.success() && refused.stderr.contains(&DENIED["denied: ".len()..]),
+        "oras-py should fail with the read-only message:\n{refused}"
+    );
+    eprintln!(
+        "oras-py refused while read-only:\n{}",
+        refused.stderr.trim()
+    );
+    pull("pulled-while-read-only");
+}
+
 /// With TLS and a test CA, skopeo verifies the registry's certificate: it pushes and pulls back
 /// byte-identical with the CA given, and refuses the registry without it.
 #[test]
@@ -2349,6 +2579,235 @@ impl Drop for Dockerd {
             eprintln!("--- the end of dockerd's log ---\n{}", tail.join("\n"));
         }
     }
+}
+
+/// A containerd of one test's own (Debian's `containerd`), for `ctr`: root, state, socket and
+/// plugin folder in a folder of the test, the Kubernetes (CRI) plugin off, in a mount namespace
+/// of its own with a private `/run`. Stopped (SIGTERM, then SIGKILL) when dropped, and sent
+/// SIGTERM by the kernel if the thread that started it ends first.
+pub struct Containerd {
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Containerd {
+    /// Starts `containerd` in `dir` (created) and waits until it answers on its socket.
+    pub fn start(dir: &Path) -> Containerd {
+        preflight();
+        let started = Instant::now();
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let d = |sub: &str| s(&dir.join(sub)).to_owned();
+        let config = format!(
+            "version = 2\nroot = \"{}\"\nstate = \"{}\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{}\"\n[ttrpc]\n  address = \"{}.ttrpc\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{}\"\n",
+            d("root"),
+            d("state"),
+            s(&socket),
+            s(&socket),
+            d("opt")
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let script =
+            "set -e\nmount -t tmpfs -o size=4m,mode=0755 wharf-test-run /run\nexec \"$@\"\n";
+        let mut child = Command::new("setpriv")
+            .args([
+                "--pdeathsig",
+                "TERM",
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+            ])
+            .args(["sh", "-c", script, "wharf-containerd", "containerd"])
+            .args(["--config", &d("config.toml")])
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            let exited = child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "containerd did not start ({exited:?}); its log:\n{}",
+                    String::from_utf8_lossy(&read(&dir.join("containerd.log")))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("containerd started in {:.2?}", started.elapsed());
+        Containerd {
+            child: Some(child),
+            dir: dir.to_owned(),
+            socket,
+        }
+    }
+
+    /// Runs `ctr --address <this containerd> --namespace wharf <args…>` isolated in `clients`.
+    pub fn ctr(&self, clients: &Clients, args: &[&str]) -> Outcome {
+        let mut all = vec!["--address", s(&self.socket), "--namespace", "wharf"];
+        all.extend_from_slice(args);
+        clients.run("ctr", &all)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if std::thread::panicking() {
+            let log = String::from_utf8_lossy(&read(&self.dir.join("containerd.log"))).into_owned();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("--- the end of containerd's log ---\n{}", tail.join("\n"));
+        }
+    }
+}
+
+/// `ctr images push` and `ctr images pull` (its own containerd, plain HTTP, authentication on)
+/// give back the image byte for byte; once read-only, a push fails with `405 Method Not
+/// Allowed` (ctr prints the status, not the message) and a pull still works.
+#[test]
+fn ctr_pushes_and_pulls_and_is_refused_while_read_only() {
+    let fixture = oci_image();
+    let session = session_with_alice();
+    let registry = session.server.address.clone();
+    let clients = session.more_clients("ctr");
+    let daemon = Containerd::start(&session.path("containerd"));
+    let ctr = |args: &[&str]| {
+        let outcome = daemon.ctr(&clients, args);
+        assert!(
+            outcome.success(),
+            "ctr failed:\n{outcome}\n--- last requests Wharf answered ---\n{}",
+            session.request_tail(20)
+        );
+        outcome
+    };
+    let remote = ["--plain-http", "--user", "alice:alice-password"];
+
+    // The fixture with gzip layers, as an OCI archive ctr imports without unpacking.
+    let archive = session.path("image.tar");
+    let to = format!("oci-archive:{}:{LOCAL_IMAGE}", s(&archive));
+    session.copy_with(&clients, &["--dest-compress"], &dir(&fixture.dir), &to);
+    ctr(&["images", "import", "--no-unpack", s(&archive)]);
+    let index = Command::new("tar")
+        .arg("-xOf")
+        .arg(&archive)
+        .arg("index.json")
+        .output()
+        .unwrap();
+    let digest = json(&index.stdout)["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let target = format!("{registry}/alice/ctr:v1");
+    ctr(&[&["images", "push"], &remote[..], &[&target, LOCAL_IMAGE]].concat());
+    let creds = ["--creds", "alice:alice-password"];
+    let raw = session
+        .ok_with(
+            &clients,
+            "skopeo",
+            &[
+                &["inspect", "--raw"],
+                &creds[..],
+                &[&format!("docker://{target}")],
+            ]
+            .concat(),
+        )
+        .stdout;
+    assert_eq!(
+        sha256(&raw),
+        digest,
+        "the manifest served is not the one ctr pushed"
+    );
+    let copy = session.path("pulled");
+    session.copy_with(
+        &clients,
+        &["--src-creds", "alice:alice-password", "--preserve-digests"],
+        &format!("docker://{target}"),
+        &dir(&copy),
+    );
+    assert_dir_copy(&copy, &raw, fixture);
+
+    // Forgotten locally (content and all), then pulled back from Wharf.
+    ctr(&["images", "rm", "--sync", LOCAL_IMAGE]);
+    let before = session.requests().len();
+    ctr(&[
+        &["images", "pull", "--snapshotter", "native"],
+        &remote[..],
+        &[&target],
+    ]
+    .concat());
+    let fetched: BTreeSet<String> = session.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.status == 200 && r.path.contains("/blobs/"))
+        .map(|r| r.path.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    let manifest = json(&raw);
+    let blobs: BTreeSet<String> = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().unwrap())
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        fetched, blobs,
+        "ctr pull should fetch every blob from Wharf"
+    );
+    assert!(ctr(&["content", "get", &digest]).stdout == raw);
+
+    read_only_command(&session, &["on", "--reason", HOLD_REASON, "--wait"]);
+    let later = format!("{registry}/alice/later:v1");
+    let refused = daemon.ctr(
+        &clients,
+        &[&["images", "push"], &remote[..], &[&later, &target]].concat(),
+    );
+    assert!(
+        !refused.success() && refused.stderr.contains("405 Method Not Allowed"),
+        "ctr push should fail with 405 while read-only:\n{refused}"
+    );
+    eprintln!(
+        "ctr refused while read-only: {}",
+        refused
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("ctr:"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    ctr(&["images", "rm", "--sync", &target]);
+    ctr(&[
+        &["images", "pull", "--snapshotter", "native"],
+        &remote[..],
+        &[&target],
+    ]
+    .concat());
 }
 
 /// The client programs that push.

@@ -3,11 +3,16 @@
 //! A request's credentials are a bearer token from the token endpoint, Basic credentials sent
 //! straight to the registry (a user's password or a robot's token), or nothing (anonymous: it
 //! may pull public repositories). What is refused:
-//! - with no credentials, or a token that lacks the action but whose holder may do it (the
-//!   client asked for too little): 401 with a `WWW-Authenticate: Bearer` challenge naming the
-//!   scope to ask for, so the client fetches a token and retries;
-//! - with credentials that may not do it: 403 `DENIED` — except a read with a token, which is a
-//!   401 as other registries answer it (clients take a 401 to a `HEAD` for "not there");
+//! - with no credentials (or an anonymous token): 401 with a `WWW-Authenticate: Bearer`
+//!   challenge naming the scope to ask for, so the client logs in, fetches a token and retries;
+//! - a read the caller's token does not grant: 401 with the challenge and
+//!   `error="insufficient_scope"`, as other registries answer it (clients take a 401 to a `HEAD`
+//!   for "not there", and fetch a token for the scope named);
+//! - a write the caller's token does not grant: 403 `DENIED` with the same challenge, as RFC 6750
+//!   (section 3.1) answers `insufficient_scope`: oras-py fetches a new token only on a 403 — on a
+//!   401 it retries with the token it has, and fails — while docker, podman, skopeo, buildah and
+//!   containerd ask for `push` before their first write and never meet it;
+//! - Basic credentials that may not do it: 403 `DENIED`;
 //! - with a bad token or password: 401; with too many failed logins: 429.
 
 use std::net::IpAddr;
@@ -118,6 +123,31 @@ pub enum Needed<'a> {
     Repository(&'a str, Action),
 }
 
+/// What a refused write says when the caller may not do it.
+const DENIED: &str = "requested access to the resource is denied";
+
+/// Why [`ApiAuth::authorize`] refused a request.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Answered as the registry's error is.
+    Registry(RegistryError),
+    /// A write the caller's access token does not grant: `403 DENIED` with a `WWW-Authenticate`
+    /// challenge naming the scope it needs and `error="insufficient_scope"` (a header the
+    /// registry's `Denied` does not carry).
+    WriteNotInToken {
+        /// The `WWW-Authenticate` header's value.
+        challenge: String,
+        /// Why, and what to do.
+        message: String,
+    },
+}
+
+impl From<RegistryError> for Refusal {
+    fn from(error: RegistryError) -> Self {
+        Refusal::Registry(error)
+    }
+}
+
 impl ApiAuth {
     /// Authentication off.
     pub fn off() -> Self {
@@ -194,7 +224,7 @@ impl ApiAuth {
         headers: &HeaderMap,
         caller: &Caller,
         needed: Needed<'_>,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), Refusal> {
         let Some(authenticator) = &self.authenticator else {
             return Ok(());
         };
@@ -223,36 +253,37 @@ impl ApiAuth {
                 other => format!("repository:{name}:pull,{}", other.as_str()),
             }),
         };
-        // Anonymous callers are asked to log in. A token holder may just have asked for too
-        // little: if its account may do it, the client is told to fetch a new token.
-        let could = match (&caller.grant, needed) {
-            _ if !caller.authenticated || caller.principal == Principal::Anonymous => true,
-            (Grant::Token(_), Needed::Catalog) => true,
-            (Grant::Token(_), Needed::Repository(name, action)) => authenticator
-                .permissions(&caller.principal)
-                .await?
-                .allows(name, action),
-            _ => false,
-        };
-        // A token holder refused a read gets 401 like any registry gives, because clients take
-        // a 401 to a `HEAD` as "not there" (before uploading a blob, say) but give up on a 403;
-        // a refused write is a plain 403 DENIED, which they print as it is.
-        let read_by_token = matches!(caller.grant, Grant::Token(_))
-            && matches!(needed, Needed::Repository(_, Action::Pull));
-        if could {
+        if !caller.authenticated || caller.principal == Principal::Anonymous {
+            // Not logged in, or logged in as nobody: the challenge sends the client to log in.
             let error = caller.authenticated.then_some("insufficient_scope");
-            Err(self.unauthorized(headers, scope.as_deref(), "authentication required", error))
-        } else if read_by_token {
-            Err(self.unauthorized(
-                headers,
-                scope.as_deref(),
-                "requested access to the resource is denied",
-                Some("insufficient_scope"),
-            ))
+            return Err(self
+                .unauthorized(headers, scope.as_deref(), "authentication required", error)
+                .into());
+        }
+        // Basic credentials are the account itself: no token would grant it more.
+        let Grant::Token(_) = caller.grant else {
+            return Err(RegistryError::Denied(DENIED.to_owned()).into());
+        };
+        // A token holder may just have asked for too little: if its account may do it, the
+        // message says to fetch a token that grants it.
+        let could = match needed {
+            Needed::Base | Needed::Catalog => true,
+            Needed::Repository(name, action) => authenticator
+                .permissions(&caller.principal)
+                .await
+                .map_err(RegistryError::from)?
+                .allows(name, action),
+        };
+        let message = match (could, &scope) {
+            (true, Some(scope)) => format!("the token does not grant this: fetch one for {scope}"),
+            _ => DENIED.to_owned(),
+        };
+        let challenge = self.challenge(headers, scope.as_deref(), Some("insufficient_scope"));
+        // A write is a 403 (for oras-py), a read a 401 (for a `HEAD`): see the module's doc.
+        if matches!(needed, Needed::Repository(_, action) if action != Action::Pull) {
+            Err(Refusal::WriteNotInToken { challenge, message })
         } else {
-            Err(RegistryError::Denied(
-                "requested access to the resource is denied".to_owned(),
-            ))
+            Err(RegistryError::Unauthorized { challenge, message }.into())
         }
     }
 
@@ -293,6 +324,14 @@ impl ApiAuth {
         message: &str,
         error: Option<&str>,
     ) -> RegistryError {
+        RegistryError::Unauthorized {
+            challenge: self.challenge(headers, scope, error),
+            message: message.to_owned(),
+        }
+    }
+
+    /// The `WWW-Authenticate` value that sends the client to the token endpoint for `scope`.
+    fn challenge(&self, headers: &HeaderMap, scope: Option<&str>, error: Option<&str>) -> String {
         let service = self
             .authenticator
             .as_ref()
@@ -307,10 +346,7 @@ impl ApiAuth {
         if let Some(error) = error {
             challenge.push_str(&format!(",error=\"{error}\""));
         }
-        RegistryError::Unauthorized {
-            challenge,
-            message: message.to_owned(),
-        }
+        challenge
     }
 
     /// The token endpoint's URL: configured, or from the request's Host.

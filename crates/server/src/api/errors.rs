@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::auth::Refusal;
 use super::headers;
 use wharf_gate::WriteRefused;
 use wharf_registry::{RegistryError, WriteFailure};
@@ -91,9 +92,25 @@ impl IntoResponse for OciError {
     }
 }
 
-/// The OCI error response for `error`: its status, code, message and headers. (A function, not an
-/// `IntoResponse` impl: the error type belongs to the registry crate, the response to axum.)
-pub fn oci_error(error: RegistryError) -> Response {
+/// The OCI error response for `error` (a [`RegistryError`], or a [`Refusal`] of authorization):
+/// its status, code, message and headers. (A function, not an `IntoResponse` impl: the error type
+/// belongs to the registry crate, the response to axum.)
+pub fn oci_error(error: impl Into<Refusal>) -> Response {
+    match error.into() {
+        Refusal::Registry(error) => registry_error(error),
+        Refusal::WriteNotInToken { challenge, message } => {
+            let mut response = registry_error(RegistryError::Denied(message));
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+            response
+        }
+    }
+}
+
+fn registry_error(error: RegistryError) -> Response {
     let (status, code) = status_and_code(&error);
     let mut failure = None;
     let message = match &error {

@@ -1,7 +1,7 @@
 //! The token endpoint, `/auth/token`, as registry clients expect it:
 //!
-//! - `GET` with optional Basic credentials, `service`, any number of `scope` parameters and
-//!   `offline_token=true` (Docker's token protocol);
+//! - `GET` with optional Basic credentials, `service` and any number of `scope` parameters
+//!   (Docker's token protocol);
 //! - `POST` with an OAuth2 form: `grant_type=password` (`username`, `password`) or
 //!   `grant_type=refresh_token` (`refresh_token`), `scope` (space-separated), `service`,
 //!   `client_id`, `access_type=offline`.
@@ -9,6 +9,13 @@
 //! The answer grants, of the scopes asked for, what the caller may do; asking for more is not
 //! an error. Without credentials the token is anonymous (public repositories). Nothing is
 //! written: this works while the registry is read-only.
+//!
+//! Only the OAuth2 form gets a refresh token (`access_type=offline`). `docker login` asks the
+//! `GET` form for one (`offline_token=true`) and keeps what comes back as an `identitytoken` in
+//! its config file — which podman, skopeo and buildah read too, and then refuse to log in
+//! (`currently logged in, auth file contains an Identity token`). Answered without one, as
+//! Harbor and Quay answer it, docker keeps the credentials instead and every client on the
+//! machine works.
 
 use std::net::SocketAddr;
 
@@ -47,9 +54,6 @@ pub async fn get(
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str()),
     )?;
-    let offline = pairs
-        .iter()
-        .any(|(k, v)| k == "offline_token" && v == "true");
     let login = match Credentials::of(&headers)
         .map_err(|why| state.auth.unauthorized(&headers, None, &why, None))?
     {
@@ -72,7 +76,8 @@ pub async fn get(
                 .into());
         }
     };
-    let issued = issue(authenticator, login.as_ref(), &scopes, offline).await?;
+    // `offline_token=true` is not honoured: see the module's documentation.
+    let issued = issue(authenticator, login.as_ref(), &scopes, false).await?;
     Ok(answer(&issued, false))
 }
 

@@ -478,6 +478,9 @@ async fn clients_are_challenged_and_sent_to_the_token_endpoint() {
     );
 }
 
+/// A token holder that asked for too little is told which scope to ask for: a read with a 401
+/// (clients take it for "not there" or fetch that token), a write with a 403 `DENIED` that
+/// carries the challenge (oras-py fetches a new token only on a 403).
 #[tokio::test]
 async fn a_token_holder_that_asked_for_too_little_is_told_to_ask_again() {
     let app = TestApp::start_with_auth(|_| {}).await;
@@ -490,6 +493,12 @@ async fn a_token_holder_that_asked_for_too_little_is_told_to_ask_again() {
         &["repository:acme/app:pull"],
     )
     .await;
+    let host = app.url.strip_prefix("http://").unwrap();
+    let challenge = |scope: &str| {
+        format!(
+            "Bearer realm=\"http://{host}/auth/token\",service=\"wharf\",scope=\"{scope}\",error=\"insufficient_scope\""
+        )
+    };
     let response = with_token(
         &app,
         Method::POST,
@@ -500,11 +509,40 @@ async fn a_token_holder_that_asked_for_too_little_is_told_to_ask_again() {
     .await
     .unwrap();
     assert_eq!(
-        response.status(),
-        StatusCode::UNAUTHORIZED,
+        header(&response, "www-authenticate"),
+        challenge("repository:acme/app:pull,push"),
         "the writer may push: ask for a token that says so"
     );
-    assert!(header(&response, "www-authenticate").contains("error=\"insufficient_scope\""));
+    let message = expect_error(response, StatusCode::FORBIDDEN, "DENIED").await;
+    assert_eq!(
+        message,
+        "the token does not grant this: fetch one for repository:acme/app:pull,push"
+    );
+    let response = with_token(
+        &app,
+        Method::DELETE,
+        "/v2/acme/app/manifests/v1",
+        &pull_only,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        header(&response, "www-authenticate"),
+        challenge("repository:acme/app:pull,delete")
+    );
+    expect_error(response, StatusCode::FORBIDDEN, "DENIED").await;
+    // A read is a 401, with the same challenge.
+    let response = with_token(&app, Method::GET, "/v2/acme/other/tags/list", &pull_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&response, "www-authenticate"),
+        challenge("repository:acme/other:pull")
+    );
+    expect_error(response, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
+
     // A reader asking for push gets a token without it: asking for more is not an error...
     let reader = password("reader");
     let response = token_answer(
@@ -521,19 +559,59 @@ async fn a_token_holder_that_asked_for_too_little_is_told_to_ask_again() {
     );
     assert_eq!(claims["sub"], "reader");
     assert_eq!(claims["aud"], "wharf");
-    // ...and the push with it is denied for good.
+    // ...and the push with it is denied for good (a new token would not grant it either).
     let token = body["token"].as_str().unwrap();
     let response = with_token(&app, Method::POST, "/v2/acme/app/blobs/uploads/", token)
         .send()
         .await
         .unwrap();
-    expect_error(response, StatusCode::FORBIDDEN, "DENIED").await;
+    let message = expect_error(response, StatusCode::FORBIDDEN, "DENIED").await;
+    assert_eq!(message, "requested access to the resource is denied");
     // A token for one repository does not open another.
     let response = with_token(&app, Method::GET, "/v2/acme/other/tags/list", token)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// `docker login` asks `GET /auth/token?offline_token=true` with Basic credentials: it gets no
+/// refresh token, so docker keeps the credentials, not an identity token podman and skopeo
+/// refuse to log in over. The OAuth2 form with `access_type=offline` still gets one.
+#[tokio::test]
+async fn a_docker_login_gets_no_refresh_token_and_the_oauth2_form_does() {
+    let app = TestApp::start_with_auth(|_| {}).await;
+    populate(&app).await;
+    let writer = password("writer");
+    let response = app
+        .http
+        .get(format!(
+            "{}/auth/token?account=writer&client_id=docker&offline_token=true&service=wharf",
+            app.url
+        ))
+        .basic_auth("writer", Some(&writer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["token"].is_string(), "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+
+    let response = oauth(
+        &app,
+        &[
+            ("grant_type", "password"),
+            ("username", "writer"),
+            ("password", &writer),
+            ("client_id", "docker"),
+            ("access_type", "offline"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["refresh_token"].is_string(), "{body}");
 }
 
 /// The claims of a JWT, unverified (the test looks at what the registry issued).
