@@ -646,6 +646,10 @@ impl MetadataStore for PostgresStore {
         Ok(deleted == 1)
     }
 
+    fn supports_snapshots(&self) -> bool {
+        false
+    }
+
     async fn snapshot(&self, _path: &Path) -> Result<()> {
         Err(MetadataError::Unsupported(
             "a backup snapshot of PostgreSQL metadata",

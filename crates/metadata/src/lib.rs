@@ -488,6 +488,12 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
     /// Writes a consistent copy of the whole database to the new file `path`.
     async fn snapshot(&self, path: &std::path::Path) -> Result<()>;
 
+    /// Whether [`MetadataStore::snapshot`] works on this backend (PostgreSQL's does not yet), so
+    /// that a backup is refused before it holds the registry read-only.
+    fn supports_snapshots(&self) -> bool {
+        true
+    }
+
     /// Takes or updates a backup lease (a control-plane write: it is taken while the registry
     /// is read-only).
     async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()>;
