@@ -562,3 +562,50 @@ pub fn staged_size(app: &TestApp, location: &str) -> u64 {
         .map(|m| m.len())
         .unwrap_or(0)
 }
+
+/// The app's metadata database opened directly, whichever backend the run is on, for a test
+/// that reads or changes it behind the server's back. Used through [`with_database!`].
+pub enum DirectDatabase {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl TestApp {
+    /// Opens the app's metadata database directly (see [`DirectDatabase`]).
+    pub async fn direct_database(&self) -> DirectDatabase {
+        match &self.database {
+            Some(database) => {
+                DirectDatabase::Postgres(sqlx::PgPool::connect(database.url()).await.unwrap())
+            }
+            None => DirectDatabase::Sqlite(
+                sqlx::SqlitePool::connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(self.config.data_paths().metadata),
+                )
+                .await
+                .unwrap(),
+            ),
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` the app's metadata database pool, whichever backend the run is
+/// on: the body is written once and compiled for each (the SQL both read alike, `$n`
+/// placeholders and all). The pool is closed afterwards.
+macro_rules! with_database {
+    ($app:expr, |$pool:ident| $body:expr) => {
+        match $app.direct_database().await {
+            $crate::app::DirectDatabase::Sqlite($pool) => {
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+            $crate::app::DirectDatabase::Postgres($pool) => {
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+        }
+    };
+}
+pub(crate) use with_database;
