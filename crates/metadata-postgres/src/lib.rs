@@ -43,24 +43,27 @@ use wharf_gate::{ControlWrite, Hold, HoldName, Mode, ModeEvent, WritePermit};
 use wharf_metadata::connections::{commit, leaves_no_transaction};
 use wharf_metadata::rows::{
     BlobRow, DanglingRow, EventRow, HoldRow, LeaseRow, ManifestRow, PushRow, ReferrerRow,
-    StoredManifestRow, UploadRow, collect, event_for, joined_names, parse, size_mismatch, to_i64,
-    to_u64,
+    StoredManifestRow, UploadRow, collect, event_for, parse, size_mismatch, to_i64, to_u64,
 };
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
-    ManifestRejection, MetadataError, MetadataStore, NewManifest, Page, Referrer, Result,
+    ManifestRejection, MetadataError, MetadataStore, Names, NewManifest, Page, Referrer, Result,
     StoredManifest, UploadCompletion, UploadSession, sql,
 };
 
-/// A page of a repository's tags, and whether it exists, in one row: `string_agg` where SQLite
-/// has `group_concat` (see [`joined_names`]).
-const TAGS: &str = "SELECT r.id, (SELECT string_agg(page.name, E'\\n' ORDER BY page.name) FROM (
+// A page of a listing is one row, its names joined with newlines (`string_agg` where SQLite has
+// `group_concat`): one message from the server instead of one per name. As on SQLite the
+// aggregate has no ORDER BY of its own (PostgreSQL 15 would sort its input again, though the
+// subquery's order is the index's); `Names::from_joined` checks the order.
+
+/// A page of a repository's tags, and whether it exists, in one row.
+const TAGS: &str = "SELECT r.id, (SELECT string_agg(page.name, E'\\n') FROM (
          SELECT t.name FROM tags t WHERE t.repository_id = r.id AND t.name > $2
          ORDER BY t.name LIMIT $3) page)
      FROM repositories r WHERE r.name = $1";
 
 /// A page of the repositories that hold a manifest, as one string.
-const REPOSITORIES: &str = "SELECT string_agg(page.name, E'\\n' ORDER BY page.name) FROM (
+const REPOSITORIES: &str = "SELECT string_agg(page.name, E'\\n') FROM (
          SELECT name FROM repositories r
          WHERE name > $1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
          ORDER BY name LIMIT $2) page";
@@ -268,27 +271,23 @@ impl MetadataStore for PostgresStore {
             .await?)
     }
 
-    async fn tags(
-        &self,
-        repository: &RepositoryName,
-        page: Page<'_>,
-    ) -> Result<Option<Vec<String>>> {
+    async fn tags(&self, repository: &RepositoryName, page: Page<'_>) -> Result<Option<Names>> {
         let row: Option<(i64, Option<String>)> = sqlx::query_as(TAGS)
             .bind(repository.as_str())
             .bind(page.last.unwrap_or(""))
             .bind(i64::from(page.limit))
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|(_, names)| joined_names(names)))
+        Ok(row.map(|(_, names)| Names::from_joined(names)))
     }
 
-    async fn repositories(&self, page: Page<'_>) -> Result<Vec<String>> {
+    async fn repositories(&self, page: Page<'_>) -> Result<Names> {
         let names: Option<String> = sqlx::query_scalar(REPOSITORIES)
             .bind(page.last.unwrap_or(""))
             .bind(i64::from(page.limit))
             .fetch_one(&self.pool)
             .await?;
-        Ok(joined_names(names))
+        Ok(Names::from_joined(names))
     }
 
     async fn repositories_with_blob(

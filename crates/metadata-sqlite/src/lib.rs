@@ -6,6 +6,7 @@
 //! PostgreSQL store can share it.
 
 mod accounts;
+mod stable_plans;
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,12 +26,12 @@ use wharf_gate::{ControlWrite, Hold, HoldName, Mode, ModeEvent, WritePermit};
 use wharf_metadata::connections::{commit, leaves_no_transaction};
 use wharf_metadata::rows::{
     BlobRow, DanglingRow, EventRow, HoldRow, LeaseRow, ManifestRow, PushRow, ReferrerRow,
-    StoredManifestRow, UploadRow, collect, corrupt, event_for, joined_names, parse, size_mismatch,
-    to_i64, to_u64,
+    StoredManifestRow, UploadRow, collect, corrupt, event_for, parse, size_mismatch, to_i64,
+    to_u64,
 };
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
-    ManifestRejection, MetadataStore, NewManifest, Page, Referrer, Result, StoredManifest,
+    ManifestRejection, MetadataStore, Names, NewManifest, Page, Referrer, Result, StoredManifest,
     UploadCompletion, UploadSession, sql,
 };
 
@@ -62,6 +63,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            .after_connect(|connection, _| Box::pin(stable_plans::enable(connection)))
             .after_release(|connection, _| Box::pin(leaves_no_transaction(connection)))
             .connect_with(options.clone())
             .await?;
@@ -69,6 +71,7 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .test_before_acquire(false)
+            .after_connect(|connection, _| Box::pin(stable_plans::enable(connection)))
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore { reader, writer })
@@ -154,6 +157,12 @@ impl Drop for Unflushed {
         }
     }
 }
+
+// LISTING: a page of a listing is one row, its names joined with newlines by the query. sqlx
+// hands rows from SQLite's thread to ours one at a time through a channel, and for a page of a
+// thousand names those hand-offs (a thread wake-up each) cost far more than the query. The
+// aggregate has no ORDER BY of its own: the subquery's order is the index's, and sorting again
+// in the aggregate costs a temporary table per query; `Names::from_joined` checks the order.
 
 /// Appends an event to the audit trail inside `tx`.
 async fn insert_event(tx: &mut Transaction<'static, Sqlite>, event: &ModeEvent) -> Result<()> {
@@ -270,15 +279,11 @@ impl MetadataStore for SqliteStore {
         Ok(exists)
     }
 
-    async fn tags(
-        &self,
-        repository: &RepositoryName,
-        page: Page<'_>,
-    ) -> Result<Option<Vec<String>>> {
-        // One row: whether the repository exists, and its page of tags as one string. See
-        // `joined_names` for why not a row per tag.
+    async fn tags(&self, repository: &RepositoryName, page: Page<'_>) -> Result<Option<Names>> {
+        // One row: whether the repository exists, and its page of tags as one string (see
+        // `LISTING`).
         let row: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT r.id, (SELECT group_concat(name, char(10) ORDER BY name) FROM (
+            "SELECT r.id, (SELECT group_concat(name, char(10)) FROM (
                      SELECT t.name FROM tags t WHERE t.repository_id = r.id AND t.name > $2
                      ORDER BY t.name LIMIT $3))
              FROM repositories r WHERE r.name = $1",
@@ -288,12 +293,13 @@ impl MetadataStore for SqliteStore {
         .bind(i64::from(page.limit))
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|(_, names)| joined_names(names)))
+        Ok(row.map(|(_, names)| Names::from_joined(names)))
     }
 
-    async fn repositories(&self, page: Page<'_>) -> Result<Vec<String>> {
+    async fn repositories(&self, page: Page<'_>) -> Result<Names> {
+        // One row (see `LISTING`).
         let names: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(name, char(10) ORDER BY name) FROM (
+            "SELECT group_concat(name, char(10)) FROM (
                  SELECT name FROM repositories r
                  WHERE name > $1
                    AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
@@ -303,7 +309,7 @@ impl MetadataStore for SqliteStore {
         .bind(i64::from(page.limit))
         .fetch_one(&self.reader)
         .await?;
-        Ok(joined_names(names))
+        Ok(Names::from_joined(names))
     }
 
     async fn repositories_with_blob(
@@ -1078,6 +1084,7 @@ impl SqliteSnapshot {
             .immutable(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
+            .after_connect(|connection, _| Box::pin(stable_plans::enable(connection)))
             .connect_with(options)
             .await?;
         Ok(SqliteSnapshot { pool })

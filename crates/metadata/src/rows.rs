@@ -52,18 +52,6 @@ pub fn size_mismatch(declared: &Descriptor, size: i64) -> Result<Option<Manifest
     )
 }
 
-/// The names of a listing that the query joined with newlines (`group_concat` on SQLite,
-/// `string_agg` on PostgreSQL), which neither tags nor repository names can contain. A listing
-/// is one row this way: sqlx hands rows from SQLite's thread to ours one at a time through a
-/// channel, and for a page of a thousand names those hand-offs (a thread wake-up each) cost far
-/// more than the query; PostgreSQL sends one row instead of a thousand messages.
-pub fn joined_names(joined: Option<String>) -> Vec<String> {
-    joined
-        .as_deref()
-        .map(|names| names.split('\n').map(str::to_owned).collect())
-        .unwrap_or_default()
-}
-
 /// Decodes every row of a result.
 pub fn collect<R, T>(rows: Vec<R>) -> Result<Vec<T>>
 where
