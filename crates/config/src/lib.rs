@@ -5,6 +5,7 @@
 //! no variable can name a key that does not exist. `wharf config example` prints
 //! [`EXAMPLE`], a fully commented file equal to the defaults (a test keeps them equal).
 
+mod metadata;
 pub mod reload;
 mod units;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use metadata::{DatabaseUrl, MetadataConfig, PASSWORD_VARIABLE, Secret};
 pub use units::{ByteSize, HumanDuration};
 
 use wharf_gate::DrainSettings;
@@ -25,7 +27,7 @@ pub const EXAMPLE: &str = include_str!("example.yaml");
 
 /// Environment variables starting with `WHARF_` that are not configuration keys: the
 /// configuration file, the first superuser's password, the command line's registry URL,
-/// credentials and CA certificate, a test's failpoint.
+/// credentials and CA certificate, the metadata database's password, a test's failpoint.
 pub const NON_KEY_VARIABLES: &[&str] = &[
     "WHARF_CONFIG",
     wharf_auth::ADMIN_PASSWORD_VARIABLE,
@@ -33,8 +35,13 @@ pub const NON_KEY_VARIABLES: &[&str] = &[
     "WHARF_USERNAME",
     "WHARF_PASSWORD",
     "WHARF_CA_CERT",
+    PASSWORD_VARIABLE,
     wharf_core::failpoint::VARIABLE,
 ];
+
+/// The prefix of the variables Wharf's own test runs set (`WHARF_TEST_POSTGRES_URL`, …), which
+/// the processes they start inherit: not configuration keys either.
+pub const TEST_VARIABLE_PREFIX: &str = "WHARF_TEST_";
 
 /// Keys that take effect when the configuration file changes; every other key needs a restart.
 pub const HOT_KEYS: &[&str] = &[
@@ -53,6 +60,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where data is kept.
     pub storage: StorageConfig,
+    /// Which database holds the metadata.
+    pub metadata: MetadataConfig,
     /// Limits on what clients may push.
     pub limits: LimitsConfig,
     /// Garbage collection.
@@ -353,6 +362,11 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let password = env
+            .iter()
+            .find(|(name, _)| name == PASSWORD_VARIABLE)
+            .map(|(_, value)| value.clone());
         let (mut tree, origin) = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -369,7 +383,7 @@ impl Config {
             None => (Value::Object(Default::default()), "the defaults".to_owned()),
         };
         let overridden = apply_environment(&mut tree, env)?;
-        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let path = e.path().to_string();
             let key = if path == "." {
                 String::new()
@@ -386,6 +400,7 @@ impl Config {
                 e.into_inner()
             ))
         })?;
+        config.metadata.resolve_password(password)?;
         config.validate()?;
         Ok(config)
     }
@@ -514,7 +529,7 @@ impl Config {
                 "invalid configuration: storage.data_dir is empty".to_owned(),
             ));
         }
-        Ok(())
+        self.metadata.validate()
     }
 
     /// The data folder's layout.
@@ -526,7 +541,8 @@ impl Config {
     pub async fn open_registry(
         &self,
     ) -> Result<wharf_registry::Registry, wharf_registry::RegistryError> {
-        wharf_registry::Registry::open_local(
+        wharf_registry::Registry::open(
+            &self.metadata.database(),
             &self.data_paths(),
             self.storage.fsync,
             self.limits(),
@@ -650,7 +666,9 @@ fn apply_environment(
     let mut env: Vec<(String, String)> = env
         .into_iter()
         .filter(|(name, _)| {
-            name.starts_with("WHARF_") && !NON_KEY_VARIABLES.contains(&name.as_str())
+            name.starts_with("WHARF_")
+                && !NON_KEY_VARIABLES.contains(&name.as_str())
+                && !name.starts_with(TEST_VARIABLE_PREFIX)
         })
         .collect();
     env.sort();
@@ -900,6 +918,7 @@ mod tests {
                 ("WHARF_STORAGE_DATA_DIR", "/srv/wharf"),
                 ("WHARF_LIMITS_MAX_BLOB_SIZE", "10MiB"),
                 ("WHARF_CONFIG", "ignored.yaml"),
+                ("WHARF_TEST_POSTGRES_URL", "postgres://ignored"),
                 ("WHARF_URL", "http://127.0.0.1:5000"),
                 ("HOME", "/root"),
             ],

@@ -10,6 +10,7 @@
 //! - [`role`]: roles on repositories and the actions they allow.
 //! - [`time`]: milliseconds since the Unix epoch, the unit of every stored time.
 //! - [`storage_full`]: telling a full disk from other failures.
+//! - [`unavailable`]: telling an unreachable database from other failures.
 //! - [`failpoint`]: `WHARF_FAILPOINT`, so tests can make the process die at a named step.
 
 pub mod digest;
@@ -20,4 +21,5 @@ pub mod reference;
 pub mod role;
 pub mod storage_full;
 pub mod time;
+pub mod unavailable;
 pub mod upload_id;

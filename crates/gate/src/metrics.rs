@@ -44,6 +44,7 @@ pub struct Metrics {
     transitions: Counter,
     write_failures_storage_full: Counter,
     write_failures_internal: Counter,
+    write_failures_database_unavailable: Counter,
     writes_failing: Gauge,
 }
 
@@ -53,6 +54,8 @@ pub struct Metrics {
 pub enum WriteFailure {
     /// The storage is full.
     StorageFull,
+    /// The metadata database cannot be reached.
+    DatabaseUnavailable,
     /// Anything else.
     Internal,
 }
@@ -145,6 +148,7 @@ impl Metrics {
             transitions: recorder.register_counter(&Key::from_name(TRANSITIONS), &metadata),
             write_failures_storage_full: failed("storage_full"),
             write_failures_internal: failed("internal"),
+            write_failures_database_unavailable: failed("database_unavailable"),
             writes_failing: recorder.register_gauge(&Key::from_name(WRITES_FAILING), &metadata),
             handle: recorder.handle(),
         }
@@ -167,6 +171,9 @@ impl Metrics {
         match why {
             WriteFailure::StorageFull => self.write_failures_storage_full.increment(1),
             WriteFailure::Internal => self.write_failures_internal.increment(1),
+            WriteFailure::DatabaseUnavailable => {
+                self.write_failures_database_unavailable.increment(1)
+            }
         }
         self.writes_failing.set(1.0);
     }

@@ -7,7 +7,10 @@
 //! makes visible becomes visible all at once, or not at all.
 
 pub mod accounts;
+pub mod connections;
 mod names;
+pub mod rows;
+pub mod sql;
 #[cfg(feature = "suite")]
 pub mod suite;
 
@@ -22,6 +25,7 @@ use wharf_core::placement::StorageKey;
 use wharf_core::reference::{Reference, RepositoryName, Tag};
 use wharf_core::storage_full::StorageFull;
 use wharf_core::time::Millis;
+use wharf_core::unavailable::Unavailable;
 use wharf_core::upload_id::UploadId;
 use wharf_gate::store::GateStore;
 use wharf_gate::{ControlWrite, WritePermit};
@@ -29,9 +33,13 @@ use wharf_gate::{ControlWrite, WritePermit};
 /// A failure of the metadata store itself (not a "not found", which methods return as `None`).
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
-    /// The database failed or could not be reached.
+    /// The database failed.
     #[error("metadata database error: {0}")]
     Database(sqlx::Error),
+    /// The database cannot be reached: it is down or restarting, refuses connections, or did
+    /// not answer within the store's timeouts. Nothing was written; the request may be retried.
+    #[error("the metadata database is unreachable: {0}")]
+    Unavailable(#[source] Unavailable),
     /// The database cannot write because its storage is full (the transaction was rolled back).
     #[error("the metadata database cannot write: {0}")]
     StorageFull(#[source] StorageFull),
@@ -44,11 +52,40 @@ pub enum MetadataError {
     /// A stored value could not be decoded (the database was edited by hand, or is damaged).
     #[error("metadata database holds an invalid value: {0}")]
     Corrupt(String),
+    /// The settings to reach the database are unusable (a malformed URL, say).
+    #[error("invalid metadata database settings: {0}")]
+    Settings(String),
+    /// This backend cannot do what was asked (yet): what it was.
+    #[error("{0} is not supported on this metadata database yet")]
+    Unsupported(&'static str),
 }
 
 /// SQLite's `SQLITE_FULL` and PostgreSQL's `disk_full`: the codes a database answers a write
 /// with when its storage is full.
 const STORAGE_FULL_CODES: [&str; 2] = ["13", "53100"];
+
+/// PostgreSQL's answers of a server that cannot serve now, though it may in a moment: the
+/// server shutting down, crashed or starting (`57P01`–`57P03`), a statement cancelled by the
+/// store's `statement_timeout` (`57014`), too many connections (`53300`); and the whole class
+/// `08` (connection exceptions).
+const UNAVAILABLE_CODES: [&str; 5] = ["57P01", "57P02", "57P03", "57014", "53300"];
+
+/// Whether `error` says the database cannot be reached (rather than that it refused what was
+/// asked): the connection failed or broke, or no connection could be had within the pool's
+/// acquire timeout.
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08") || UNAVAILABLE_CODES.contains(&code.as_ref())
+        }),
+        _ => false,
+    }
+}
 
 impl From<sqlx::Error> for MetadataError {
     fn from(error: sqlx::Error) -> Self {
@@ -60,6 +97,8 @@ impl From<sqlx::Error> for MetadataError {
         };
         if full {
             MetadataError::StorageFull(StorageFull(error.to_string()))
+        } else if is_unreachable(&error) {
+            MetadataError::Unavailable(Unavailable(error.to_string()))
         } else {
             MetadataError::Database(error)
         }
@@ -446,6 +485,12 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
 
     /// Writes a consistent copy of the whole database to the new file `path`.
     async fn snapshot(&self, path: &std::path::Path) -> Result<()>;
+
+    /// Whether [`MetadataStore::snapshot`] works on this backend (PostgreSQL's does not yet), so
+    /// that a backup is refused before it holds the registry read-only.
+    fn supports_snapshots(&self) -> bool {
+        true
+    }
 
     /// Takes or updates a backup lease (a control-plane write: it is taken while the registry
     /// is read-only).

@@ -167,6 +167,9 @@ pub enum BackupError {
         "read-only was not in effect after {0:?}: writes under way did not finish; the hold was released, try again"
     )]
     DrainTimeout(Duration),
+    /// The registry cannot be backed up this way (its metadata is in PostgreSQL).
+    #[error("{0}")]
+    Unsupported(String),
     /// No such backup (or its lease expired).
     #[error("no backup {0} is in progress (or its lease expired)")]
     UnknownBackup(String),
@@ -228,6 +231,12 @@ impl Registry {
         if options.hold_ttl <= options.wait {
             return Err(BackupError::Options(
                 "the hold's TTL must be longer than the wait for read-only".to_owned(),
+            ));
+        }
+        if !self.metadata().supports_snapshots() {
+            return Err(BackupError::Unsupported(
+                "backups of a registry whose metadata is in PostgreSQL are not supported yet"
+                    .to_owned(),
             ));
         }
         let id = BackupId::generate();

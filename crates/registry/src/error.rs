@@ -5,6 +5,7 @@
 use wharf_core::digest::{Digest, DigestError};
 use wharf_core::reference::{NameError, RepositoryName};
 use wharf_core::storage_full::is_storage_full;
+use wharf_core::unavailable::is_unavailable;
 use wharf_core::upload_id::UploadId;
 use wharf_gate::WriteRefused;
 use wharf_gate::store::StoreError;
@@ -117,6 +118,10 @@ pub enum RegistryError {
     /// written, and writes work again once space is freed.
     #[error("{0}")]
     StorageFull(String),
+    /// The metadata database cannot be reached (down, restarting, not answering in time):
+    /// nothing was done, and the request may be retried. The detail is logged, not sent.
+    #[error("the metadata database is unreachable ({0})")]
+    DatabaseUnavailable(String),
     /// Something failed inside the registry (database, storage); details are logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -135,14 +140,17 @@ impl RegistryError {
 }
 
 impl RegistryError {
-    /// A failure of a store: [`RegistryError::StorageFull`] when the storage is full (wherever
-    /// in the error's sources that shows), [`RegistryError::Internal`] otherwise.
+    /// A failure of a store: [`RegistryError::StorageFull`] when the storage is full,
+    /// [`RegistryError::DatabaseUnavailable`] when the database cannot be reached (wherever in
+    /// the error's sources that shows), [`RegistryError::Internal`] otherwise.
     pub fn store_failed(error: impl std::error::Error + 'static) -> Self {
         if is_storage_full(&error) {
             RegistryError::StorageFull(format!(
                 "the registry's storage is full, so nothing was written ({error}); \
                  pulls still work, and writes work again once an administrator frees space"
             ))
+        } else if is_unavailable(&error) {
+            RegistryError::DatabaseUnavailable(error.to_string())
         } else {
             RegistryError::internal(error)
         }
@@ -159,6 +167,9 @@ impl From<MetadataError> for RegistryError {
     fn from(error: MetadataError) -> Self {
         match error {
             MetadataError::Refused(refused) => RegistryError::Refused(refused),
+            MetadataError::Unsupported(what) => RegistryError::Unsupported(format!(
+                "{what} is not supported on this registry's metadata database yet"
+            )),
             other => RegistryError::store_failed(other),
         }
     }

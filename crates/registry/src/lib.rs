@@ -29,6 +29,8 @@ pub use write_health::{WriteFailure, WriteHealth, WritesFailing};
 use wharf_gate::metrics::Metrics;
 use wharf_gate::{DrainSettings, WriteGate, WriteIntent, WritePermit};
 use wharf_metadata::MetadataStore;
+pub use wharf_metadata_postgres::PostgresOptions;
+use wharf_metadata_postgres::PostgresStore;
 use wharf_metadata_sqlite::SqliteStore;
 use wharf_storage::BlobStore;
 
@@ -66,6 +68,23 @@ pub struct Registry {
     backups_dir: PathBuf,
     sessions: Arc<sessions::SessionCache>,
     write_health: Arc<WriteHealth>,
+}
+
+/// Which database holds the registry's metadata.
+#[derive(Debug, Clone)]
+pub enum MetadataDatabase {
+    /// SQLite, in the data folder ([`DataPaths::metadata`]): one machine, no set-up.
+    Sqlite,
+    /// PostgreSQL, which several replicas can share.
+    Postgres(PostgresOptions),
+}
+
+impl MetadataDatabase {
+    /// Whether one process at a time may use the data folder: with SQLite, uploads in
+    /// progress are coordinated in that process's memory.
+    pub fn needs_data_folder_lock(&self) -> bool {
+        matches!(self, MetadataDatabase::Sqlite)
+    }
 }
 
 /// Where the registry keeps its data on one machine.
@@ -119,10 +138,28 @@ impl Registry {
         limits: Limits,
         drain: DrainSettings,
     ) -> Result<Self, RegistryError> {
-        if let Some(parent) = paths.metadata.parent() {
-            std::fs::create_dir_all(parent).map_err(RegistryError::internal)?;
-        }
-        let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&paths.metadata).await?);
+        Self::open(&MetadataDatabase::Sqlite, paths, fsync, limits, drain).await
+    }
+
+    /// Opens (creating if needed) a registry whose metadata is in `database` and whose blobs
+    /// are on the local file system, with its write gate (read-only from the start if holds
+    /// exist). PostgreSQL's schema is brought up to date as it is connected to.
+    pub async fn open(
+        database: &MetadataDatabase,
+        paths: &DataPaths,
+        fsync: bool,
+        limits: Limits,
+        drain: DrainSettings,
+    ) -> Result<Self, RegistryError> {
+        let metadata: Arc<dyn MetadataStore> = match database {
+            MetadataDatabase::Sqlite => {
+                if let Some(parent) = paths.metadata.parent() {
+                    std::fs::create_dir_all(parent).map_err(RegistryError::internal)?;
+                }
+                Arc::new(SqliteStore::open(&paths.metadata).await?)
+            }
+            MetadataDatabase::Postgres(options) => Arc::new(PostgresStore::connect(options).await?),
+        };
         let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
         let gate = WriteGate::open(metadata.clone(), drain, Arc::new(Metrics::new())).await?;
         Ok(Registry::new(

@@ -124,7 +124,13 @@ pub async fn serve_with(
     }
     // First, before the database and the files are opened: every connection takes a file.
     let limits = ConnectionLimits::new(&config.server, raise_open_file_limit());
-    let _data_lock = lock_data_folder(&config.storage.data_dir)?;
+    // With SQLite, uploads in progress are coordinated in this process: one server per data
+    // folder. PostgreSQL is shared by every server of the registry, so nothing is locked.
+    let _data_lock = if config.metadata.database().needs_data_folder_lock() {
+        Some(lock_data_folder(&config.storage.data_dir)?)
+    } else {
+        None
+    };
     let registry = config.open_registry().await?;
     let gate = registry.gate().clone();
     apply_read_only(&gate, &config.read_only).await?;
@@ -197,7 +203,12 @@ pub async fn serve_with(
     background.close();
 
     let scheme = auth.scheme;
-    tracing::info!(%address, data = %config.storage.data_dir.display(), "Wharf is serving on {scheme}://{address}");
+    let metadata = if config.metadata.is_postgres() {
+        config.metadata.url.redacted()
+    } else {
+        config.data_paths().metadata.display().to_string()
+    };
+    tracing::info!(%address, data = %config.storage.data_dir.display(), %metadata, "Wharf is serving on {scheme}://{address}");
 
     let state = AppState {
         registry: registry.clone(),

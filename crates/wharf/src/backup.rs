@@ -75,6 +75,12 @@ pub enum BackupCommand {
 
 /// Runs a `backup` command; returns whether it succeeded.
 pub async fn run(command: BackupCommand, config: &Config) -> anyhow::Result<bool> {
+    if let BackupCommand::Create {
+        hold_only: false, ..
+    } = command
+    {
+        refuse_postgres(config, "wharf backup create")?;
+    }
     match command {
         BackupCommand::Create {
             to: Some(to),
@@ -289,6 +295,10 @@ async fn hold_only(
 ) -> anyhow::Result<bool> {
     let client = match Location::find(config, url)?.into_client(config)? {
         Ok(client) => client,
+        Err(_) if config.metadata.is_postgres() => bail!(
+            "name the server to hold read-only through with --url (or WHARF_URL): with \
+             PostgreSQL metadata, servers are not found from the data folder"
+        ),
         Err(_lock) => bail!(
             "no server runs on {}: nothing writes to it, snapshot it as it is",
             config.storage.data_dir.display()
@@ -443,6 +453,20 @@ impl BackupSource for ApiSource {
     }
 }
 
+/// Backups and restores copy a SQLite snapshot: refused, in one line, for a registry whose
+/// metadata is in PostgreSQL.
+fn refuse_postgres(config: &Config, command: &str) -> anyhow::Result<()> {
+    if config.metadata.is_postgres() {
+        bail!(
+            "{command} is not supported yet with PostgreSQL metadata (metadata.url is {}); \
+             `wharf backup create --hold-only` holds the registry read-only around a backup of \
+             your own",
+            config.metadata.url.redacted()
+        );
+    }
+    Ok(())
+}
+
 /// `wharf restore`: a backup into an empty data folder, then fsck.
 pub async fn restore(
     from: &Path,
@@ -450,6 +474,7 @@ pub async fn restore(
     config: &Config,
     json: bool,
 ) -> anyhow::Result<bool> {
+    refuse_postgres(config, "wharf restore")?;
     let progress = ProgressReport::new("restored");
     let report = wharf_backup::restore(from, data, config.storage.fsync, &progress).await?;
     progress.done();

@@ -334,7 +334,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn open(config: &Config) -> anyhow::Result<Registry> {
     let paths = config.data_paths();
-    if !paths.metadata.exists() {
+    if !config.metadata.is_postgres() && !paths.metadata.exists() {
         anyhow::bail!(
             "no registry in {}: its metadata database {} does not exist",
             config.storage.data_dir.display(),

@@ -2,7 +2,9 @@
 //! on the data folder (or at `--url`), or — with no server running — to the same API served in
 //! this process over the data folder itself, which stays locked meanwhile so no server starts.
 //! One set of requests therefore works both ways, and a stopped registry is managed by whoever
-//! may read its data folder (such as root recovering a lost superuser password).
+//! may read its data folder (such as root recovering a lost superuser password). With
+//! PostgreSQL metadata, which several processes share, a command without `--url` acts in
+//! process on the database, whether servers run on it or not, and locks nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,8 +53,9 @@ pub enum Location {
     Url(String),
     /// The server running on the configured data folder (which it holds locked).
     Server,
-    /// The configured data folder, with no server running; locked for as long as this lives.
-    Folder(DataFolderLock),
+    /// The configured data folder, with no server running; locked for as long as this lives
+    /// (with SQLite metadata; with PostgreSQL there is no lock, and servers may be running).
+    Folder(Option<DataFolderLock>),
 }
 
 impl Location {
@@ -63,6 +66,17 @@ impl Location {
         }
         let data_dir = &config.storage.data_dir;
         let shown = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.clone());
+        if config.metadata.is_postgres() {
+            // The database says whether it holds a registry; the blobs' folder must exist.
+            if !data_dir.is_dir() {
+                anyhow::bail!(
+                    "no registry to act on: the data folder {} (its blob storage) does not \
+                     exist; only `wharf serve` creates one",
+                    shown.display()
+                );
+            }
+            return Ok(Location::Folder(None));
+        }
         if !config.data_paths().metadata.is_file() {
             let what = if data_dir.is_dir() {
                 "holds no Wharf registry (no metadata.db)"
@@ -77,17 +91,18 @@ impl Location {
             );
         }
         match lock_data_folder(data_dir) {
-            Ok(lock) => Ok(Location::Folder(lock)),
+            Ok(lock) => Ok(Location::Folder(Some(lock))),
             Err(ServeError::DataFolderInUse(_)) => Ok(Location::Server),
             Err(error) => Err(error.into()),
         }
     }
 
-    /// A client of the server this is, or the data folder's lock when no server runs on it.
+    /// A client of the server this is, or the data folder's lock (if it has one) when the
+    /// command acts on the registry in process.
     pub fn into_client(
         self,
         config: &Config,
-    ) -> anyhow::Result<Result<AdminClient, DataFolderLock>> {
+    ) -> anyhow::Result<Result<AdminClient, Option<DataFolderLock>>> {
         Ok(match self {
             Location::Url(url) => Ok(AdminClient::new(Some(&url), config)?),
             Location::Server => Ok(AdminClient::new(None, config)?),
@@ -105,7 +120,9 @@ pub enum Target {
         router: axum::Router,
         registry: Registry,
         folder: std::path::PathBuf,
-        _lock: DataFolderLock,
+        /// The PostgreSQL database, shown without its password, if the metadata is there.
+        database: Option<String>,
+        _lock: Option<DataFolderLock>,
     },
 }
 
@@ -130,6 +147,10 @@ impl Target {
             router: wharf_server::api::router(state),
             registry,
             folder: std::path::absolute(folder).unwrap_or_else(|_| folder.clone()),
+            database: config
+                .metadata
+                .is_postgres()
+                .then(|| config.metadata.url.redacted()),
             _lock: lock,
         })
     }
@@ -139,6 +160,14 @@ impl Target {
     pub fn describe(&self) -> String {
         match self {
             Target::Remote(client) => format!("registry at {}", client.url()),
+            Target::Local {
+                database: Some(database),
+                folder,
+                ..
+            } => format!(
+                "registry in the PostgreSQL database {database} with blobs in {}",
+                folder.display()
+            ),
             Target::Local { folder, .. } => format!(
                 "registry in the data folder {} (no server runs on it)",
                 folder.display()

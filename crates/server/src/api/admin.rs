@@ -250,6 +250,18 @@ impl AdminError {
                     ..Self::new(StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE", message)
                 }
             }
+            RegistryError::DatabaseUnavailable(detail) => {
+                tracing::error!(error = %detail, "metadata database unreachable: the admin request failed");
+                AdminError {
+                    failure: Some((WriteFailure::DatabaseUnavailable, detail.clone())),
+                    retry_after: Some(5),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "UNAVAILABLE",
+                        super::errors::DATABASE_UNAVAILABLE,
+                    )
+                }
+            }
             other => {
                 tracing::error!(error = %other, "admin request failed");
                 AdminError {

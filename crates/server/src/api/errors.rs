@@ -10,6 +10,11 @@ use super::headers;
 use wharf_gate::WriteRefused;
 use wharf_registry::{RegistryError, WriteFailure};
 
+/// What a client is told when the metadata database cannot be reached (the details, which name
+/// the database's address, go to the log).
+pub const DATABASE_UNAVAILABLE: &str = "the registry's metadata database is unreachable, so the request could not be served; \
+     retry in a moment";
+
 /// The status and OCI error code of each error.
 fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
     use RegistryError::*;
@@ -47,6 +52,9 @@ fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         // 507 says what happened in its status line, which docker, podman and skopeo print
         // for a 5xx (they print the body of 4xx answers only); UNAVAILABLE, as writes are.
         StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "UNAVAILABLE"),
+        // 503 with Retry-After: nothing was done, and the same request succeeds once the
+        // database is back.
+        DatabaseUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
@@ -117,6 +125,11 @@ fn registry_error(error: RegistryError) -> Response {
             failure = Some((WriteFailure::StorageFull, detail.clone()));
             detail.clone()
         }
+        RegistryError::DatabaseUnavailable(detail) => {
+            tracing::error!(error = %detail, "metadata database unreachable: the request failed");
+            failure = Some((WriteFailure::DatabaseUnavailable, detail.clone()));
+            DATABASE_UNAVAILABLE.to_owned()
+        }
         other => other.to_string(),
     };
     let detail = match &error {
@@ -153,7 +166,7 @@ fn registry_error(error: RegistryError) -> Response {
                 headers_out.insert(header::CONTENT_RANGE, value);
             }
         }
-        RegistryError::Refused(WriteRefused::Cancelled) => {
+        RegistryError::Refused(WriteRefused::Cancelled) | RegistryError::DatabaseUnavailable(_) => {
             headers_out.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         RegistryError::Unauthorized { challenge, .. } => {

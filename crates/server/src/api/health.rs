@@ -35,6 +35,9 @@ pub async fn ready(State(registry): State<Registry>) -> (StatusCode, String) {
                 match failing.kind {
                     wharf_registry::WriteFailure::StorageFull => "because storage is full",
                     wharf_registry::WriteFailure::Internal => "with an internal error",
+                    wharf_registry::WriteFailure::DatabaseUnavailable => {
+                        "because the metadata database is unreachable"
+                    }
                 },
                 failing.message
             ),

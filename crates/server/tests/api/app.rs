@@ -1,4 +1,8 @@
 //! `TestApp`: a registry served in-process, and helpers to push content to it.
+//!
+//! Its metadata is in SQLite in the app's data folder, or — when `WHARF_TEST_METADATA=postgres`
+//! (`scripts/test` runs this suite a second time so) — in a PostgreSQL database of its own on
+//! the server `WHARF_TEST_POSTGRES_URL` names.
 
 use std::time::Duration;
 
@@ -11,7 +15,35 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wharf_config::Config;
 use wharf_core::digest::Digest;
+use wharf_metadata_postgres::testing::TestDatabase;
 use wharf_registry::Registry;
+
+/// The variable that selects the metadata backend of the suite: `sqlite` (or unset) or
+/// `postgres`.
+pub const BACKEND_VARIABLE: &str = "WHARF_TEST_METADATA";
+
+/// Whether this run keeps the apps' metadata in PostgreSQL. Any other value than the two is a
+/// mistake in the test run, not a reason to fall back to SQLite.
+pub fn on_postgres() -> bool {
+    match std::env::var(BACKEND_VARIABLE).as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_VARIABLE}={other}: expected sqlite or postgres"),
+    }
+}
+
+/// Points `config` at a fresh PostgreSQL database when the run is on PostgreSQL; returns it,
+/// to be kept as long as the app.
+pub async fn metadata_backend(config: &mut Config) -> Option<TestDatabase> {
+    if !on_postgres() {
+        return None;
+    }
+    let database = TestDatabase::create()
+        .await
+        .expect("a PostgreSQL database for the test");
+    config.metadata.url = wharf_config::DatabaseUrl(database.url().to_owned());
+    Some(database)
+}
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -31,6 +63,8 @@ pub struct TestApp {
     /// Basic credentials every request made through [`TestApp::request`] carries.
     pub basic: Option<(String, String)>,
     dir: Option<TempDir>,
+    /// The app's PostgreSQL database, when the run is on PostgreSQL (dropped after the app).
+    database: Option<TestDatabase>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), wharf_server::ServeError>>>,
 }
@@ -48,8 +82,11 @@ impl TestApp {
         config.storage.data_dir = dir.path().join("data");
         config.storage.fsync = false;
         config.gc.enabled = false;
+        let database = metadata_backend(&mut config).await;
         adjust(&mut config);
-        Self::launch(config, Some(dir)).await
+        let mut app = Self::launch(config, Some(dir)).await;
+        app.database = database;
+        app
     }
 
     /// A registry with token authentication (`adjust` changes the configuration first), whose
@@ -61,6 +98,7 @@ impl TestApp {
         config.storage.fsync = false;
         config.gc.enabled = false;
         config.auth.mode = wharf_config::AuthMode::Token;
+        let database = metadata_backend(&mut config).await;
         adjust(&mut config);
         let options = wharf_server::ServeOptions {
             environment: vec![("WHARF_ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned())],
@@ -68,6 +106,7 @@ impl TestApp {
         };
         let mut app = Self::launch_with(config, Some(dir), options).await;
         app.basic = Some(("admin".to_owned(), ADMIN_PASSWORD.to_owned()));
+        app.database = database;
         app
     }
 
@@ -83,8 +122,15 @@ impl TestApp {
         let file = dir.path().join("conf").join("wharf.yaml");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         let data = dir.path().join("data");
+        let mut config = Config::default();
+        let database = metadata_backend(&mut config).await;
+        // The URL is quoted: YAML would take `options[search_path]=…` apart.
+        let metadata = match &database {
+            Some(database) => format!("metadata:\n  url: {:?}\n", database.url()),
+            None => String::new(),
+        };
         let yaml = format!(
-            "storage:\n  data_dir: {}\n  fsync: false\ngc:\n  enabled: false\n{yaml}",
+            "storage:\n  data_dir: {}\n  fsync: false\ngc:\n  enabled: false\n{metadata}{yaml}",
             data.display()
         );
         std::fs::write(&file, yaml).unwrap();
@@ -93,7 +139,9 @@ impl TestApp {
             config_file: Some(file.clone()),
             ..Default::default()
         };
-        (Self::launch_with(config, Some(dir), options).await, file)
+        let mut app = Self::launch_with(config, Some(dir), options).await;
+        app.database = database;
+        (app, file)
     }
 
     async fn launch(config: Config, dir: Option<TempDir>) -> TestApp {
@@ -126,6 +174,7 @@ impl TestApp {
             config,
             basic: None,
             dir,
+            database: None,
             stop: Some(stop),
             task: Some(task),
         }
@@ -152,12 +201,14 @@ impl TestApp {
         let config = self.config.clone();
         let mut app = Self::launch(config, self.dir.take()).await;
         app.basic = self.basic.take();
+        app.database = self.database.take();
         app
     }
 
     /// A second handle on the registry's data, for maintenance the API does not offer (gc, fsck).
     pub async fn registry(&self) -> Registry {
-        Registry::open_local(
+        Registry::open(
+            &self.config.metadata.database(),
             &self.config.data_paths(),
             false,
             self.config.limits(),
@@ -511,3 +562,50 @@ pub fn staged_size(app: &TestApp, location: &str) -> u64 {
         .map(|m| m.len())
         .unwrap_or(0)
 }
+
+/// The app's metadata database opened directly, whichever backend the run is on, for a test
+/// that reads or changes it behind the server's back. Used through [`with_database!`].
+pub enum DirectDatabase {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl TestApp {
+    /// Opens the app's metadata database directly (see [`DirectDatabase`]).
+    pub async fn direct_database(&self) -> DirectDatabase {
+        match &self.database {
+            Some(database) => {
+                DirectDatabase::Postgres(sqlx::PgPool::connect(database.url()).await.unwrap())
+            }
+            None => DirectDatabase::Sqlite(
+                sqlx::SqlitePool::connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(self.config.data_paths().metadata),
+                )
+                .await
+                .unwrap(),
+            ),
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` the app's metadata database pool, whichever backend the run is
+/// on: the body is written once and compiled for each (the SQL both read alike, `$n`
+/// placeholders and all). The pool is closed afterwards.
+macro_rules! with_database {
+    ($app:expr, |$pool:ident| $body:expr) => {
+        match $app.direct_database().await {
+            $crate::app::DirectDatabase::Sqlite($pool) => {
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+            $crate::app::DirectDatabase::Postgres($pool) => {
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+        }
+    };
+}
+pub(crate) use with_database;

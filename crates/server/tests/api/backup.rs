@@ -469,3 +469,33 @@ async fn a_backup_of_a_registry_already_read_only_reports_its_own_window_and_lea
     app.delete(&format!("/api/v1/backups/{}", snapshot.id))
         .await;
 }
+
+/// A registry whose metadata is in PostgreSQL refuses a backup (not supported yet) at once,
+/// with a message saying so, before it takes a hold: it stays writable, and nothing waits.
+#[tokio::test]
+async fn a_registry_on_postgresql_refuses_a_backup_before_holding_it() {
+    let database = wharf_metadata_postgres::testing::TestDatabase::create()
+        .await
+        .expect("a PostgreSQL database");
+    let app = TestApp::start_with(|config| {
+        config.metadata.url = wharf_config::DatabaseUrl(database.url().to_owned());
+    })
+    .await;
+    let response = app
+        .request(Method::POST, "/api/v1/backups")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNSUPPORTED");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("PostgreSQL are not supported yet"),
+        "{message}"
+    );
+    let state = app.state().await;
+    assert_eq!(state["effective"], "read-write", "{state}");
+    assert_eq!(state["holds"], json!([]), "{state}");
+    app.push_image("team/app", "v1", 1).await;
+}

@@ -13,7 +13,7 @@ use wharf_metadata_sqlite::SqliteStore;
 use wharf_registry::{FsckProblem, GcSettings, Limits, Registry};
 use wharf_storage::BlobStore;
 
-use crate::app::{TestApp, random_bytes, staged_size};
+use crate::app::{TestApp, random_bytes, staged_size, with_database};
 
 const HOUR: i64 = 3600 * 1000;
 
@@ -320,12 +320,7 @@ async fn fsck_finds_a_descriptor_of_the_wrong_size() {
     manifest["layers"][0]["size"] = serde_json::json!(1);
     let lying = serde_json::to_vec(&manifest).unwrap();
     let lying_digest = Digest::sha256_of(&lying);
-    let database = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new().filename(app.config.data_paths().metadata),
-    )
-    .await
-    .unwrap();
-    sqlx::query(
+    let inserted = with_database!(app, |database| sqlx::query(
         "INSERT INTO manifests (repository_id, digest, media_type, size, content, created_at)
          SELECT id, $1, $2, $3, $4, 0 FROM repositories WHERE name = 'r'",
     )
@@ -335,8 +330,9 @@ async fn fsck_finds_a_descriptor_of_the_wrong_size() {
     .bind(&lying)
     .execute(&database)
     .await
-    .unwrap();
-    database.close().await;
+    .unwrap()
+    .rows_affected());
+    assert_eq!(inserted, 1);
 
     let report = app.registry().await.fsck(false).await.unwrap();
     let layer = Digest::sha256_of(&image.layers[0]);

@@ -1,5 +1,6 @@
 //! The registry's behaviour through its HTTP API: the server runs in-process on a loopback port
-//! (`wharf_server::serve`), with a real SQLite database and real files in a temporary folder.
+//! (`wharf_server::serve`), with a real SQLite database and real files in a temporary folder —
+//! or, with `WHARF_TEST_METADATA=postgres`, a real PostgreSQL database (see `app.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,6 +17,7 @@ mod connections;
 mod housekeeping;
 mod listing;
 mod manifests;
+mod outage;
 mod read_only;
 mod shutdown;
 mod tls;

@@ -5,7 +5,7 @@ use wharf_core::digest::{Algorithm, ContentHasher, Digest};
 
 use crate::app::{
     HeldBody, TestApp, eventually, expect_error, header, location, random_bytes, staged_size,
-    with_query,
+    with_database, with_query,
 };
 
 #[tokio::test]
@@ -145,18 +145,12 @@ async fn an_upload_hashes_with_the_digest_algorithm_it_was_opened_with() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let location = location(&response);
-    let database = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(app.config.data_paths().metadata)
-            .read_only(true),
+    let algorithm: String = with_database!(app, |database| sqlx::query_scalar(
+        "SELECT hash_algorithm FROM upload_sessions"
     )
+    .fetch_one(&database)
     .await
-    .unwrap();
-    let algorithm: String = sqlx::query_scalar("SELECT hash_algorithm FROM upload_sessions")
-        .fetch_one(&database)
-        .await
-        .unwrap();
-    database.close().await;
+    .unwrap());
     assert_eq!(algorithm, "sha512");
     let response = app
         .request(
@@ -612,24 +606,20 @@ async fn an_upload_whose_saved_hash_lags_resumes_after_a_restart() {
     let location = app.open_upload("r").await;
     send_chunk(&app, &location, 0, &content[..split]).await;
 
-    let database = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new().filename(app.config.data_paths().metadata),
-    )
-    .await
-    .unwrap();
-    let (received, hashed): (i64, i64) =
-        sqlx::query_as("SELECT received, hashed FROM upload_sessions")
-            .fetch_one(&database)
+    with_database!(app, |database| {
+        let (received, hashed): (i64, i64) =
+            sqlx::query_as("SELECT received, hashed FROM upload_sessions")
+                .fetch_one(&database)
+                .await
+                .unwrap();
+        assert_eq!(received, split as i64);
+        assert!(hashed <= received, "{hashed} of {received} bytes hashed");
+        sqlx::query("UPDATE upload_sessions SET hashed = 0, hash_state = $1")
+            .bind(ContentHasher::new(Algorithm::Sha256).save())
+            .execute(&database)
             .await
             .unwrap();
-    assert_eq!(received, split as i64);
-    assert!(hashed <= received, "{hashed} of {received} bytes hashed");
-    sqlx::query("UPDATE upload_sessions SET hashed = 0, hash_state = $1")
-        .bind(ContentHasher::new(Algorithm::Sha256).save())
-        .execute(&database)
-        .await
-        .unwrap();
-    database.close().await;
+    });
 
     let app = app.restart().await;
     send_chunk(&app, &location, split, &content[split..]).await;
@@ -818,16 +808,12 @@ async fn a_session_deleted_behind_the_servers_back_is_unknown_to_its_next_chunk(
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let next = location(&response);
 
-    let database = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new().filename(app.config.data_paths().metadata),
-    )
-    .await
-    .unwrap();
-    let deleted = sqlx::query("DELETE FROM upload_sessions")
+    let deleted = with_database!(app, |database| sqlx::query("DELETE FROM upload_sessions")
         .execute(&database)
         .await
-        .unwrap();
-    assert_eq!(deleted.rows_affected(), 1);
+        .unwrap()
+        .rows_affected());
+    assert_eq!(deleted, 1);
 
     let response = patch(next.clone(), "5-9", b"world").await.unwrap();
     expect_error(response, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
@@ -837,9 +823,11 @@ async fn a_session_deleted_behind_the_servers_back_is_unknown_to_its_next_chunk(
         "BLOB_UPLOAD_UNKNOWN",
     )
     .await;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM upload_sessions")
-        .fetch_one(&database)
-        .await
-        .unwrap();
+    let count: i64 = with_database!(app, |database| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM upload_sessions"
+    )
+    .fetch_one(&database)
+    .await
+    .unwrap());
     assert_eq!(count, 0);
 }
