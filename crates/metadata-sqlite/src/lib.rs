@@ -253,6 +253,7 @@ struct UploadRow {
     received: i64,
     created_at: i64,
     updated_at: i64,
+    storage_state: String,
 }
 
 impl TryFrom<UploadRow> for UploadSession {
@@ -273,6 +274,7 @@ impl TryFrom<UploadRow> for UploadSession {
             hashed: to_u64(row.hashed)?,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            storage_state: row.storage_state,
         })
     }
 }
@@ -403,8 +405,8 @@ impl TryFrom<EventRow> for ModeEvent {
     }
 }
 
-const UPLOAD_COLUMNS: &str =
-    "id, repository, client, hash_algorithm, hash_state, hashed, received, created_at, updated_at";
+const UPLOAD_COLUMNS: &str = "id, repository, client, hash_algorithm, hash_state, hashed, received, \
+     created_at, updated_at, storage_state";
 
 fn collect<R, T>(rows: Vec<R>) -> Result<Vec<T>>
 where
@@ -664,8 +666,8 @@ impl MetadataStore for SqliteStore {
             permit,
             "INSERT INTO upload_sessions
                  (id, repository, client, hash_algorithm, hash_state, hashed, received,
-                  created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                  created_at, updated_at, storage_state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             |statement| {
                 statement
                     .bind(session.id.as_str())
@@ -677,6 +679,7 @@ impl MetadataStore for SqliteStore {
                     .bind(to_i64(session.received))
                     .bind(session.created_at)
                     .bind(session.updated_at)
+                    .bind(&session.storage_state)
             },
         )
         .await?;
@@ -707,6 +710,40 @@ impl MetadataStore for SqliteStore {
                         .bind(hash_state)
                         .bind(now_millis())
                 },
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn record_upload_progress_with_storage(
+        &self,
+        permit: &WritePermit,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hashed: u64,
+        hash_state: &[u8],
+        storage_state: &str,
+    ) -> Result<bool> {
+        // Flushed, unlike the progress of a staged file: blob storage deletes the staged
+        // object this replaces once it is recorded, so a record lost to a power cut would
+        // name an object that is gone.
+        let updated = self
+            .execute(
+                permit,
+                sqlx::query(
+                    "UPDATE upload_sessions
+                     SET received = $3, hashed = $4, hash_state = $5, updated_at = $6,
+                         storage_state = $7
+                     WHERE id = $1 AND received = $2 AND completed_at IS NULL",
+                )
+                .bind(id.as_str())
+                .bind(to_i64(expected))
+                .bind(to_i64(received))
+                .bind(to_i64(hashed))
+                .bind(hash_state)
+                .bind(now_millis())
+                .bind(storage_state),
             )
             .await?;
         Ok(updated == 1)
@@ -1771,6 +1808,7 @@ mod tests {
             hashed: 0,
             created_at: 1,
             updated_at: 1,
+            storage_state: String::new(),
         }
     }
 

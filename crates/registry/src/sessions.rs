@@ -78,6 +78,7 @@ mod tests {
             hashed: received,
             created_at: 1,
             updated_at: 1,
+            storage_state: String::new(),
         }
     }
 

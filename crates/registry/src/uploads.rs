@@ -97,6 +97,7 @@ impl Registry {
             hashed: 0,
             created_at: now,
             updated_at: now,
+            storage_state: String::new(),
         };
         self.metadata.open_upload(permit, &session).await?;
         Ok(session)
