@@ -6,6 +6,7 @@
 //! [`EXAMPLE`], a fully commented file equal to the defaults (a test keeps them equal).
 
 pub mod reload;
+mod s3;
 mod units;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use s3::{S3Config, StorageBackend};
 pub use units::{ByteSize, HumanDuration};
 
 use wharf_gate::DrainSettings;
@@ -253,6 +255,10 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Flush blob content and folder entries to disk before a blob is committed.
     pub fsync: bool,
+    /// Where blobs are kept: `filesystem` (the data folder) or `s3` (`storage.s3`).
+    pub backend: StorageBackend,
+    /// The bucket, with `backend: s3`.
+    pub s3: S3Config,
 }
 
 impl Default for StorageConfig {
@@ -260,6 +266,8 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./wharf-data"),
             fsync: true,
+            backend: StorageBackend::Filesystem,
+            s3: S3Config::default(),
         }
     }
 }
@@ -514,6 +522,9 @@ impl Config {
                 "invalid configuration: storage.data_dir is empty".to_owned(),
             ));
         }
+        if self.storage.backend == StorageBackend::S3 {
+            self.storage.s3.validate()?;
+        }
         Ok(())
     }
 
@@ -526,13 +537,33 @@ impl Config {
     pub async fn open_registry(
         &self,
     ) -> Result<wharf_registry::Registry, wharf_registry::RegistryError> {
-        wharf_registry::Registry::open_local(
-            &self.data_paths(),
-            self.storage.fsync,
-            self.limits(),
-            self.drain_settings(),
-        )
-        .await
+        let paths = self.data_paths();
+        match self.storage.backend {
+            StorageBackend::Filesystem => {
+                wharf_registry::Registry::open_local(
+                    &paths,
+                    self.storage.fsync,
+                    self.limits(),
+                    self.drain_settings(),
+                )
+                .await
+            }
+            StorageBackend::S3 => {
+                let settings = self
+                    .storage
+                    .s3
+                    .settings()
+                    .map_err(wharf_registry::RegistryError::internal)?;
+                let blobs = wharf_storage::BlobStore::s3(&settings).await?;
+                wharf_registry::Registry::open_with_blobs(
+                    &paths,
+                    blobs,
+                    self.limits(),
+                    self.drain_settings(),
+                )
+                .await
+            }
+        }
     }
 
     /// The push limits.

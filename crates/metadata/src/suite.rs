@@ -419,9 +419,7 @@ fn by_digest_text(mut blobs: Vec<BlobRecord>) -> Vec<BlobRecord> {
 /// object) is stored with the session, read back with it, and advanced together with the
 /// session's length and hash state, only from the expected length; progress recorded without
 /// it keeps it.
-pub async fn an_upload_keeps_blob_storage_state_with_its_progress<S: MetadataStore>(
-    store: Arc<S>,
-) {
+pub async fn an_upload_keeps_blob_storage_state_with_its_progress<S: MetadataStore>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let session = UploadSession {
         id: UploadId::generate(),

@@ -119,11 +119,22 @@ impl Registry {
         limits: Limits,
         drain: DrainSettings,
     ) -> Result<Self, RegistryError> {
+        let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
+        Registry::open_with_blobs(paths, blobs, limits, drain).await
+    }
+
+    /// As [`Registry::open_local`], with blobs in `blobs` (an S3 bucket, say) instead of the
+    /// data folder's `storage/`.
+    pub async fn open_with_blobs(
+        paths: &DataPaths,
+        blobs: BlobStore,
+        limits: Limits,
+        drain: DrainSettings,
+    ) -> Result<Self, RegistryError> {
         if let Some(parent) = paths.metadata.parent() {
             std::fs::create_dir_all(parent).map_err(RegistryError::internal)?;
         }
         let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&paths.metadata).await?);
-        let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
         let gate = WriteGate::open(metadata.clone(), drain, Arc::new(Metrics::new())).await?;
         Ok(Registry::new(
             metadata,
