@@ -183,3 +183,99 @@ fn read_key(path: &std::path::Path, key: &str) -> Result<String, ConfigError> {
     }
     Ok(value.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn s3(yaml: &str) -> Result<Config, String> {
+        Config::from_yaml(&format!("storage:\n  backend: s3\n  s3:\n{yaml}")).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn an_s3_configuration_is_checked_with_a_message_per_mistake() {
+        let ok = "    bucket: registry-blobs\n    prefix: prod/wharf\n";
+        let config = s3(ok).unwrap();
+        assert_eq!(config.storage.s3.bucket, "registry-blobs");
+        for (yaml, says) in [
+            ("    prefix: x\n", "storage.s3.bucket must be a bucket name"),
+            (
+                "    bucket: Bad_Bucket\n",
+                "storage.s3.bucket must be a bucket name",
+            ),
+            (
+                "    bucket: b-1\n    prefix: /x\n",
+                "storage.s3.prefix must be a folder",
+            ),
+            (
+                "    bucket: b-1\n    prefix: a//b\n",
+                "storage.s3.prefix must be a folder",
+            ),
+            (
+                "    bucket: b-1\n    endpoint: ftp://x\n",
+                "storage.s3.endpoint must be an http(s) URL",
+            ),
+            (
+                "    bucket: b-1\n    endpoint: http://127.0.0.1:9000\n",
+                "set storage.s3.allow_http",
+            ),
+            (
+                "    bucket: b-1\n    access_key_id_file: /k\n",
+                "access_key_id_file and secret_access_key_file go together",
+            ),
+            (
+                "    bucket: b-1\n    part_size: 1MiB\n",
+                "between 5MiB and 5GiB",
+            ),
+            (
+                "    bucket: b-1\n    redirect_expiry: 8d\n",
+                "between 1s and 7d",
+            ),
+        ] {
+            let error = s3(yaml).unwrap_err();
+            assert!(error.contains(says), "{yaml:?}: {error}");
+        }
+        // Unchecked while the file system keeps the blobs.
+        assert!(Config::from_yaml("storage:\n  s3:\n    part_size: 1MiB\n").is_ok());
+    }
+
+    /// Keys come from files; a missing or empty file is named, and nothing read from a file
+    /// shows in the settings' `Debug`.
+    #[test]
+    fn credentials_are_read_from_files_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, secret) = (dir.path().join("id"), dir.path().join("secret"));
+        std::fs::write(&id, "AKIDEXAMPLE\n").unwrap();
+        std::fs::write(&secret, "very-secret-key\n").unwrap();
+        let yaml = format!(
+            "    bucket: b-1\n    access_key_id_file: {}\n    secret_access_key_file: {}\n",
+            id.display(),
+            secret.display()
+        );
+        let config = s3(&yaml).unwrap();
+        let settings = config.storage.s3.settings().unwrap();
+        let credentials = settings.credentials.as_ref().unwrap();
+        assert_eq!(
+            (
+                credentials.access_key_id.as_str(),
+                credentials.secret_access_key.as_str()
+            ),
+            ("AKIDEXAMPLE", "very-secret-key")
+        );
+        let shown = format!("{settings:?} {config:?}");
+        assert!(
+            !shown.contains("very-secret-key") && !shown.contains("AKIDEXAMPLE"),
+            "{shown}"
+        );
+
+        std::fs::write(&secret, "  \n").unwrap();
+        let error = config.storage.s3.settings().unwrap_err().0;
+        assert!(
+            error.contains("secret_access_key_file") && error.contains("is empty"),
+            "{error}"
+        );
+        std::fs::remove_file(&secret).unwrap();
+        let error = config.storage.s3.settings().unwrap_err().0;
+        assert!(error.contains(&secret.display().to_string()), "{error}");
+    }
+}

@@ -8,6 +8,9 @@
 //! one continues on the other with nothing but the state the metadata database would keep (the
 //! session's storage state and hash state), which the test carries between them.
 
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -303,7 +306,7 @@ async fn committed_blobs_are_read_in_ranges_listed_and_deleted(server: Server) {
         read_all(&fx.store, &key, 1000..1010).await,
         &data[1000..1010]
     );
-    assert_eq!(listed_keys(&fx.store).await, [key.clone()]);
+    assert_eq!(listed_keys(&fx.store).await, std::slice::from_ref(&key));
     fx.assert_no_open_uploads().await;
 
     fx.store.delete(&permit, &key).await.unwrap();

@@ -17,6 +17,7 @@ mod housekeeping;
 mod listing;
 mod manifests;
 mod read_only;
+mod s3;
 mod shutdown;
 mod tls;
 mod uploads;
