@@ -8,7 +8,6 @@
 //! one continues on the other with nothing but the state the metadata database would keep (the
 //! session's storage state and hash state), which the test carries between them.
 
-
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
