@@ -543,3 +543,52 @@ async fn a_presigned_download_url_reads_the_blob(server: Server) {
     let plain = fixture(server).await;
     assert_eq!(plain.store.download_url(&key).await.unwrap(), None);
 }
+
+/// sha512 blobs, whose keys are longer than s3s-fs can store (see `settings`), on moto: a
+/// monolithic one and a chunked one hashed with sha512 as it arrived.
+#[tokio::test]
+async fn sha512_blobs_are_stored_under_their_keys() {
+    let fx = fixture(Server::Moto).await;
+    let sha512 = |data: &[u8]| {
+        let mut hasher = ContentHasher::new(Algorithm::Sha512);
+        hasher.update(data);
+        hasher.finish()
+    };
+    let data = content(PART + 99, 8);
+    let digest = sha512(&data);
+    let permit = fx.permit().await;
+    let lock = fx.store.lock_upload(&UploadId::generate()).unwrap();
+    let (key, size) = fx
+        .store
+        .put_verified_blob(&permit, &lock, &digest, body(&data), None)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&fx.store, &key, 0..size).await, data);
+
+    let mut session = Session {
+        hash_state: ContentHasher::new(Algorithm::Sha512).save(),
+        ..Session::new()
+    };
+    let permit = fx.permit().await;
+    let lock = fx.store.lock_upload(&session.id).unwrap();
+    let hasher = ContentHasher::restore(Algorithm::Sha512, &session.hash_state).unwrap();
+    let appended = fx
+        .store
+        .append_upload(
+            &permit,
+            &lock,
+            0,
+            "",
+            body(&data),
+            HashResume::new(hasher, 0, None),
+            None,
+        )
+        .await
+        .unwrap();
+    session.received = appended.bytes;
+    session.storage_state = appended.storage_state.unwrap();
+    assert_eq!(appended.hashing.wait().await.unwrap().finish(), digest);
+    drop(lock);
+    let key = publish(&fx, &fx.store, &session, &digest).await;
+    assert_eq!(read_all(&fx.store, &key, 0..size).await, data);
+}

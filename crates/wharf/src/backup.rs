@@ -450,6 +450,15 @@ pub async fn restore(
     config: &Config,
     json: bool,
 ) -> anyhow::Result<bool> {
+    if config.storage.backend == wharf_config::StorageBackend::S3 {
+        bail!(
+            "wharf restore writes blobs into the data folder, not into S3 bucket {:?}: restore \
+             with storage.backend filesystem, then copy the restored storage/blobs/ into the \
+             bucket under storage.s3.prefix (the layout is the same) and use the restored \
+             metadata.db",
+            config.storage.s3.bucket
+        );
+    }
     let progress = ProgressReport::new("restored");
     let report = wharf_backup::restore(from, data, config.storage.fsync, &progress).await?;
     progress.done();

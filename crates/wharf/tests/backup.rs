@@ -541,3 +541,34 @@ fn hold_only_holds_the_registry_until_told_to_release() {
     assert_ne!(code, 0);
     assert!(stderr.contains("no server runs on"), "{stderr}");
 }
+
+/// A restore with blobs configured in S3 refuses at once, in one line naming the bucket and
+/// what to do instead, and creates nothing.
+#[test]
+fn a_restore_into_s3_is_refused_with_what_to_do_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        "storage:\n  backend: s3\n  s3:\n    bucket: registry-blobs\n",
+    )
+    .unwrap();
+    let target = dir.path().join("restored");
+    let (code, _, stderr) = wharf(
+        &config,
+        &[
+            "restore",
+            "--from",
+            dir.path().join("backup").to_str().unwrap(),
+            "--data",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("\"registry-blobs\"") && stderr.contains("storage.backend filesystem"),
+        "{stderr}"
+    );
+    assert!(!target.exists());
+}

@@ -380,3 +380,44 @@ async fn a_wrong_bucket_or_key_stops_the_start_with_one_line() {
     assert!(message.contains("S3 bucket \"wharf\""), "{message}");
     assert!(!message.contains(secret), "{message}");
 }
+
+/// A chunked upload hashed with sha256 as it arrived cannot be completed with a sha512 digest
+/// in S3 (unfinished parts cannot be read back to hash again): the refusal says what to do, and
+/// the session is kept, so completing it with its sha256 digest still works.
+#[tokio::test]
+async fn completing_with_another_algorithm_is_refused_with_what_to_do() {
+    let app = s3_app(|_| {}).await;
+    let content = random_bytes(1000);
+    let location = app.open_upload("s3/app").await;
+    let response = app
+        .request(Method::PATCH, &location)
+        .body(content.clone())
+        .send()
+        .await
+        .unwrap();
+    let location = crate::app::location(&response);
+    let mut hasher = wharf_core::digest::ContentHasher::new(wharf_core::digest::Algorithm::Sha512);
+    hasher.update(&content);
+    let sha512 = hasher.finish();
+    let refused = app
+        .request(
+            Method::PUT,
+            &with_query(&location, &format!("digest={sha512}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    let message =
+        crate::app::expect_error(refused, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+    assert!(message.contains("?digest-algorithm=sha512"), "{message}");
+    let digest = Digest::sha256_of(&content);
+    let completed = app
+        .request(
+            Method::PUT,
+            &with_query(&location, &format!("digest={digest}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(completed.status(), StatusCode::CREATED);
+}
