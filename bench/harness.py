@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -34,6 +35,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -63,6 +65,9 @@ class Plan:
     small_seconds: int               # each small-request load
     connections: int                 # concurrent connections/streams of the loads
     tags: int                        # tags of the image the small requests read
+    big_tags: int                    # tags of the repository the large tags lists read
+    catalog_repos: int               # repositories the catalog pages are read from
+    referrers: int                   # referrers of the manifest the referrers list reads
     skopeo_layers: int
     skopeo_bytes: int                # total size of the skopeo image's layers
     toggles: int                     # read-only toggles under pull load
@@ -76,12 +81,12 @@ class Plan:
 
 FULL = Plan(runs=5, mono_sizes=(256 * MiB, GiB), chunked_sizes=(256 * MiB, GiB), chunk=8 * MiB,
             pull_size=256 * MiB, pull_seconds=10, small_seconds=10, connections=32, tags=50,
-            skopeo_layers=20, skopeo_bytes=200 * MiB, toggles=100, toggle_seconds=12,
+            big_tags=1000, catalog_repos=10_000, referrers=20, skopeo_layers=20, skopeo_bytes=200 * MiB, toggles=100, toggle_seconds=12,
             idle_holds=10, drain_uploads=16, drain_upload_size=64 * MiB, drain_rate=16 * MiB,
             fsync_variant=True)
 SMOKE = Plan(runs=1, mono_sizes=(4 * MiB, 8 * MiB), chunked_sizes=(8 * MiB,), chunk=MiB,
              pull_size=4 * MiB, pull_seconds=1, small_seconds=1, connections=32, tags=3,
-             skopeo_layers=3, skopeo_bytes=3 * MiB, toggles=5, toggle_seconds=2, idle_holds=2,
+             big_tags=30, catalog_repos=30, referrers=3, skopeo_layers=3, skopeo_bytes=3 * MiB, toggles=5, toggle_seconds=2, idle_holds=2,
              drain_uploads=2, drain_upload_size=2 * MiB, drain_rate=2 * MiB, fsync_variant=True)
 
 MANIFEST_ACCEPT = rc.OCI_MANIFEST
@@ -351,11 +356,11 @@ def run_wrk(*args, **kwargs) -> dict:
     return wrk_result(wrk(*args, **kwargs))
 
 
-def run_ab_head(url: str, seconds: int, connections: int) -> dict:
+def run_ab_head(url: str, seconds: int, connections: int, accept: str = "") -> dict:
     """A HEAD load with ApacheBench (keep-alive): wrk 4.1 cannot do HEAD, its parser waits
     for the body the Content-Length announces (wg/wrk#198)."""
     cmd = ["ab", "-q", "-i", "-k", "-c", str(connections), "-t", str(seconds),
-           "-n", "100000000", url]
+           "-n", "100000000"] + (["-H", f"Accept: {accept}"] if accept else []) + [url]
     proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                  stdin=subprocess.DEVNULL)
     out, err = proc.communicate()
@@ -572,6 +577,58 @@ def small_requests(server: Server, plan: Plan, run: int) -> dict:
     return m
 
 
+def populate_catalog(server: Server, source: str, names: list[str], digests: dict) -> None:
+    """Makes each of `names` a repository holding `source`'s small image, over 8 connections
+    (10,000 repositories are 30,000 requests)."""
+    def populate(share: list[str]) -> None:
+        with rc.Client(server.url) as client:
+            for name in share:
+                rc.mount_image(client, source, name, digests, digests["manifest_bytes"])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for done in [pool.submit(populate, names[i::8]) for i in range(8)]:
+            done.result()  # a failed push fails the run
+
+
+def listings(server: Server, plan: Plan, run: int, referrers: bool) -> dict:
+    """Listings and a manifest HEAD by digest, `connections` connections each: a page of every
+    tag of a `big_tags` repository and a page of 100 from its middle, catalog pages over
+    `catalog_repos` repositories (the first 1,000, and 100 from the middle), and with
+    `referrers` (Wharf: the peer has no referrers API) the referrers of a manifest that has
+    `plan.referrers`."""
+    repo = f"bench/list-r{run}"
+    tags = [f"t{i:05}" for i in range(plan.big_tags)]
+    with rc.Client(server.url) as client:
+        digests = rc.small_image(client, repo, tags)
+        names = [f"bench/catalog-r{run}/{i:05}" for i in range(plan.catalog_repos)]
+        populate_catalog(server, repo, names, digests)
+        subject = {"mediaType": rc.OCI_MANIFEST, "digest": digests["manifest"],
+                   "size": len(digests["manifest_bytes"])}
+        if referrers:
+            for i in range(plan.referrers):
+                rc.referrer(client, repo, subject, i)
+    middle_tag, middle_repo = tags[len(tags) // 2], names[len(names) // 2]
+    loads = {
+        "tags_list_big": (f"/v2/{repo}/tags/list", "GET"),
+        "tags_page_100": (f"/v2/{repo}/tags/list?n=100&last={middle_tag}", "GET"),
+        "catalog_page_1000": ("/v2/_catalog?n=1000", "GET"),
+        "catalog_page_100": (f"/v2/_catalog?n=100&last={urllib.parse.quote(middle_repo, safe='')}",
+                             "GET"),
+        "manifest_head": (f"/v2/{repo}/manifests/{digests['manifest']}", "HEAD"),
+    }
+    if referrers:
+        loads["referrers"] = (f"/v2/{repo}/referrers/{digests['manifest']}", "GET")
+    m = {}
+    for name, (path, method) in loads.items():
+        if method == "HEAD":
+            # Distribution answers a manifest HEAD without an Accept naming its type with 404.
+            r = run_ab_head(server.url + path, plan.small_seconds, plan.connections,
+                            MANIFEST_ACCEPT)
+        else:
+            r = run_wrk(server.url + path, plan.small_seconds, plan.connections, method, "")
+        m[f"{name}_rps"], m[f"{name}_p99_ms"], m[f"{name}_errors"] = r["rps"], r["p99_ms"], r["errors"]
+    return m
+
+
 def skopeo_push_pull(server: Server, inputs: Inputs, work: Path, run: int) -> dict:
     host = server.url.removeprefix("http://")
     ref = f"docker://{host}/bench/skopeo-r{run}:v1"
@@ -752,6 +809,8 @@ def registry_session(kind: str, plan: Plan, inputs: Inputs, work: Path, run: int
                                          f"/blobs/{inputs.pull.digest}", server.pid))
         log(f"run {run}: {kind}: small requests")
         m.update(small_requests(server, plan, run))
+        log(f"run {run}: {kind}: listings")
+        m.update(listings(server, plan, run, referrers=(kind == "wharf")))
         if kind == "wharf":
             # Before skopeo: a hold waits drain.push_grace (5 s) after recent uploads, and
             # these figures are about toggling with none under way.

@@ -142,6 +142,31 @@ class Client:
                     headers={"Content-Type": media_type})
 
 
+def mount_image(client: Client, source: str, repo: str, digests: dict, manifest: bytes) -> None:
+    """Makes `repo` a repository holding `source`'s small image: its two blobs mounted (both
+    registries mount with `from`), its manifest put under the tag `v0`."""
+    for blob in (digests["layer"], digests["config"]):
+        client.expect(201, "POST", f"/v2/{repo}/blobs/uploads/?mount={blob}&from={source}")
+    client.push_manifest(repo, "v0", manifest)
+
+
+def referrer(client: Client, repo: str, subject: dict, n: int) -> None:
+    """Pushes an artifact whose subject is `subject` (a descriptor), by digest."""
+    config = b"{}"
+    client.push_bytes(repo, config)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json",
+                    "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": 2}],
+        "subject": subject,
+        "annotations": {"org.example.n": str(n)},
+    }).encode()
+    client.push_manifest(repo, "sha256:" + hashlib.sha256(manifest).hexdigest(), manifest)
+
+
 def small_image(client: Client, repo: str, tags: list[str]) -> dict:
     """Pushes a small image (one config, one 1 KiB layer) under every tag in `tags`; answers
     the digests the small-request loads use."""
@@ -158,4 +183,5 @@ def small_image(client: Client, repo: str, tags: list[str]) -> dict:
     for tag in tags:
         client.push_manifest(repo, tag, manifest)
     return {"layer": layer_digest, "config": config_digest,
-            "manifest": "sha256:" + hashlib.sha256(manifest).hexdigest()}
+            "manifest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
+            "manifest_bytes": manifest}

@@ -22,7 +22,9 @@ BARE_LAYOUTS = (2, 3)
 
 # Every load's failed-request count, per registry.
 ERROR_KEYS = ("pull_1_errors", "pull_n_errors", "manifest_get_errors", "blob_head_errors",
-              "tags_list_errors")
+              "tags_list_errors", "tags_list_big_errors", "tags_page_100_errors",
+              "catalog_page_1000_errors", "catalog_page_100_errors", "manifest_head_errors",
+              "referrers_errors")
 
 
 def size_label(n: int) -> str:
@@ -68,6 +70,42 @@ def median(d: dict, series: str, key: str) -> float | None:
     return v["median"] if v else None
 
 
+def listing_rows(d: dict) -> list[Row]:
+    """The listings (issue "read paths as fast as a manifest GET"), each with its p99, judged
+    against Wharf's own manifest GET rate of the same run, and the 1,000-tag page against the
+    peer."""
+    plan, m = d["plan"], functools.partial(median, d)
+    n = plan["connections"]
+    manifest_get = m("wharf", "manifest_get_rps")
+    rows = []
+    listings = (
+        ("tags_list", f"Tags list ({plan['tags']} tags)", 0.8, None),
+        ("tags_list_big", f"Tags list, one page of {plan['big_tags']:,} tags", None, 10),
+        ("tags_page_100", f"Tags list, a page of 100 of {plan['big_tags']:,}", 0.8, None),
+        ("catalog_page_1000", f"Catalog, first page of 1,000 of {plan['catalog_repos']:,}", 0.5,
+         None),
+        ("catalog_page_100", f"Catalog, a page of 100 of {plan['catalog_repos']:,}", 0.5, None),
+        ("referrers", f"Referrers of a manifest with {plan['referrers']}", 0.5, None),
+        ("manifest_head", "Manifest HEAD by digest", None, None),
+    )
+    for key, label, of_manifest_get, of_peer in listings:
+        w, p = m("wharf", f"{key}_rps"), m("peer", f"{key}_rps")
+        if w is None:
+            continue  # results from before this load existed
+        row = Row(f"{label}, {n} connections", "requests/s", True, w, p)
+        if of_manifest_get is not None and manifest_get:
+            row.target = f"≥ {down(100 * of_manifest_get)}% of Wharf's manifest GET"
+            row.met = w >= of_manifest_get * manifest_get
+            row.why = f"{down(100 * w / manifest_get)}% of manifest GET ({fmt(manifest_get)}/s)"
+        elif of_peer is not None and p:
+            row.target, row.met = f"≥ {of_peer}× peer", w >= of_peer * p
+            row.why = f"{w / p:.2f}× peer"
+        rows.append(row)
+        rows.append(Row(f"{label}: p99 latency", "ms", False, m("wharf", f"{key}_p99_ms"),
+                        m("peer", f"{key}_p99_ms")))
+    return rows
+
+
 def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row], list[Row]]:
     plan = d["plan"]
 
@@ -104,8 +142,7 @@ def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row], lis
         if nginx_rw[key]:
             row.why += f"; {100 * w / nginx_rw[key]:.0f}% of nginx read/write"
         main.append(row)
-    for key, label in (("manifest_get", "Manifest GET by tag"), ("blob_head", "Blob HEAD"),
-                       ("tags_list", f"Tags list ({plan['tags']} tags)")):
+    for key, label in (("manifest_get", "Manifest GET by tag"), ("blob_head", "Blob HEAD")):
         w, p = m("wharf", f"{key}_rps"), m("peer", f"{key}_rps")
         row = Row(f"{label}, {n} connections", "requests/s", True, w, p)
         if key == "manifest_get":
@@ -114,6 +151,7 @@ def build_rows(d: dict) -> tuple[list[Row], list[Row], list[Row], list[Row], lis
         main.append(row)
         main.append(Row(f"{label}: p99 latency", "ms", False, m("wharf", f"{key}_p99_ms"),
                         m("peer", f"{key}_p99_ms")))
+    main.extend(listing_rows(d))
     w, p = m("wharf", "mem_push"), m("peer", "mem_push")
     row = Row(f"Peak RSS during the {size_label(max(plan['mono_sizes']))} push", "MiB", False,
               w, p, "≤ 64 MiB and ≤ peer")

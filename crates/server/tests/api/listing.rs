@@ -1,5 +1,7 @@
 //! Tags, the catalog and referrers.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wharf_core::digest::Digest;
@@ -234,4 +236,106 @@ async fn referrers_of_unknown_subjects_are_an_empty_list() {
         "DIGEST_INVALID",
     )
     .await;
+}
+
+/// Walks a tags list from the start in pages of `n`, calling `between` after each page with the
+/// page's last tag. Returns every tag seen, in the order seen.
+async fn walk_tags(app: &TestApp, n: usize, mut between: impl AsyncFnMut(&str)) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut path = format!("/v2/r/tags/list?n={n}");
+    loop {
+        let (link, body) = json_of(app, &path).await;
+        let page: Vec<String> = serde_json::from_value(body["tags"].clone()).unwrap();
+        assert!(page.len() <= n, "a page holds at most n tags: {page:?}");
+        seen.extend(page);
+        let Some(link) = link else { break };
+        between(seen.last().unwrap()).await;
+        // `</v2/r/tags/list?n=10&last=t0010>; rel="next"`
+        path = link[1..link.find('>').unwrap()].to_owned();
+    }
+    seen
+}
+
+#[tokio::test]
+async fn tag_pages_stay_exact_while_tags_are_pushed_between_them() {
+    let app = TestApp::start().await;
+    let image = app.push_image("r", "t0000", 1).await;
+    let tag = async |name: String| {
+        let response = app
+            .put_manifest("r", &name, OCI_MANIFEST, &image.manifest)
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{name}");
+    };
+    let original: Vec<String> = (0..120).map(|i| format!("t{:04}", i * 10)).collect();
+    for name in &original[1..] {
+        tag(name.clone()).await;
+    }
+
+    // After each page, one tag is pushed behind the cursor (the walk must not go back for it)
+    // and one ahead of it (the walk must find it once, in its place).
+    let mut ahead = Vec::new();
+    let seen = walk_tags(&app, 7, async |last: &str| {
+        let at: u32 = last[1..].parse().unwrap();
+        tag(format!("t{:04}", at - 5)).await;
+        let next = format!("t{:04}", at + 5);
+        tag(next.clone()).await;
+        ahead.push(next);
+    })
+    .await;
+
+    assert!(
+        seen.windows(2).all(|pair| pair[0] < pair[1]),
+        "in order, no tag twice: {seen:?}"
+    );
+    let mut expected = original.clone();
+    expected.extend(ahead);
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "every tag that was there throughout, and every tag pushed ahead of the cursor, once; \
+         none pushed behind it"
+    );
+}
+
+#[tokio::test]
+async fn tag_pages_stay_exact_during_concurrent_pushes() {
+    let app = TestApp::start().await;
+    let image = app.push_image("r", "a0000", 1).await;
+    let original: Vec<String> = (0..200).map(|i| format!("a{i:04}")).collect();
+    for name in &original[1..] {
+        app.put_manifest("r", name, OCI_MANIFEST, &image.manifest)
+            .await;
+    }
+
+    // A pusher adds tags that sort between the original ones while the walks run; the walks
+    // must see every original tag exactly once, in order, whatever the interleaving. The walks
+    // go on until at least 50 tags were pushed during them, so the two did overlap.
+    let stop = AtomicBool::new(false);
+    let pushed = AtomicUsize::new(0);
+    let pusher = async {
+        while !stop.load(Ordering::Relaxed) {
+            let count = pushed.load(Ordering::Relaxed);
+            let name = format!("a{:04}-{count}", count % 200);
+            let response = app
+                .put_manifest("r", &name, OCI_MANIFEST, &image.manifest)
+                .await;
+            assert_eq!(response.status(), StatusCode::CREATED, "{name}");
+            pushed.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let walks = async {
+        let mut walks = 0;
+        while walks < 5 || pushed.load(Ordering::Relaxed) < 50 {
+            let seen = walk_tags(&app, 13, async |_: &str| {}).await;
+            assert!(
+                seen.windows(2).all(|pair| pair[0] < pair[1]),
+                "in order, no tag twice: {seen:?}"
+            );
+            let originals: Vec<&String> = seen.iter().filter(|t| !t.contains('-')).collect();
+            assert_eq!(originals, original.iter().collect::<Vec<_>>());
+            walks += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+    };
+    tokio::join!(pusher, walks);
 }

@@ -1,10 +1,11 @@
 //! Listings: `GET /v2/_catalog`, `GET /v2/<name>/tags/list` and
 //! `GET /v2/<name>/referrers/<digest>`.
 
+use std::collections::BTreeMap;
+
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::Call;
 use crate::api::headers::{self, OCI_FILTERS_APPLIED};
@@ -77,37 +78,55 @@ pub(super) async fn referrers(
         .registry
         .referrers(repository, &subject, artifact_type)
         .await?;
-    let manifests: Vec<Value> = referrers
-        .into_iter()
-        .map(|r| {
-            let mut descriptor = json!({
-                "mediaType": r.media_type,
-                "digest": r.digest,
-                "size": r.size,
-            });
-            if let Some(artifact_type) = r.artifact_type {
-                descriptor["artifactType"] = Value::String(artifact_type);
-            }
-            if let Some(annotations) = r
+    let manifests: Vec<ReferrerDescriptor> = referrers
+        .iter()
+        .map(|r| ReferrerDescriptor {
+            media_type: &r.media_type,
+            digest: &r.digest,
+            size: r.size,
+            artifact_type: r.artifact_type.as_deref(),
+            // Stored as a JSON object of strings, as the manifest's parser read them.
+            annotations: r
                 .annotations
-                .and_then(|a| serde_json::from_str::<Value>(&a).ok())
-            {
-                descriptor["annotations"] = annotations;
-            }
-            descriptor
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a).ok()),
         })
         .collect();
-    let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
-    let mut response = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, OCI_INDEX)],
-        body.to_string(),
-    )
-        .into_response();
+    let body = ReferrerIndex {
+        schema_version: 2,
+        media_type: OCI_INDEX,
+        manifests,
+    };
+    let body = match serde_json::to_vec(&body) {
+        Ok(body) => body,
+        Err(error) => return Err(RegistryError::internal(error)),
+    };
+    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, OCI_INDEX)], body).into_response();
     if artifact_type.is_some() {
         headers::insert(response.headers_mut(), OCI_FILTERS_APPLIED, "artifactType");
     }
     Ok(response)
+}
+
+/// The referrers list: an image index of descriptors, serialised straight from the rows.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrerIndex<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    manifests: Vec<ReferrerDescriptor<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrerDescriptor<'a> {
+    media_type: &'a str,
+    digest: &'a Digest,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 /// The `n` query parameter: how many entries a page should have at most.
