@@ -310,6 +310,24 @@ impl BlobStore {
         }
     }
 
+    /// Writes `body`, verified to have `digest`, at `key` (a restore placing a backed-up blob
+    /// where its record says it is), on storage shared between processes (S3); a failure
+    /// leaves nothing at the key. The file system's restore writes its files itself.
+    pub async fn restore_object<E: std::fmt::Display>(
+        &self,
+        permit: &WritePermit,
+        key: &StorageKey,
+        digest: &Digest,
+        body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
+    ) -> Result<u64, AppendError> {
+        match &self.backend {
+            Backend::Files { .. } => {
+                Err(std::io::Error::other("a restore writes the data folder's files itself").into())
+            }
+            Backend::S3(s3) => s3.put_verified(permit, key, digest, body, None).await,
+        }
+    }
+
     /// Once an append's new storage state is recorded (or failed to be), deletes what the
     /// state not recorded names and the recorded one does not (S3: the staged object it
     /// replaced); a failure only leaves it to upload expiry.

@@ -421,3 +421,50 @@ async fn completing_with_another_algorithm_is_refused_with_what_to_do() {
         .unwrap();
     assert_eq!(completed.status(), StatusCode::CREATED);
 }
+
+/// A backup of a registry whose blobs are in S3 copies them from the bucket; a restore with
+/// blobs in S3 writes them into the bucket (here another prefix), and the restored registry
+/// serves the image byte-identical and is clean.
+#[tokio::test]
+async fn a_backup_from_s3_restores_into_a_bucket() {
+    let app = s3_app(|_| {}).await;
+    let image = app.push_image("s3/app", "v1", 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let snapshot = crate::backup::snapshot(&app).await;
+    crate::backup::copy(&app, &snapshot, &backup).await;
+
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().join("restored");
+    config.storage.fsync = false;
+    config.gc.enabled = false;
+    use_s3(&mut config, dir.path());
+    assert_ne!(config.storage.s3.prefix, app.config.storage.s3.prefix);
+    let blobs = BlobStore::s3(&config.storage.s3.settings().unwrap())
+        .await
+        .unwrap();
+    let report = wharf_backup::restore_with_blobs(
+        &backup,
+        &config.storage.data_dir,
+        false,
+        Some(blobs),
+        &crate::backup::Silent,
+    )
+    .await
+    .unwrap();
+    assert!(report.fsck.is_clean(), "{report:?}");
+    assert_eq!(report.blobs, 3);
+    assert!(
+        !config.storage.data_dir.join("storage/blobs").exists(),
+        "the blobs went into the bucket"
+    );
+
+    let restored = TestApp::start_with(|c| *c = config.clone()).await;
+    assert_eq!(bucket_listing(&restored).await.0.len(), 3);
+    let response = restored.get("/v2/s3/app/manifests/v1").await;
+    assert_eq!(response.bytes().await.unwrap(), image.manifest);
+    for blob in image.blobs() {
+        let digest = Digest::sha256_of(blob);
+        assert_eq!(pull_blob(&restored, "s3/app", &digest).await, *blob);
+    }
+}

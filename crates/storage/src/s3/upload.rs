@@ -327,6 +327,22 @@ impl S3Blobs {
         max_size: Option<u64>,
     ) -> Result<(StorageKey, u64), AppendError> {
         let key = StorageKey::for_upload(digest, lock.id());
+        let size = self
+            .put_verified(permit, &key, digest, body, max_size)
+            .await?;
+        Ok((key, size))
+    }
+
+    /// Uploads `body` to `key`, verifying it has `digest` before it is completed (or put, when
+    /// smaller than a part); returns its size. A failure leaves nothing at the key.
+    pub(crate) async fn put_verified<E: std::fmt::Display>(
+        &self,
+        permit: &WritePermit,
+        key: &StorageKey,
+        digest: &Digest,
+        body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        max_size: Option<u64>,
+    ) -> Result<u64, AppendError> {
         let hasher = ContentHasher::new(digest.algorithm());
         let mut writer = PartWriter::new(self, key.as_str().to_owned(), None, hasher);
         let outcome = async {
@@ -362,7 +378,7 @@ impl S3Blobs {
                 return Err(error);
             }
         }
-        Ok((key, size))
+        Ok(size)
     }
 
     /// Appends a request body to a chunked upload whose first `offset` bytes are recorded in
