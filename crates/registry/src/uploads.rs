@@ -75,7 +75,7 @@ impl Registry {
         let session = self
             .open_session(permit, UploadId::generate(), repository, client, algorithm)
             .await?;
-        self.sessions.put(session.clone(), None);
+        self.remember(&session, None);
         Ok(session)
     }
 
@@ -273,7 +273,7 @@ impl Registry {
             storage_state,
             ..session
         };
-        self.sessions.put(session.clone(), Some(appended.hashing));
+        self.remember(&session, Some(appended.hashing));
         Ok(session)
     }
 
@@ -323,14 +323,7 @@ impl Registry {
             .blobs
             .lock_upload(id)
             .ok_or(RegistryError::UploadBusy)?;
-        // Storage other processes share (S3) may have moved on under another replica: the
-        // session is read from the database every time.
-        let cached = if self.blobs.is_shared() {
-            None
-        } else {
-            self.sessions.take(id)
-        };
-        let (session, running) = match cached {
+        let (session, running) = match self.sessions.take(id) {
             Some(cached) if cached.session.repository == *repository => {
                 (cached.session, cached.hashing)
             }
@@ -486,6 +479,15 @@ fn completed_blob(completion: UploadCompletion) -> Result<BlobRecord, RegistryEr
 }
 
 impl Registry {
+    /// Keeps a session's committed state for its next request, unless blob storage is shared
+    /// with other processes (S3): another replica may move the session on, so its next request
+    /// reads the database.
+    fn remember(&self, session: &UploadSession, hashing: Option<Hashing>) {
+        if !self.blobs.is_shared() {
+            self.sessions.put(session.clone(), hashing);
+        }
+    }
+
     /// Deletes an upload's staged bytes after its fate was committed: a failure (or a cancelled
     /// permit) leaves them to the garbage collector rather than failing what already succeeded.
     async fn discard_after_commit(&self, permit: &WritePermit, id: &UploadId, storage_state: &str) {

@@ -555,6 +555,19 @@ pub fn use_s3(config: &mut Config, dir: &std::path::Path) {
     config.storage.backend = wharf_config::StorageBackend::S3;
 }
 
+/// As [`use_s3`], on the moto server instead (which lists multipart uploads; it checks no
+/// signatures).
+pub fn use_moto(config: &mut Config, dir: &std::path::Path) {
+    use_s3(config, dir);
+    config.storage.s3.endpoint =
+        Some(std::env::var("S3_MOTO_TEST_ENDPOINT").unwrap_or_else(|_| {
+            panic!(
+                "S3_MOTO_TEST_ENDPOINT is not set: this test needs moto's S3 server. Run \
+             scripts/test, or start it with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
+            )
+        }));
+}
+
 fn uuid_like() -> String {
     wharf_core::upload_id::UploadId::generate()
         .as_str()

@@ -24,7 +24,8 @@ pub struct OpenMultipartUpload {
     pub key: StorageKey,
     /// S3's id of it.
     pub id: String,
-    /// When it was created, in milliseconds since the Unix epoch.
+    /// When it was created, in milliseconds since the Unix epoch (`i64::MAX` if the server
+    /// said it unreadably).
     pub initiated_millis: i64,
 }
 
@@ -89,10 +90,10 @@ impl S3Blobs {
                 else {
                     continue;
                 };
+                // A time that does not parse counts as now: never old enough to abort.
                 let initiated_millis = element(upload, "Initiated")
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.timestamp_millis())
-                    .unwrap_or(0);
+                    .map_or(i64::MAX, |t| t.timestamp_millis());
                 found.push(OpenMultipartUpload {
                     key,
                     id: id.to_owned(),
