@@ -6,6 +6,7 @@
 //! PostgreSQL store can share it.
 
 mod accounts;
+mod stable_plans;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,8 +26,8 @@ use wharf_gate::store::{GateStore, PushActivity, Result as GateResult, StoreErro
 use wharf_gate::{ControlWrite, EventKind, Hold, HoldName, Mode, ModeEvent, WritePermit};
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, Descriptor, ManifestDeletion,
-    ManifestRecord, ManifestRejection, MetadataError, MetadataStore, NewManifest, Page, Referrer,
-    Result, StoredManifest, UploadCompletion, UploadSession,
+    ManifestRecord, ManifestRejection, MetadataError, MetadataStore, Names, NewManifest, Page,
+    Referrer, Result, StoredManifest, UploadCompletion, UploadSession,
 };
 
 /// A statement with its parameters bound.
@@ -57,6 +58,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            .after_connect(|connection, _| Box::pin(stable_plans::enable(connection)))
             .after_release(|connection, _| Box::pin(leaves_no_transaction(connection)))
             .connect_with(options.clone())
             .await?;
@@ -64,6 +66,7 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .test_before_acquire(false)
+            .after_connect(|connection, _| Box::pin(stable_plans::enable(connection)))
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore { reader, writer })
@@ -205,16 +208,11 @@ fn size_mismatch(declared: &Descriptor, size: i64) -> Result<Option<ManifestReje
     )
 }
 
-/// The names of a listing that the query joined with newlines (`group_concat`), which neither
-/// tags nor repository names can contain. A listing is one row this way: sqlx hands rows from
-/// SQLite's thread to ours one at a time through a channel, and for a page of a thousand names
-/// those hand-offs (a thread wake-up each) cost far more than the query.
-fn joined_names(joined: Option<String>) -> Vec<String> {
-    joined
-        .as_deref()
-        .map(|names| names.split('\n').map(str::to_owned).collect())
-        .unwrap_or_default()
-}
+// LISTING: a page of a listing is one row, its names joined with newlines by the query. sqlx
+// hands rows from SQLite's thread to ours one at a time through a channel, and for a page of a
+// thousand names those hand-offs (a thread wake-up each) cost far more than the query. The
+// aggregate has no ORDER BY of its own: the subquery's order is the index's, and sorting again
+// in the aggregate costs a temporary table per query; `Names::from_joined` checks the order.
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -572,15 +570,11 @@ impl MetadataStore for SqliteStore {
         Ok(exists)
     }
 
-    async fn tags(
-        &self,
-        repository: &RepositoryName,
-        page: Page<'_>,
-    ) -> Result<Option<Vec<String>>> {
-        // One row: whether the repository exists, and its page of tags as one string. See
-        // `joined_names` for why not a row per tag.
+    async fn tags(&self, repository: &RepositoryName, page: Page<'_>) -> Result<Option<Names>> {
+        // One row: whether the repository exists, and its page of tags as one string (see
+        // `LISTING`).
         let row: Option<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT r.id, (SELECT group_concat(name, char(10) ORDER BY name) FROM (
+            "SELECT r.id, (SELECT group_concat(name, char(10)) FROM (
                      SELECT t.name FROM tags t WHERE t.repository_id = r.id AND t.name > $2
                      ORDER BY t.name LIMIT $3))
              FROM repositories r WHERE r.name = $1",
@@ -590,12 +584,13 @@ impl MetadataStore for SqliteStore {
         .bind(i64::from(page.limit))
         .fetch_optional(&self.reader)
         .await?;
-        Ok(row.map(|(_, names)| joined_names(names)))
+        Ok(row.map(|(_, names)| Names::from_joined(names)))
     }
 
-    async fn repositories(&self, page: Page<'_>) -> Result<Vec<String>> {
+    async fn repositories(&self, page: Page<'_>) -> Result<Names> {
+        // One row (see `LISTING`).
         let names: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(name, char(10) ORDER BY name) FROM (
+            "SELECT group_concat(name, char(10)) FROM (
                  SELECT name FROM repositories r
                  WHERE name > $1
                    AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
@@ -605,7 +600,7 @@ impl MetadataStore for SqliteStore {
         .bind(i64::from(page.limit))
         .fetch_one(&self.reader)
         .await?;
-        Ok(joined_names(names))
+        Ok(Names::from_joined(names))
     }
 
     async fn repositories_with_blob(
@@ -1676,6 +1671,7 @@ impl SqliteSnapshot {
             .immutable(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
+            .after_connect(|connection, _| Box::pin(stable_plans::enable(connection)))
             .connect_with(options)
             .await?;
         Ok(SqliteSnapshot { pool })

@@ -7,12 +7,14 @@
 //! makes visible becomes visible all at once, or not at all.
 
 pub mod accounts;
+mod names;
 #[cfg(feature = "suite")]
 pub mod suite;
 
 use async_trait::async_trait;
 
 pub use accounts::AccountStore;
+pub use names::Names;
 
 use wharf_core::digest::{Algorithm, Digest};
 pub use wharf_core::manifest::Descriptor;
@@ -338,15 +340,11 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
 
     /// A page of the repository's tags in lexical order; `None` if the repository does not exist
     /// (one answer, so that a listing is one query).
-    async fn tags(
-        &self,
-        repository: &RepositoryName,
-        page: Page<'_>,
-    ) -> Result<Option<Vec<String>>>;
+    async fn tags(&self, repository: &RepositoryName, page: Page<'_>) -> Result<Option<Names>>;
 
     /// A page of the names of repositories that hold a manifest, in lexical order (one whose
     /// last manifest was deleted, or that has only blobs so far, is not listed).
-    async fn repositories(&self, page: Page<'_>) -> Result<Vec<String>>;
+    async fn repositories(&self, page: Page<'_>) -> Result<Names>;
 
     /// A page of the repositories `digest` is a live blob of, in lexical order: where a mount
     /// that names no source may find it.

@@ -247,6 +247,7 @@ impl<S: MetadataStore> Fixture<S> {
             .tags(&repo(repository), page)
             .await
             .unwrap()
+            .map(|names| names.to_vec())
             .unwrap_or_default()
     }
 
@@ -1119,7 +1120,7 @@ pub async fn tags_and_repositories_are_listed_in_pages<S: MetadataStore>(store: 
             last: last.as_deref(),
             limit: 2,
         };
-        let tags = fx.store.tags(&app, page).await.unwrap().unwrap();
+        let tags = fx.store.tags(&app, page).await.unwrap().unwrap().to_vec();
         if tags.is_empty() {
             break;
         }
@@ -1148,22 +1149,27 @@ pub async fn tags_and_repositories_are_listed_in_pages<S: MetadataStore>(store: 
     let page = |last, limit| Page { last, limit };
     let store = &fx.store;
     assert_eq!(
-        store.repositories(page(None, 100)).await.unwrap(),
+        store.repositories(page(None, 100)).await.unwrap().to_vec(),
         ["alpha/one", "suite/a-z", "suite/app", "suite/b", "zeta"]
     );
     assert_eq!(
-        store.repositories(page(None, 2)).await.unwrap(),
+        store.repositories(page(None, 2)).await.unwrap().to_vec(),
         ["alpha/one", "suite/a-z"]
     );
     assert_eq!(
         store
             .repositories(page(Some("suite/a-z"), 2))
             .await
-            .unwrap(),
+            .unwrap()
+            .to_vec(),
         ["suite/app", "suite/b"]
     );
     assert_eq!(
-        store.repositories(page(Some("suite/b"), 2)).await.unwrap(),
+        store
+            .repositories(page(Some("suite/b"), 2))
+            .await
+            .unwrap()
+            .to_vec(),
         ["zeta"]
     );
     assert!(
@@ -1184,7 +1190,11 @@ pub async fn tags_and_repositories_are_listed_in_pages<S: MetadataStore>(store: 
         ManifestDeletion::Deleted
     );
     assert_eq!(
-        store.repositories(page(Some("suite/b"), 2)).await.unwrap(),
+        store
+            .repositories(page(Some("suite/b"), 2))
+            .await
+            .unwrap()
+            .to_vec(),
         Vec::<String>::new()
     );
     // Its blobs stay until garbage collection: a mount without a source finds them there.

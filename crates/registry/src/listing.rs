@@ -3,7 +3,7 @@
 use super::{Registry, RegistryError};
 use wharf_core::digest::Digest;
 use wharf_core::reference::RepositoryName;
-use wharf_metadata::{Page, Referrer};
+use wharf_metadata::{Names, Page, Referrer};
 
 /// The most entries one page of a listing returns, whatever the client asks for; the rest is
 /// reached through the `Link` to the next page.
@@ -13,7 +13,7 @@ pub const MAX_PAGE: u32 = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPage {
     /// The entries, in lexical order.
-    pub items: Vec<String>,
+    pub items: Names,
     /// Whether entries follow this page (then the last item is where the next page starts).
     pub has_more: bool,
 }
@@ -50,7 +50,7 @@ impl Registry {
         visible: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<ListPage, RegistryError> {
         let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let mut items: Vec<String> = Vec::new();
+        let mut items = Names::default();
         let mut after = last.map(str::to_owned);
         // Pages of the store are read until enough visible names are found (one more than the
         // limit tells whether there is a next page) or the names run out.
@@ -63,8 +63,10 @@ impl Registry {
                 })
                 .await?;
             let exhausted = batch.len() <= limit as usize;
-            after = batch.last().cloned();
-            items.extend(batch.into_iter().filter(|name| visible(name)));
+            after = batch.last().map(str::to_owned);
+            for name in batch.iter().filter(|name| visible(name)) {
+                items.push(name);
+            }
             if exhausted || items.len() > limit as usize {
                 break;
             }
@@ -88,7 +90,7 @@ impl Registry {
     }
 }
 
-fn page(items: &mut Vec<String>, limit: u32) -> ListPage {
+fn page(items: &mut Names, limit: u32) -> ListPage {
     let has_more = items.len() > limit as usize;
     items.truncate(limit as usize);
     ListPage {

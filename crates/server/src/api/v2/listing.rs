@@ -12,6 +12,7 @@ use crate::api::headers::{self, OCI_FILTERS_APPLIED};
 use wharf_core::digest::Digest;
 use wharf_core::manifest::OCI_INDEX;
 use wharf_core::reference::RepositoryName;
+use wharf_metadata::Names;
 use wharf_registry::{ListPage, RegistryError};
 
 pub(super) async fn catalog(call: &Call) -> Result<Response, RegistryError> {
@@ -29,7 +30,7 @@ pub(super) async fn catalog(call: &Call) -> Result<Response, RegistryError> {
         .await?;
     #[derive(Serialize)]
     struct Catalog<'a> {
-        repositories: &'a [String],
+        repositories: &'a Names,
     }
     let body = Catalog {
         repositories: &page.items,
@@ -49,7 +50,7 @@ pub(super) async fn tags(
     #[derive(Serialize)]
     struct TagList<'a> {
         name: &'a str,
-        tags: &'a [String],
+        tags: &'a Names,
     }
     let body = TagList {
         name: repository.as_str(),
