@@ -7,12 +7,16 @@ use serde::Serialize;
 use super::Progress;
 use super::files::{blob_path, read_file, write_verified};
 use super::verify::{check_metadata, metadata_path, read_manifest};
+use std::sync::Arc;
 use wharf_core::digest::Digest;
-use wharf_gate::DrainSettings;
+
+use wharf_gate::metrics::Metrics;
+use wharf_gate::{DrainSettings, WriteGate, WriteIntent};
 use wharf_metadata::{BlobCursor, MetadataStore};
 use wharf_metadata_sqlite::SqliteStore;
 use wharf_registry::backups::BackupError;
 use wharf_registry::{DataPaths, FsckReport, Limits, Registry};
+use wharf_storage::BlobStore;
 
 const PAGE: u32 = 500;
 
@@ -42,6 +46,20 @@ pub async fn restore(
     fsync: bool,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, BackupError> {
+    restore_with_blobs(backup, data, fsync, None, progress).await
+}
+
+/// As [`restore`], with the blobs written into `blobs` (an S3 bucket) instead of the data
+/// folder's `storage/` when it is given. Until the data folder is renamed into place nothing
+/// refers to the objects written; a restore that fails leaves them to garbage collection's
+/// sweep of objects no record uses.
+pub async fn restore_with_blobs(
+    backup: &Path,
+    data: &Path,
+    fsync: bool,
+    blobs: Option<BlobStore>,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, BackupError> {
     let manifest = read_manifest(backup).map_err(BackupError::Destination)?;
     check_metadata(backup, &manifest)
         .await
@@ -63,7 +81,7 @@ pub async fn restore(
     std::fs::create_dir_all(&building)
         .map_err(BackupError::io(format!("creating {}", building.display())))?;
     wharf_core::failpoint::hit("restore-started");
-    let restored = restore_into(backup, &building, fsync, progress, manifest).await;
+    let restored = restore_into(backup, &building, fsync, blobs, progress, manifest).await;
     if restored.is_ok() {
         if data.exists() {
             // Empty (checked above): rename(2) cannot replace it by a folder with content.
@@ -104,6 +122,7 @@ async fn restore_into(
     backup: &Path,
     data: &Path,
     fsync: bool,
+    blobs: Option<BlobStore>,
     progress: &dyn Progress,
     manifest: super::BackupManifest,
 ) -> Result<RestoreReport, BackupError> {
@@ -123,32 +142,67 @@ async fn restore_into(
     )
     .await?;
 
-    let store = SqliteStore::open(&paths.metadata).await?;
+    let store = Arc::new(SqliteStore::open(&paths.metadata).await?);
     let forgotten = store.forget_transient_state().await?;
     progress.start(manifest.counts.blobs, manifest.counts.bytes);
-    let counts = restore_blobs(&store, backup, &paths, &scratch, progress).await;
+    let target = match &blobs {
+        None => BlobTarget::Folder(&paths.storage),
+        Some(blobs) => BlobTarget::Store {
+            blobs,
+            // The restored registry's own gate (it has no holds now): the store's writes take
+            // a permit.
+            gate: WriteGate::open(
+                store.clone(),
+                DrainSettings::default(),
+                Arc::new(Metrics::new()),
+            )
+            .await
+            .map_err(wharf_registry::RegistryError::from)?,
+        },
+    };
+    let counts = restore_blobs(&store, backup, &target, &scratch, progress).await;
+    drop(target);
     store.close().await;
-    let (blobs, bytes) = counts?;
+    let (restored_blobs, bytes) = counts?;
     let _ = std::fs::remove_dir_all(&scratch);
 
-    let registry =
-        Registry::open_local(&paths, fsync, Limits::default(), DrainSettings::default()).await?;
+    let registry = match blobs {
+        None => {
+            Registry::open_local(&paths, fsync, Limits::default(), DrainSettings::default()).await?
+        }
+        Some(blobs) => {
+            Registry::open_with_blobs(&paths, blobs, Limits::default(), DrainSettings::default())
+                .await?
+        }
+    };
     let fsck = registry.fsck(true).await;
     registry.close().await;
     Ok(RestoreReport {
         id: manifest.id,
-        blobs,
+        blobs: restored_blobs,
         bytes,
         forgotten,
         fsck: fsck?,
     })
 }
 
+/// Where a restore places blobs.
+enum BlobTarget<'a> {
+    /// The data folder's `storage/`, written as files.
+    Folder(&'a Path),
+    /// A blob store shared with other processes (S3), written through the restored
+    /// registry's gate.
+    Store {
+        blobs: &'a BlobStore,
+        gate: WriteGate,
+    },
+}
+
 /// Places every live blob of the restored metadata where its record says it is.
 async fn restore_blobs(
     store: &SqliteStore,
     backup: &Path,
-    paths: &DataPaths,
+    target: &BlobTarget<'_>,
     scratch: &Path,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), BackupError> {
@@ -164,8 +218,27 @@ async fn restore_blobs(
             let content = read_file(&source).await.map_err(|_| {
                 BackupError::Destination(format!("the backup lacks blob {}", blob.digest))
             })?;
-            let target = paths.storage.join(blob.storage_key.as_str());
-            write_verified(content, &target, scratch, &blob.digest, blob.size).await?;
+            match target {
+                BlobTarget::Folder(storage) => {
+                    let path = storage.join(blob.storage_key.as_str());
+                    write_verified(content, &path, scratch, &blob.digest, blob.size).await?;
+                }
+                BlobTarget::Store { blobs, gate } => {
+                    let permit = gate
+                        .admit(WriteIntent::Housekeeping { job: "restore" })
+                        .await
+                        .map_err(|e| BackupError::Corrupt(e.to_string()))?;
+                    blobs
+                        .restore_object(&permit, &blob.storage_key, &blob.digest, content)
+                        .await
+                        .map_err(|e| {
+                            BackupError::Corrupt(format!(
+                                "restoring blob {} into the bucket failed: {e}",
+                                blob.digest
+                            ))
+                        })?;
+                }
+            }
             blobs += 1;
             bytes += blob.size;
             progress.advance(blob.size);

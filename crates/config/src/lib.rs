@@ -7,6 +7,7 @@
 
 mod metadata;
 pub mod reload;
+mod s3;
 mod units;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use metadata::{DatabaseUrl, MetadataConfig, PASSWORD_VARIABLE, Secret};
+pub use s3::{S3Config, StorageBackend};
 pub use units::{ByteSize, HumanDuration};
 
 use wharf_gate::DrainSettings;
@@ -262,6 +264,10 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Flush blob content and folder entries to disk before a blob is committed.
     pub fsync: bool,
+    /// Where blobs are kept: `filesystem` (the data folder) or `s3` (`storage.s3`).
+    pub backend: StorageBackend,
+    /// The bucket, with `backend: s3`.
+    pub s3: S3Config,
 }
 
 impl Default for StorageConfig {
@@ -269,6 +275,8 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./wharf-data"),
             fsync: true,
+            backend: StorageBackend::Filesystem,
+            s3: S3Config::default(),
         }
     }
 }
@@ -529,6 +537,9 @@ impl Config {
                 "invalid configuration: storage.data_dir is empty".to_owned(),
             ));
         }
+        if self.storage.backend == StorageBackend::S3 {
+            self.storage.s3.validate()?;
+        }
         self.metadata.validate()
     }
 
@@ -541,10 +552,24 @@ impl Config {
     pub async fn open_registry(
         &self,
     ) -> Result<wharf_registry::Registry, wharf_registry::RegistryError> {
+        let paths = self.data_paths();
+        let blobs = match self.storage.backend {
+            StorageBackend::Filesystem => {
+                wharf_storage::BlobStore::filesystem(&paths.storage, self.storage.fsync)?
+            }
+            StorageBackend::S3 => {
+                let settings = self
+                    .storage
+                    .s3
+                    .settings()
+                    .map_err(wharf_registry::RegistryError::internal)?;
+                wharf_storage::BlobStore::s3(&settings).await?
+            }
+        };
         wharf_registry::Registry::open(
             &self.metadata.database(),
-            &self.data_paths(),
-            self.storage.fsync,
+            &paths,
+            blobs,
             self.limits(),
             self.drain_settings(),
         )

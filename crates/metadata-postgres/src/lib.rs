@@ -334,7 +334,8 @@ impl MetadataStore for PostgresStore {
                 .bind(to_i64(session.hashed))
                 .bind(to_i64(session.received))
                 .bind(session.created_at)
-                .bind(session.updated_at),
+                .bind(session.updated_at)
+                .bind(&session.storage_state),
         )
         .await?;
         Ok(())
@@ -361,6 +362,33 @@ impl MetadataStore for PostgresStore {
                     .bind(to_i64(hashed))
                     .bind(hash_state)
                     .bind(now_millis()),
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn record_upload_progress_with_storage(
+        &self,
+        permit: &WritePermit,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hashed: u64,
+        hash_state: &[u8],
+        storage_state: &str,
+    ) -> Result<bool> {
+        // As `record_upload_progress`: one statement, re-checked on the row it updates.
+        let updated = self
+            .execute(
+                permit,
+                sqlx::query(sql::RECORD_UPLOAD_PROGRESS_WITH_STORAGE)
+                    .bind(id.as_str())
+                    .bind(to_i64(expected))
+                    .bind(to_i64(received))
+                    .bind(to_i64(hashed))
+                    .bind(hash_state)
+                    .bind(now_millis())
+                    .bind(storage_state),
             )
             .await?;
         Ok(updated == 1)

@@ -90,6 +90,7 @@ impl Fixture {
             hashed: 0,
             created_at: now_millis(),
             updated_at: now_millis(),
+            storage_state: String::new(),
         };
         self.store
             .open_upload(&self.permit().await, &session)
@@ -209,6 +210,7 @@ async fn a_transaction_failing_halfway_leaves_its_connection_clean() {
                     hashed: 0,
                     created_at: 1,
                     updated_at: 1,
+                    storage_state: String::new(),
                 },
             )
             .await

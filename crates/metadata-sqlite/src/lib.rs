@@ -356,6 +356,7 @@ impl MetadataStore for SqliteStore {
                 .bind(to_i64(session.received))
                 .bind(session.created_at)
                 .bind(session.updated_at)
+                .bind(&session.storage_state)
         })
         .await?;
         Ok(())
@@ -380,6 +381,35 @@ impl MetadataStore for SqliteStore {
                     .bind(hash_state)
                     .bind(now_millis())
             })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn record_upload_progress_with_storage(
+        &self,
+        permit: &WritePermit,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hashed: u64,
+        hash_state: &[u8],
+        storage_state: &str,
+    ) -> Result<bool> {
+        // Flushed, unlike the progress of a staged file: blob storage deletes the staged
+        // object this replaces once it is recorded, so a record lost to a power cut would
+        // name an object that is gone.
+        let updated = self
+            .execute(
+                permit,
+                sqlx::query(sql::RECORD_UPLOAD_PROGRESS_WITH_STORAGE)
+                    .bind(id.as_str())
+                    .bind(to_i64(expected))
+                    .bind(to_i64(received))
+                    .bind(to_i64(hashed))
+                    .bind(hash_state)
+                    .bind(now_millis())
+                    .bind(storage_state),
+            )
             .await?;
         Ok(updated == 1)
     }
@@ -1216,6 +1246,7 @@ mod tests {
             hashed: 0,
             created_at: 1,
             updated_at: 1,
+            storage_state: String::new(),
         }
     }
 

@@ -142,6 +142,11 @@ pub struct UploadSession {
     pub created_at: Millis,
     /// When bytes were last received.
     pub updated_at: Millis,
+    /// Blob storage's own record of where the received bytes are, opaque to the metadata
+    /// store: empty on the file system (the staged file is named by the session), and on S3
+    /// the multipart upload's id, its parts' ETags and the staged object holding the bytes
+    /// that do not fill a part yet — so that any replica can continue the upload.
+    pub storage_state: String,
 }
 
 /// How an upload session ended when its blob was committed.
@@ -413,6 +418,21 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
         received: u64,
         hashed: u64,
         hash_state: &[u8],
+    ) -> Result<bool>;
+
+    /// As [`MetadataStore::record_upload_progress`], and records blob storage's new
+    /// `storage_state` for the session in the same write (an upload whose bytes are in an
+    /// object store: the parts and the staged object the received bytes are now in).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_upload_progress_with_storage(
+        &self,
+        permit: &WritePermit,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hashed: u64,
+        hash_state: &[u8],
+        storage_state: &str,
     ) -> Result<bool>;
 
     /// Commits the session's content as blob `digest` of `size` bytes and links it to the

@@ -104,6 +104,7 @@ pub struct UploadRow {
     pub received: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub storage_state: String,
 }
 
 impl TryFrom<UploadRow> for UploadSession {
@@ -124,6 +125,7 @@ impl TryFrom<UploadRow> for UploadSession {
             hashed: to_u64(row.hashed)?,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            storage_state: row.storage_state,
         })
     }
 }

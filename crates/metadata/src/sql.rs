@@ -33,7 +33,7 @@ pub const BLOB_IN_REPOSITORY: &str = "SELECT b.digest, b.size, b.storage_key
 /// The open upload session `$1`.
 pub const UPLOAD: &str =
     "SELECT id, repository, client, hash_algorithm, hash_state, hashed, received,
-            created_at, updated_at
+            created_at, updated_at, storage_state
      FROM upload_sessions WHERE id = $1 AND completed_at IS NULL";
 
 /// The manifest tag `$2` points at in repository `$1`.
@@ -68,12 +68,17 @@ pub const REFERRERS: &str = "SELECT m.digest, m.media_type, m.size, m.artifact_t
 /// Records a new upload session.
 pub const OPEN_UPLOAD: &str = "INSERT INTO upload_sessions
          (id, repository, client, hash_algorithm, hash_state, hashed, received,
-          created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+          created_at, updated_at, storage_state)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Advances session `$1` from `$2` bytes to `$3`, `$4` of them hashed to `$5`, at `$6`.
 pub const RECORD_UPLOAD_PROGRESS: &str = "UPDATE upload_sessions
      SET received = $3, hashed = $4, hash_state = $5, updated_at = $6
+     WHERE id = $1 AND received = $2 AND completed_at IS NULL";
+
+/// As [`RECORD_UPLOAD_PROGRESS`], and blob storage's state of the session becomes `$7`.
+pub const RECORD_UPLOAD_PROGRESS_WITH_STORAGE: &str = "UPDATE upload_sessions
+     SET received = $3, hashed = $4, hash_state = $5, updated_at = $6, storage_state = $7
      WHERE id = $1 AND received = $2 AND completed_at IS NULL";
 
 /// The live blob `$1`.
@@ -192,7 +197,7 @@ pub const BACKUP_LEASES: &str =
 /// At most `$2` open sessions idle since before `$1`.
 pub const IDLE_UPLOADS: &str =
     "SELECT id, repository, client, hash_algorithm, hash_state, hashed, received,
-            created_at, updated_at
+            created_at, updated_at, storage_state
      FROM upload_sessions
      WHERE completed_at IS NULL AND updated_at < $1
      ORDER BY updated_at LIMIT $2";

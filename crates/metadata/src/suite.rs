@@ -65,6 +65,7 @@ macro_rules! store_suite {
     (@with_behaviours $then:ident $($arg:tt)*) => {
         $crate::store_suite! { @$then [$($arg)*]
             upload_sessions_advance_only_from_the_expected_length_and_can_be_deleted,
+            an_upload_keeps_blob_storage_state_with_its_progress,
             completing_an_upload_links_the_blob_to_its_repository_only,
             a_stored_blob_is_reused_and_new_content_is_asked_for,
             a_session_completes_once_and_only_at_its_expected_length,
@@ -170,6 +171,7 @@ impl<S: MetadataStore> Fixture<S> {
             hashed: 0,
             created_at,
             updated_at,
+            storage_state: String::new(),
         };
         self.store
             .open_upload(&self.permit().await, &session)
@@ -413,6 +415,77 @@ fn by_digest_text(mut blobs: Vec<BlobRecord>) -> Vec<BlobRecord> {
 }
 
 // ---- Upload sessions ----
+
+/// Blob storage's state of an upload (on S3: the multipart upload, its parts, the staged
+/// object) is stored with the session, read back with it, and advanced together with the
+/// session's length and hash state, only from the expected length; progress recorded without
+/// it keeps it.
+pub async fn an_upload_keeps_blob_storage_state_with_its_progress<S: MetadataStore>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    let session = UploadSession {
+        id: UploadId::generate(),
+        repository: repo("suite/app"),
+        client: "client-a".to_owned(),
+        received: 0,
+        hash_algorithm: Algorithm::Sha256,
+        hash_state: vec![1, 2, 3],
+        hashed: 0,
+        created_at: 1_000,
+        updated_at: 1_000,
+        storage_state: "opened".to_owned(),
+    };
+    let permit = fx.permit().await;
+    fx.store.open_upload(&permit, &session).await.unwrap();
+    assert_eq!(
+        fx.store.upload(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+
+    assert!(
+        fx.store
+            .record_upload_progress_with_storage(&permit, &session.id, 0, 10, 10, &[7], "ten")
+            .await
+            .unwrap()
+    );
+    let stored = fx.store.upload(&session.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.received,
+            stored.hashed,
+            stored.hash_state.clone(),
+            stored.storage_state.as_str()
+        ),
+        (10, 10, vec![7], "ten")
+    );
+    // A writer that read the session before that progress changes nothing.
+    assert!(
+        !fx.store
+            .record_upload_progress_with_storage(&permit, &session.id, 0, 20, 20, &[8], "stale")
+            .await
+            .unwrap()
+    );
+    assert_eq!(fx.store.upload(&session.id).await.unwrap(), Some(stored));
+    assert!(
+        !fx.store
+            .record_upload_progress_with_storage(&permit, &UploadId::generate(), 0, 5, 5, &[], "x")
+            .await
+            .unwrap(),
+        "an unknown session is not advanced"
+    );
+    assert!(
+        fx.store
+            .record_upload_progress(&permit, &session.id, 10, 12, 12, &[9])
+            .await
+            .unwrap()
+    );
+    let idle = fx.store.idle_uploads(Millis::MAX, 10).await.unwrap();
+    let listed = idle.iter().find(|s| s.id == session.id).unwrap();
+    assert_eq!(
+        (listed.received, listed.storage_state.as_str()),
+        (12, "ten"),
+        "progress without storage state keeps the one recorded"
+    );
+}
 
 /// A session reads back as opened; its progress advances only from the length it holds (so two
 /// writers cannot both advance it) and marks it active; a deleted session is gone for good.
@@ -2106,6 +2179,11 @@ pub async fn a_cancelled_write_fails_and_commits_nothing<S: MetadataStore>(store
     refused(
         fx.store
             .record_upload_progress(permit, &session.id, 0, 5, 5, b"five")
+            .await,
+    );
+    refused(
+        fx.store
+            .record_upload_progress_with_storage(permit, &session.id, 0, 5, 5, b"five", "parts")
             .await,
     );
     let digest = Digest::sha256_of(b"never committed");

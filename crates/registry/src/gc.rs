@@ -48,6 +48,9 @@ pub struct GcReport {
     pub orphan_objects: u64,
     /// Staged upload files no session used (left by a crash), deleted.
     pub orphan_staging: u64,
+    /// Multipart uploads left open in the bucket by a killed process (S3), aborted.
+    #[serde(default)]
+    pub aborted_multipart_uploads: u64,
     /// Backup leases that expired (their backups died), forgotten with their snapshots.
     #[serde(default)]
     pub expired_backups: u64,
@@ -159,7 +162,9 @@ impl Registry {
                 };
                 self.sessions.forget(&session.id);
                 if self.metadata.delete_upload(&permit, &session.id).await? {
-                    self.blobs.discard_upload(&permit, &session.id).await?;
+                    self.blobs
+                        .discard_upload(&permit, &session.id, &session.storage_state)
+                        .await?;
                     expired += 1;
                 }
             }
@@ -201,8 +206,34 @@ impl Registry {
             };
             if self.metadata.upload(&id).await?.is_none() {
                 let permit = self.housekeeping().await?;
-                self.blobs.discard_upload(&permit, &id).await?;
+                // No session, so no multipart upload known: those are swept below.
+                self.blobs.discard_upload(&permit, &id, "").await?;
                 report.orphan_staging += 1;
+            }
+        }
+        // Multipart uploads a killed process left open (S3), matched with their session by
+        // the upload id their key ends in: one whose session is gone is aborted.
+        let open_uploads = match self.blobs.open_multipart_uploads().await {
+            Ok(open) => open,
+            // Some S3 servers (s3s-fs) cannot list them; the rest of the collection goes on.
+            Err(error) => {
+                tracing::warn!(%error, "multipart uploads left open by killed processes cannot be \
+                    listed here; a bucket lifecycle rule (AbortIncompleteMultipartUpload) must remove them");
+                Vec::new()
+            }
+        };
+        for open in open_uploads {
+            if open.initiated_millis >= cutoff {
+                continue;
+            }
+            let session = match open.key.upload_id() {
+                Some(id) => self.metadata.upload(&id).await?,
+                None => None,
+            };
+            if session.is_none() {
+                let permit = self.housekeeping().await?;
+                self.blobs.abort_multipart_upload(&permit, &open).await?;
+                report.aborted_multipart_uploads += 1;
             }
         }
         Ok(())

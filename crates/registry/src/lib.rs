@@ -138,16 +138,28 @@ impl Registry {
         limits: Limits,
         drain: DrainSettings,
     ) -> Result<Self, RegistryError> {
-        Self::open(&MetadataDatabase::Sqlite, paths, fsync, limits, drain).await
+        let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
+        Self::open(&MetadataDatabase::Sqlite, paths, blobs, limits, drain).await
+    }
+
+    /// As [`Registry::open_local`], with SQLite metadata and blobs in `blobs` (an S3 bucket,
+    /// say) instead of the data folder's `storage/`.
+    pub async fn open_with_blobs(
+        paths: &DataPaths,
+        blobs: BlobStore,
+        limits: Limits,
+        drain: DrainSettings,
+    ) -> Result<Self, RegistryError> {
+        Self::open(&MetadataDatabase::Sqlite, paths, blobs, limits, drain).await
     }
 
     /// Opens (creating if needed) a registry whose metadata is in `database` and whose blobs
-    /// are on the local file system, with its write gate (read-only from the start if holds
-    /// exist). PostgreSQL's schema is brought up to date as it is connected to.
+    /// are in `blobs`, with its write gate (read-only from the start if holds exist).
+    /// PostgreSQL's schema is brought up to date as it is connected to.
     pub async fn open(
         database: &MetadataDatabase,
         paths: &DataPaths,
-        fsync: bool,
+        blobs: BlobStore,
         limits: Limits,
         drain: DrainSettings,
     ) -> Result<Self, RegistryError> {
@@ -160,7 +172,6 @@ impl Registry {
             }
             MetadataDatabase::Postgres(options) => Arc::new(PostgresStore::connect(options).await?),
         };
-        let blobs = BlobStore::filesystem(&paths.storage, fsync)?;
         let gate = WriteGate::open(metadata.clone(), drain, Arc::new(Metrics::new())).await?;
         Ok(Registry::new(
             metadata,

@@ -14,6 +14,9 @@
 //! chunk is answered; the next chunk's hasher continues from it. Without it (the entry was
 //! never there, or was dropped) the next chunk hashes again, from the staged bytes, whatever
 //! the committed hash state does not cover.
+//!
+//! With blob storage other processes share (S3) the cache is not used: any replica may take
+//! the session's next request, so each request reads the database.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -78,6 +81,7 @@ mod tests {
             hashed: received,
             created_at: 1,
             updated_at: 1,
+            storage_state: String::new(),
         }
     }
 

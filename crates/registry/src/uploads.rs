@@ -15,12 +15,13 @@ use futures_util::Stream;
 
 use super::{Registry, RegistryError};
 use wharf_core::digest::{Algorithm, ContentHasher, Digest};
+use wharf_core::placement::StorageKey;
 use wharf_core::reference::RepositoryName;
 use wharf_core::time::now_millis;
 use wharf_core::upload_id::UploadId;
 use wharf_gate::{WriteIntent, WritePermit};
 use wharf_metadata::{BlobRecord, UploadCompletion, UploadSession};
-use wharf_storage::{AppendError, HashResume, Hashing, UploadLock};
+use wharf_storage::{AppendError, Appended, HashResume, Hashing, UploadLock};
 
 /// What a mount request led to.
 #[derive(Debug)]
@@ -74,7 +75,7 @@ impl Registry {
         let session = self
             .open_session(permit, UploadId::generate(), repository, client, algorithm)
             .await?;
-        self.sessions.put(session.clone(), None);
+        self.remember(&session, None);
         Ok(session)
     }
 
@@ -97,6 +98,7 @@ impl Registry {
             hashed: 0,
             created_at: now,
             updated_at: now,
+            storage_state: String::new(),
         };
         self.metadata.open_upload(permit, &session).await?;
         Ok(session)
@@ -174,9 +176,22 @@ impl Registry {
         let session = self
             .open_session(&permit, id, repository, client, digest.algorithm())
             .await?;
+        // Blob storage that writes the upload at its final key as it arrives (S3) verifies it
+        // before completing it there; then only the metadata is committed.
+        let max_size = self.limits.max_blob_size;
+        if self.blobs.is_shared() {
+            let (key, size) = self
+                .blobs
+                .put_verified_blob(&permit, &lock, digest, body, max_size)
+                .await
+                .map_err(|error| append_error(&session, error))?;
+            return self
+                .commit_placement(&permit, &session, digest, size, key)
+                .await;
+        }
         let hash = HashResume::new(ContentHasher::new(digest.algorithm()), 0, None);
-        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
-        self.commit(&permit, &lock, &session, digest, appended, hashing)
+        let appended = self.append(&permit, &lock, &session, body, hash).await?;
+        self.commit(&permit, &lock, &session, digest, appended)
             .await
     }
 
@@ -202,24 +217,52 @@ impl Registry {
     ) -> Result<UploadSession, RegistryError> {
         let (lock, session, running, permit) = self.continue_session(repository, id, range).await?;
         let hash = hash_resume(&session, running)?;
-        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
-        check_declared_length(range, appended)?;
-        let received = session.received + appended;
+        let appended = self.append(&permit, &lock, &session, body, hash).await?;
+        check_declared_length(range, appended.bytes)?;
+        let received = session.received + appended.bytes;
         // Recorded without waiting for the hashing to end: the client's next chunk need not
         // wait for it, and the next chunk's hasher continues from this one.
-        let progress = hashing.progress();
-        let advanced = self
-            .metadata
-            .record_upload_progress(
-                &permit,
-                id,
-                session.received,
-                received,
-                progress.hashed,
-                &progress.state,
-            )
-            .await?;
-        if !advanced {
+        let progress = appended.hashing.progress();
+        let (advanced, storage_state) = match appended.storage_state {
+            None => {
+                let advanced = self
+                    .metadata
+                    .record_upload_progress(
+                        &permit,
+                        id,
+                        session.received,
+                        received,
+                        progress.hashed,
+                        &progress.state,
+                    )
+                    .await;
+                (advanced, session.storage_state.clone())
+            }
+            Some(state) => {
+                let advanced = self
+                    .metadata
+                    .record_upload_progress_with_storage(
+                        &permit,
+                        id,
+                        session.received,
+                        received,
+                        progress.hashed,
+                        &progress.state,
+                        &state,
+                    )
+                    .await;
+                // What the state not recorded names is garbage now, whichever it was.
+                let (replaced, recorded) = match &advanced {
+                    Ok(true) => (&session.storage_state, &state),
+                    _ => (&state, &session.storage_state),
+                };
+                self.blobs
+                    .discard_replaced_staging(id, replaced, recorded)
+                    .await;
+                (advanced, state)
+            }
+        };
+        if !advanced? {
             return Err(RegistryError::BlobUploadUnknown);
         }
         let session = UploadSession {
@@ -227,9 +270,10 @@ impl Registry {
             hashed: progress.hashed,
             hash_state: progress.state,
             updated_at: now_millis(),
+            storage_state,
             ..session
         };
-        self.sessions.put(session.clone(), Some(hashing));
+        self.remember(&session, Some(appended.hashing));
         Ok(session)
     }
 
@@ -245,9 +289,9 @@ impl Registry {
     ) -> Result<BlobRecord, RegistryError> {
         let (lock, session, running, permit) = self.continue_session(repository, id, range).await?;
         let hash = hash_resume(&session, running)?;
-        let (appended, hashing) = self.append(&permit, &lock, &session, body, hash).await?;
-        check_declared_length(range, appended)?;
-        self.commit(&permit, &lock, &session, digest, appended, hashing)
+        let appended = self.append(&permit, &lock, &session, body, hash).await?;
+        check_declared_length(range, appended.bytes)?;
+        self.commit(&permit, &lock, &session, digest, appended)
             .await
     }
 
@@ -260,7 +304,8 @@ impl Registry {
         let (_lock, session, _running, permit) =
             self.continue_session(repository, id, None).await?;
         self.metadata.delete_upload(&permit, &session.id).await?;
-        self.discard_after_commit(&permit, &session.id).await;
+        self.discard_after_commit(&permit, &session.id, &session.storage_state)
+            .await;
         Ok(())
     }
 
@@ -309,12 +354,13 @@ impl Registry {
         session: &UploadSession,
         body: impl Stream<Item = Result<Bytes, E>> + Send + Unpin,
         hash: HashResume,
-    ) -> Result<(u64, Hashing), RegistryError> {
+    ) -> Result<Appended, RegistryError> {
         self.blobs
             .append_upload(
                 permit,
                 lock,
                 session.received,
+                &session.storage_state,
                 body,
                 hash,
                 self.limits.max_blob_size,
@@ -330,11 +376,15 @@ impl Registry {
         lock: &UploadLock,
         session: &UploadSession,
         digest: &Digest,
-        appended: u64,
-        hashing: Hashing,
+        appended: Appended,
     ) -> Result<BlobRecord, RegistryError> {
-        let size = session.received + appended;
-        let hasher = hashing
+        let size = session.received + appended.bytes;
+        let storage_state = appended
+            .storage_state
+            .as_deref()
+            .unwrap_or(&session.storage_state);
+        let hasher = appended
+            .hashing
             .wait()
             .await
             .map_err(|error| append_error(session, error))?;
@@ -342,8 +392,14 @@ impl Registry {
             hasher.finish()
         } else {
             self.blobs
-                .digest_of_upload(lock, digest.algorithm(), size)
-                .await?
+                .digest_of_upload(lock, digest.algorithm(), size, hasher.algorithm())
+                .await
+                .map_err(|e| match e {
+                    e @ wharf_storage::StorageError::OtherAlgorithm { .. } => {
+                        RegistryError::DigestInvalid(e.to_string())
+                    }
+                    other => other.into(),
+                })?
         };
         if actual != *digest {
             return Err(RegistryError::DigestInvalid(format!(
@@ -360,30 +416,58 @@ impl Registry {
             UploadCompletion::ContentNeeded => {
                 let key = self
                     .blobs
-                    .publish_upload(permit, lock, digest, size)
+                    .publish_upload(permit, lock, digest, size, storage_state)
                     .await?;
-                let completion = self
-                    .metadata
-                    .complete_upload(permit, id, expected, digest, size, Some(&key))
+                return self
+                    .commit_placement(permit, session, digest, size, key)
                     .await;
-                // Our placement is redundant unless it was committed as the blob's content.
-                let ours_in_use = matches!(
-                    &completion,
-                    Ok(UploadCompletion::Committed {
-                        reused_existing: false,
-                        ..
-                    })
-                );
-                if !ours_in_use && let Err(e) = self.blobs.delete(permit, &key).await {
-                    tracing::warn!(key = key.as_str(), error = %e, "could not delete a redundant blob copy; gc will");
-                }
-                completion?
             }
             committed => {
-                self.discard_after_commit(permit, id).await;
+                self.discard_after_commit(permit, id, storage_state).await;
                 committed
             }
         };
+        completed_blob(completion)
+    }
+
+    /// Commits `key`, a new placement of the session's verified content, as the blob; deletes
+    /// it again if it is not what the blob now uses.
+    async fn commit_placement(
+        &self,
+        permit: &WritePermit,
+        session: &UploadSession,
+        digest: &Digest,
+        size: u64,
+        key: StorageKey,
+    ) -> Result<BlobRecord, RegistryError> {
+        let completion = self
+            .metadata
+            .complete_upload(
+                permit,
+                &session.id,
+                session.received,
+                digest,
+                size,
+                Some(&key),
+            )
+            .await;
+        // Our placement is redundant unless it was committed as the blob's content.
+        let ours_in_use = matches!(
+            &completion,
+            Ok(UploadCompletion::Committed {
+                reused_existing: false,
+                ..
+            })
+        );
+        if !ours_in_use && let Err(e) = self.blobs.delete(permit, &key).await {
+            tracing::warn!(key = key.as_str(), error = %e, "could not delete a redundant blob copy; gc will");
+        }
+        completed_blob(completion?)
+    }
+}
+
+fn completed_blob(completion: UploadCompletion) -> Result<BlobRecord, RegistryError> {
+    {
         match completion {
             UploadCompletion::Committed { blob, .. } => Ok(blob),
             UploadCompletion::SessionGone => Err(RegistryError::BlobUploadUnknown),
@@ -395,10 +479,19 @@ impl Registry {
 }
 
 impl Registry {
+    /// Keeps a session's committed state for its next request, unless blob storage is shared
+    /// with other processes (S3): another replica may move the session on, so its next request
+    /// reads the database.
+    fn remember(&self, session: &UploadSession, hashing: Option<Hashing>) {
+        if !self.blobs.is_shared() {
+            self.sessions.put(session.clone(), hashing);
+        }
+    }
+
     /// Deletes an upload's staged bytes after its fate was committed: a failure (or a cancelled
     /// permit) leaves them to the garbage collector rather than failing what already succeeded.
-    async fn discard_after_commit(&self, permit: &WritePermit, id: &UploadId) {
-        if let Err(error) = self.blobs.discard_upload(permit, id).await {
+    async fn discard_after_commit(&self, permit: &WritePermit, id: &UploadId, storage_state: &str) {
+        if let Err(error) = self.blobs.discard_upload(permit, id, storage_state).await {
             tracing::warn!(upload = %id, %error, "staged upload data left for the garbage collector");
         }
     }
@@ -428,9 +521,12 @@ fn append_error(session: &UploadSession, error: AppendError) -> RegistryError {
             tracing::error!(upload = %session.id, "staged upload data is missing");
             RegistryError::BlobUploadUnknown
         }
-        error @ (AppendError::HashAhead { .. } | AppendError::Io(_)) => {
-            RegistryError::store_failed(error)
-        }
+        AppendError::DigestMismatch { actual, expected } => RegistryError::DigestInvalid(format!(
+            "the uploaded content has digest {actual}, not {expected}"
+        )),
+        error @ (AppendError::HashAhead { .. }
+        | AppendError::Io(_)
+        | AppendError::ObjectStore(_)) => RegistryError::store_failed(error),
     }
 }
 

@@ -11,7 +11,6 @@
 //! cover fewer bytes than were received; an append that starts without the previous hasher
 //! (after a restart, say) first hashes those bytes again from the staged file.
 
-use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::StorageError;
 use super::batch_policy::BatchPolicy;
+use super::locks::{HeldEntry, UploadLock, UploadLocks};
 use wharf_core::digest::{Algorithm, ContentHasher, Digest};
 use wharf_core::upload_id::UploadId;
 use wharf_gate::WritePermit;
@@ -62,43 +62,18 @@ pub enum AppendError {
     /// The file system failed.
     #[error("upload staging I/O error: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// The exclusive right to write to one upload's staging file; released when it is dropped and
-/// every write started under it has ended (see [`UploadLock::keep`]).
-#[derive(Debug)]
-pub struct UploadLock {
-    entry: Arc<HeldEntry>,
-}
-
-/// An upload's entry in the set of locked uploads, removed when the last holder lets go.
-#[derive(Debug)]
-struct HeldEntry {
-    id: UploadId,
-    held: Arc<Mutex<HashSet<UploadId>>>,
-}
-
-impl UploadLock {
-    /// The upload this lock is for.
-    pub fn id(&self) -> &UploadId {
-        &self.entry.id
-    }
-
-    /// Keeps the upload locked for as long as the returned value lives, even once this lock is
-    /// dropped: a write still running on a blocking thread after its request was cancelled must
-    /// end before another request may touch the file.
-    fn keep(&self) -> Arc<HeldEntry> {
-        Arc::clone(&self.entry)
-    }
-}
-
-impl Drop for HeldEntry {
-    fn drop(&mut self) {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
-    }
+    /// The object store failed.
+    #[error("blob storage error: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// The content is not what the client said (blob storage that verifies a blob before it
+    /// stores it under its key).
+    #[error("the uploaded content has digest {actual}, not {expected}")]
+    DigestMismatch {
+        /// The content's digest.
+        actual: Digest,
+        /// The digest the client named.
+        expected: Digest,
+    },
 }
 
 /// Where an append's hashing starts: the upload's committed hash state and, if the upload's
@@ -119,6 +94,33 @@ impl HashResume {
             hasher,
             hashed,
             running,
+        }
+    }
+
+    /// The hasher after the upload's first `offset` bytes without reading staged bytes: the
+    /// previous append's, if it got there, else the committed state if it covers them all
+    /// (blob storage whose staged bytes cannot be read back, such as a multipart upload's
+    /// parts, always commits such a state).
+    pub(crate) async fn resume_without_rereading(
+        self,
+        offset: u64,
+    ) -> Result<ContentHasher, AppendError> {
+        if self.hashed > offset {
+            return Err(AppendError::HashAhead {
+                hashed: self.hashed,
+                received: offset,
+            });
+        }
+        if let Some(running) = self.running
+            && let Ok(Ok((previous, reached))) = running.done.await
+            && reached == offset
+        {
+            return Ok(previous);
+        }
+        if self.hashed == offset {
+            Ok(self.hasher)
+        } else {
+            Err(AppendError::Lost)
         }
     }
 
@@ -181,6 +183,16 @@ impl HashProgress {
 }
 
 impl Hashing {
+    /// A hashing that is over: `hasher` has seen the upload's first `hashed` bytes (blob
+    /// storage that hashes a request's bytes before answering it).
+    pub(crate) fn finished(hasher: ContentHasher, hashed: u64) -> Self {
+        let progress = Arc::new(Mutex::new(HashProgress::of(&hasher, hashed)));
+        let (end, done) = oneshot::channel();
+        // The receiver is right here: the send cannot fail.
+        let _ = end.send(Ok((hasher, hashed)));
+        Hashing { done, progress }
+    }
+
     /// The latest state saved: at most a queue of blocks behind the bytes appended while the
     /// hasher works through them, and safe to commit at any time.
     pub fn progress(&self) -> HashProgress {
@@ -235,7 +247,7 @@ fn hash_staged(
 pub(super) struct Staging {
     dir: PathBuf,
     fsync: bool,
-    held: Arc<Mutex<HashSet<UploadId>>>,
+    locks: UploadLocks,
 }
 
 impl Staging {
@@ -243,18 +255,12 @@ impl Staging {
         Staging {
             dir,
             fsync,
-            held: Arc::default(),
+            locks: UploadLocks::default(),
         }
     }
 
     pub(super) fn lock(&self, id: &UploadId) -> Option<UploadLock> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.insert(id.clone()).then(|| UploadLock {
-            entry: Arc::new(HeldEntry {
-                id: id.clone(),
-                held: Arc::clone(&self.held),
-            }),
-        })
+        self.locks.lock(id)
     }
 
     fn path(&self, id: &UploadId) -> PathBuf {

@@ -475,8 +475,17 @@ pub async fn restore(
     json: bool,
 ) -> anyhow::Result<bool> {
     refuse_postgres(config, "wharf restore")?;
+    // With blobs in S3 they are written into the bucket (checked first, as `serve` does).
+    let blobs = match config.storage.backend {
+        wharf_config::StorageBackend::Filesystem => None,
+        wharf_config::StorageBackend::S3 => {
+            Some(wharf_storage::BlobStore::s3(&config.storage.s3.settings()?).await?)
+        }
+    };
     let progress = ProgressReport::new("restored");
-    let report = wharf_backup::restore(from, data, config.storage.fsync, &progress).await?;
+    let report =
+        wharf_backup::restore_with_blobs(from, data, config.storage.fsync, blobs, &progress)
+            .await?;
     progress.done();
     let clean = report.fsck.is_clean();
     if json {

@@ -546,3 +546,52 @@ fn hold_only_holds_the_registry_until_told_to_release() {
     assert_ne!(code, 0);
     assert!(stderr.contains("no server runs on"), "{stderr}");
 }
+
+/// A restore into an S3 bucket Wharf cannot use stops before it writes anything, in one line
+/// naming the bucket and what failed. (Restores into a bucket: crates/server/tests/api/s3.rs.)
+#[test]
+fn a_restore_into_an_unusable_bucket_stops_in_one_line() {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: this test needs an S3-compatible server. Run scripts/test, \
+                 or start one with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
+            )
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (id, secret) = (dir.path().join("id"), dir.path().join("secret"));
+    std::fs::write(&id, var("S3_TEST_ACCESS_KEY_ID")).unwrap();
+    std::fs::write(&secret, var("S3_TEST_SECRET_ACCESS_KEY")).unwrap();
+    let config = dir.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  backend: s3\n  s3:\n    bucket: no-such-bucket\n    endpoint: {}\n    \
+             path_style: true\n    allow_http: true\n    access_key_id_file: {}\n    \
+             secret_access_key_file: {}\n",
+            var("S3_TEST_ENDPOINT"),
+            id.display(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let target = dir.path().join("restored");
+    let (code, _, stderr) = wharf(
+        &config,
+        &[
+            "restore",
+            "--from",
+            dir.path().join("backup").to_str().unwrap(),
+            "--data",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("\"no-such-bucket\"") && stderr.contains("cannot list objects"),
+        "{stderr}"
+    );
+    assert!(!target.exists());
+}

@@ -10,6 +10,8 @@ use wharf_core::upload_id::UploadId;
 pub const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 /// The upload session a response is about.
 pub const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+/// The smallest chunk of a chunked upload the registry wants (all but the last).
+pub const OCI_CHUNK_MIN_LENGTH: HeaderName = HeaderName::from_static("oci-chunk-min-length");
 /// Sent on every `/v2/` response so clients know they talk to a registry.
 pub const DOCKER_DISTRIBUTION_API_VERSION: HeaderName =
     HeaderName::from_static("docker-distribution-api-version");

@@ -83,6 +83,7 @@ impl TestApp {
         config.storage.fsync = false;
         config.gc.enabled = false;
         let database = metadata_backend(&mut config).await;
+        test_storage(&mut config, dir.path());
         adjust(&mut config);
         let mut app = Self::launch(config, Some(dir)).await;
         app.database = database;
@@ -99,6 +100,7 @@ impl TestApp {
         config.gc.enabled = false;
         config.auth.mode = wharf_config::AuthMode::Token;
         let database = metadata_backend(&mut config).await;
+        test_storage(&mut config, dir.path());
         adjust(&mut config);
         let options = wharf_server::ServeOptions {
             environment: vec![("WHARF_ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned())],
@@ -124,13 +126,21 @@ impl TestApp {
         let data = dir.path().join("data");
         let mut config = Config::default();
         let database = metadata_backend(&mut config).await;
+        test_storage(&mut config, dir.path());
         // The URL is quoted: YAML would take `options[search_path]=…` apart.
         let metadata = match &database {
             Some(database) => format!("metadata:\n  url: {:?}\n", database.url()),
             None => String::new(),
         };
+        let backend = match config.storage.backend {
+            wharf_config::StorageBackend::Filesystem => String::new(),
+            wharf_config::StorageBackend::S3 => format!(
+                "  backend: s3\n  s3: {}\n",
+                serde_json::to_string(&config.storage.s3).unwrap()
+            ),
+        };
         let yaml = format!(
-            "storage:\n  data_dir: {}\n  fsync: false\ngc:\n  enabled: false\n{metadata}{yaml}",
+            "storage:\n  data_dir: {}\n  fsync: false\n{backend}gc:\n  enabled: false\n{metadata}{yaml}",
             data.display()
         );
         std::fs::write(&file, yaml).unwrap();
@@ -207,15 +217,7 @@ impl TestApp {
 
     /// A second handle on the registry's data, for maintenance the API does not offer (gc, fsck).
     pub async fn registry(&self) -> Registry {
-        Registry::open(
-            &self.config.metadata.database(),
-            &self.config.data_paths(),
-            false,
-            self.config.limits(),
-            self.config.drain_settings(),
-        )
-        .await
-        .unwrap()
+        self.config.open_registry().await.unwrap()
     }
 
     pub fn data_dir(&self) -> std::path::PathBuf {
@@ -609,3 +611,61 @@ macro_rules! with_database {
     };
 }
 pub(crate) use with_database;
+
+/// `TEST_STORAGE=s3` runs the registries of these tests with their blobs in the S3 server that
+/// `scripts/s3` started, each under a prefix of its own; by default blobs are in the data folder.
+pub fn test_storage(config: &mut Config, dir: &std::path::Path) {
+    match std::env::var("TEST_STORAGE").as_deref() {
+        Err(_) | Ok("filesystem") => {}
+        Ok("s3") => use_s3(config, dir),
+        Ok(other) => panic!("TEST_STORAGE={other:?}: expected s3 or filesystem"),
+    }
+}
+
+/// Puts the registry's blobs in the test S3 server (s3s-fs, which checks signatures), under a
+/// prefix of its own, with its keys in files as an operator would give them. Fails with a
+/// clear message where no server was started.
+pub fn use_s3(config: &mut Config, dir: &std::path::Path) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: this test needs an S3-compatible server. Run scripts/test, \
+                 or start one with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
+            )
+        })
+    };
+    let id_file = dir.join("s3-access-key-id");
+    let secret_file = dir.join("s3-secret-access-key");
+    std::fs::write(&id_file, var("S3_TEST_ACCESS_KEY_ID")).unwrap();
+    std::fs::write(&secret_file, var("S3_TEST_SECRET_ACCESS_KEY")).unwrap();
+    let s3 = &mut config.storage.s3;
+    s3.bucket = var("S3_TEST_BUCKET");
+    // Short: s3s-fs keeps a file named after each key's base64 (see crates/storage/tests/s3.rs).
+    s3.prefix = format!("a{}", &uuid_like()[..8]);
+    s3.endpoint = Some(var("S3_TEST_ENDPOINT"));
+    s3.path_style = true;
+    s3.allow_http = true;
+    s3.access_key_id_file = Some(id_file);
+    s3.secret_access_key_file = Some(secret_file);
+    s3.part_size = wharf_config::ByteSize(5 * 1024 * 1024);
+    config.storage.backend = wharf_config::StorageBackend::S3;
+}
+
+/// As [`use_s3`], on the moto server instead (which lists multipart uploads; it checks no
+/// signatures).
+pub fn use_moto(config: &mut Config, dir: &std::path::Path) {
+    use_s3(config, dir);
+    config.storage.s3.endpoint =
+        Some(std::env::var("S3_MOTO_TEST_ENDPOINT").unwrap_or_else(|_| {
+            panic!(
+                "S3_MOTO_TEST_ENDPOINT is not set: this test needs moto's S3 server. Run \
+             scripts/test, or start it with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
+            )
+        }));
+}
+
+fn uuid_like() -> String {
+    wharf_core::upload_id::UploadId::generate()
+        .as_str()
+        .replace('-', "")
+}

@@ -22,7 +22,7 @@ async fn start() -> TestApp {
 }
 
 /// Progress nobody watches.
-struct Silent;
+pub(crate) struct Silent;
 
 impl Progress for Silent {
     fn start(&self, _: u64, _: u64) {}
@@ -31,7 +31,7 @@ impl Progress for Silent {
     fn blob_done(&self, _: bool) {}
 }
 
-async fn snapshot(app: &TestApp) -> BackupSnapshot {
+pub(crate) async fn snapshot(app: &TestApp) -> BackupSnapshot {
     let response = app
         .request(Method::POST, "/api/v1/backups")
         .send()
@@ -46,7 +46,11 @@ async fn snapshot(app: &TestApp) -> BackupSnapshot {
     response.json().await.unwrap()
 }
 
-async fn copy(app: &TestApp, snapshot: &BackupSnapshot, to: &Path) -> wharf_backup::BackupManifest {
+pub(crate) async fn copy(
+    app: &TestApp,
+    snapshot: &BackupSnapshot,
+    to: &Path,
+) -> wharf_backup::BackupManifest {
     let source = LocalSource::new(app.registry().await, snapshot.id.clone())
         .await
         .unwrap();

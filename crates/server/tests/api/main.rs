@@ -19,6 +19,7 @@ mod listing;
 mod manifests;
 mod outage;
 mod read_only;
+mod s3;
 mod shutdown;
 mod tls;
 mod uploads;

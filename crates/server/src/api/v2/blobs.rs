@@ -25,6 +25,21 @@ pub(super) async fn get(
             return Err(RegistryError::RangeNotSatisfiable { size: blob.size });
         }
     };
+    // Storage configured to redirect downloads (S3's presigned URLs) is read by the client
+    // itself, ranges and all; a HEAD is still answered here.
+    if !call.is_head()
+        && let Some(url) = call
+            .registry
+            .blobs()
+            .download_url(&blob.storage_key)
+            .await?
+    {
+        let mut response = empty(StatusCode::TEMPORARY_REDIRECT);
+        let out = response.headers_mut();
+        headers::insert(out, header::LOCATION, url);
+        headers::insert(out, DOCKER_CONTENT_DIGEST, &digest);
+        return Ok(response);
+    }
     let body = if call.is_head() {
         Body::empty()
     } else {

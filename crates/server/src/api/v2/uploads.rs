@@ -48,7 +48,7 @@ pub(super) async fn start(
                     .await?
                 {
                     MountOutcome::Mounted(blob) => created(repository, &blob),
-                    MountOutcome::Opened(session) => accepted(&session),
+                    MountOutcome::Opened(session) => accepted(call, &session),
                 },
             );
         }
@@ -70,7 +70,7 @@ pub(super) async fn start(
     let session = registry
         .open_upload(repository, &call.client, algorithm)
         .await?;
-    Ok(accepted(&session))
+    Ok(accepted(call, &session))
 }
 
 pub(super) async fn status(
@@ -104,7 +104,7 @@ pub(super) async fn patch(
         .registry
         .append_chunk(repository, &id, range, body.into_data_stream())
         .await?;
-    Ok(accepted(&session))
+    Ok(accepted(call, &session))
 }
 
 pub(super) async fn put(
@@ -156,8 +156,10 @@ fn chunk_range(call: &Call) -> Result<Option<ChunkRange>, RegistryError> {
         .transpose()
 }
 
-/// `202 Accepted` for an upload session in progress.
-fn accepted(session: &UploadSession) -> Response {
+/// `202 Accepted` for an upload session in progress; where blob storage keeps uploads in
+/// parts (S3), with the part size as the smallest chunk worth sending (`OCI-Chunk-Min-Length`,
+/// from the distribution spec's main branch): smaller chunks are staged until a part fills.
+fn accepted(call: &Call, session: &UploadSession) -> Response {
     let mut response = empty(StatusCode::ACCEPTED);
     headers::upload_progress(
         response.headers_mut(),
@@ -165,6 +167,13 @@ fn accepted(session: &UploadSession) -> Response {
         &session.id,
         session.received,
     );
+    if let Some(length) = call.registry.blobs().chunk_min_length() {
+        headers::insert(
+            response.headers_mut(),
+            headers::OCI_CHUNK_MIN_LENGTH,
+            length,
+        );
+    }
     response
 }
 
