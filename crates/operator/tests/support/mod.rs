@@ -51,7 +51,7 @@ pub fn cluster() -> &'static Cluster {
 }
 
 fn tools() -> PathBuf {
-    std::env::var_os("WHARF_KUBE_TOOLS").map_or_else(
+    std::env::var_os("WHARF_TEST_KUBE_TOOLS").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/kube-apiserver"),
         PathBuf::from,
     )
@@ -70,7 +70,7 @@ fn start_cluster() -> Result<Cluster, String> {
     let start = tools.join("start.sh");
     if !start.exists() {
         return Err(format!(
-            "{} is missing (set WHARF_KUBE_TOOLS to the folder of start.sh)",
+            "{} is missing (set WHARF_TEST_KUBE_TOOLS to the folder of start.sh)",
             start.display()
         ));
     }
