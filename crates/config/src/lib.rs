@@ -21,7 +21,7 @@ pub use metadata::{DatabaseUrl, MetadataConfig, PASSWORD_VARIABLE, Secret};
 pub use s3::{S3Config, StorageBackend};
 pub use units::{ByteSize, HumanDuration};
 
-use wharf_gate::DrainSettings;
+use wharf_gate::{ClusterSettings, DrainSettings};
 use wharf_registry::{DataPaths, GcSettings, Limits};
 
 /// A fully commented configuration file whose values are the defaults.
@@ -72,6 +72,8 @@ pub struct Config {
     pub log: LogConfig,
     /// How a drain to read-only behaves.
     pub drain: DrainConfig,
+    /// How the replicas of a registry tell each other their state.
+    pub cluster: ClusterConfig,
     /// Holding the registry read-only from this file.
     pub read_only: ReadOnlyConfig,
     /// Authentication and authorization.
@@ -98,6 +100,33 @@ impl Default for DrainConfig {
         DrainConfig {
             timeout: HumanDuration(settings.timeout),
             push_grace: HumanDuration(settings.push_grace),
+        }
+    }
+}
+
+/// How the replicas of a registry (several `wharf serve` over one PostgreSQL database) tell
+/// each other their state: each writes a row (its heartbeat) that the others read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How often a replica writes its row when nothing changes (it also writes at every change
+    /// of mode, and continually while draining).
+    pub heartbeat: HumanDuration,
+    /// A replica whose row is older than this is lost: reported as lost, and not waited for.
+    /// At least twice `heartbeat`.
+    pub lost_after: HumanDuration,
+    /// Where this replica says it serves, in the state report; `null`: the host name and the
+    /// port it listens on.
+    pub advertise_address: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        let settings = ClusterSettings::default();
+        ClusterConfig {
+            heartbeat: HumanDuration(settings.heartbeat),
+            lost_after: HumanDuration(settings.lost_after),
+            advertise_address: None,
         }
     }
 }
@@ -437,6 +466,7 @@ impl Config {
             ("gc.interval", self.gc.interval.0),
             ("gc.upload_expiry", self.gc.upload_expiry.0),
             ("drain.timeout", self.drain.timeout.0),
+            ("cluster.heartbeat", self.cluster.heartbeat.0),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -444,6 +474,12 @@ impl Config {
                     "invalid configuration: {key} must be longer than 0s"
                 )));
             }
+        }
+        if self.cluster.lost_after.0 < 2 * self.cluster.heartbeat.0 {
+            return Err(ConfigError(
+                "invalid configuration: cluster.lost_after must be at least twice cluster.heartbeat"
+                    .to_owned(),
+            ));
         }
         if self.server.max_connections == 0 {
             return Err(ConfigError(
@@ -590,6 +626,14 @@ impl Config {
         GcSettings {
             grace: self.gc.grace.0,
             upload_expiry: self.gc.upload_expiry.0,
+        }
+    }
+
+    /// How replicas publish their state.
+    pub fn cluster_settings(&self) -> ClusterSettings {
+        ClusterSettings {
+            heartbeat: self.cluster.heartbeat.0,
+            lost_after: self.cluster.lost_after.0,
         }
     }
 

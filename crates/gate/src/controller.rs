@@ -147,13 +147,6 @@ impl WriteGate {
         self.shared.store.mode_events(limit).await
     }
 
-    /// Waits until this replica is read-only, at most `timeout`; returns whether it is.
-    pub async fn wait_for_read_only(&self, timeout: Duration) -> bool {
-        let mut updates = self.subscribe();
-        let read_only = updates.wait_for(|snapshot| snapshot.mode == Mode::ReadOnly);
-        matches!(tokio::time::timeout(timeout, read_only).await, Ok(Ok(_)))
-    }
-
     /// Follows holds and drains until `stop` is cancelled: re-evaluates the mode when a hold
     /// changes, a draining write ends, a deadline passes, and every few seconds (holds set by
     /// another process).
@@ -165,17 +158,27 @@ impl WriteGate {
             self.record_event(Event::state(Mode::ReadOnly, Mode::ReadOnly, &reason, None))
                 .await;
         }
-        loop {
-            if let Err(error) = self.evaluate().await {
-                tracing::error!(%error, "cannot evaluate the read-only state; keeping the current one");
+        // Holds changed through another replica wake the controller at once; the periodic look
+        // below remains the guarantee when notifications are lost.
+        let wake = || self.shared.wake.notify_one();
+        let follow =
+            self.shared
+                .store
+                .follow_hold_changes(&self.shared.replica, &wake, stop.clone());
+        let control = async {
+            loop {
+                if let Err(error) = self.evaluate().await {
+                    tracing::error!(%error, "cannot evaluate the read-only state; keeping the current one");
+                }
+                let wait = self.next_wait();
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = self.shared.wake.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
-            let wait = self.next_wait();
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.shared.wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
-        }
+        };
+        tokio::join!(follow, control);
     }
 
     /// How long until something may change by itself: a hold expiring, a drain deadline.
@@ -217,7 +220,22 @@ impl WriteGate {
         {
             tracing::warn!(hold = %hold.name, reason = %hold.reason, "read-only hold expired");
         }
+        // The version first: the holds read next are at least that change.
+        let version = store.holds_version().await?;
         let holds = super::store::active_holds(store.as_ref(), now).await?;
+        self.apply_holds(holds).await?;
+        let changed = {
+            let mut inner = self.lock();
+            std::mem::replace(&mut inner.holds_applied, version) != version
+        };
+        if changed {
+            self.shared.heartbeat.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Brings the mode up to date with `holds`, the active holds.
+    async fn apply_holds(&self, holds: Vec<Hold>) -> Result<(), StoreError> {
         let mode = self.lock().snapshot.mode;
         match (mode, holds.is_empty()) {
             (Mode::ReadWrite, true) => Ok(()),
@@ -299,6 +317,10 @@ impl WriteGate {
             return Ok(());
         }
         let tally = self.tally_pushes(cutoff, grace).await?;
+        // The other replicas learn of this replica's pushes from its row, at every look.
+        if let Err(error) = self.publish_state().await {
+            tracing::warn!(%error, "cannot publish this replica's state while draining");
+        }
         if tally.going == 0 {
             let counts = DrainCounts {
                 pushes_completed: tally.completed,
@@ -331,8 +353,27 @@ impl WriteGate {
             .await;
     }
 
-    /// Where the pushes of a drain that started at `cutoff` stand now.
-    async fn tally_pushes(&self, cutoff: Millis, grace: Millis) -> Result<PushTally, StoreError> {
+    /// Where the pushes of a drain stand now, on every replica. `own_cutoff` is this replica's
+    /// switch to draining; the drain's cutoff is the latest of every live replica's, and while
+    /// one has not switched yet the drain waits for it (it may still admit new pushes).
+    async fn tally_pushes(
+        &self,
+        own_cutoff: Millis,
+        grace: Millis,
+    ) -> Result<PushTally, StoreError> {
+        let others = self.live_others().await?;
+        let cutoff = {
+            let mut inner = self.lock();
+            inner.others = others;
+            inner.cluster_cutoff()
+        };
+        let Some(cutoff) = cutoff else {
+            return Ok(PushTally {
+                going: 1,
+                ..PushTally::default()
+            });
+        };
+        debug_assert!(cutoff >= own_cutoff);
         let pushes = self
             .shared
             .store
@@ -346,7 +387,8 @@ impl WriteGate {
             ..PushTally::default()
         };
         for push in &pushes {
-            let running = inner.push_running(&push.repository, &push.client);
+            let running = inner.push_running(&push.repository, &push.client)
+                || inner.push_running_elsewhere(&push.repository, &push.client);
             if push.is_complete() && !running {
                 // Pushes that were complete before the hold were not waited for.
                 if push.tagged_at.is_some_and(|tagged| tagged >= cutoff) {
@@ -362,6 +404,19 @@ impl WriteGate {
                 tally.cut_off += 1;
             }
         }
+        // A push running on another replica that the database knows nothing of yet (a layer
+        // streamed in one request) keeps the drain going too.
+        let unrecorded = inner
+            .others
+            .iter()
+            .flat_map(|o| &o.pushes_running)
+            .filter(|p| {
+                !pushes
+                    .iter()
+                    .any(|q| q.repository == p.repository && q.client == p.client)
+            })
+            .count();
+        tally.going += u64::try_from(unrecorded).unwrap_or(u64::MAX);
         Ok(tally)
     }
 
@@ -441,6 +496,7 @@ impl WriteGate {
                 last_transition: Some(transition.clone()),
             };
             inner.drain_started = (to == Mode::Draining).then_some(now);
+            inner.others.clear();
             (from, inner.snapshot.clone(), transition)
         };
         self.announce(from, snapshot, &transition).await;
@@ -459,6 +515,7 @@ impl WriteGate {
         );
         let to = snapshot.mode;
         self.shared.published.send_replace(snapshot);
+        self.shared.heartbeat.notify_one();
         self.record_event(Event::state(from, to, &transition.reason, Some(transition)))
             .await;
     }

@@ -36,6 +36,7 @@ pub mod events;
 pub mod holds;
 pub mod metrics;
 pub mod mode;
+pub mod replicas;
 pub mod store;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ pub use controller::{HoldError, HoldRequest};
 pub use events::{EventKind, ModeEvent};
 pub use holds::{Hold, HoldName, HoldSource};
 pub use mode::{DrainSettings, Mode, ModeSnapshot, Transition};
+pub use replicas::{ClusterSettings, ClusterStatus, ReplicaReport, ReplicaState, RunningPush};
 
 use crate::metrics::Metrics;
 use crate::store::{GateStore, StoreError};
@@ -151,8 +153,12 @@ struct Shared {
     inner: std::sync::Mutex<Inner>,
     /// The snapshot as last published, for waiters and reports.
     published: watch::Sender<ModeSnapshot>,
+    /// When this process opened the gate.
+    started_at: Millis,
     /// Woken when the controller should look again (a hold changed, a draining write ended).
     wake: Notify,
+    /// Woken when this replica's published state should be written now (its mode changed).
+    heartbeat: Notify,
     /// Woken whenever the number of writes in flight drops to zero.
     idle: Notify,
     /// Cancelled to stop every write, at shutdown past its grace period.
@@ -181,6 +187,14 @@ struct Inner {
     /// While draining: when the first push still going pauses past the grace, if it writes
     /// nothing more (the controller looks again then).
     next_pause: Option<Millis>,
+    /// The change of the holds the mode was last brought up to date with.
+    holds_applied: u64,
+    /// How replicas publish their state.
+    cluster: ClusterSettings,
+    /// While draining: the other live replicas, as of the controller's last look.
+    others: Vec<ReplicaState>,
+    /// Where this replica serves, as it advertises itself.
+    address: String,
 }
 
 impl Inner {
@@ -189,6 +203,17 @@ impl Inner {
         self.pushes_in_flight
             .keys()
             .any(|(r, c)| r == repository && c == client)
+    }
+
+    /// Whether a write of that push holds a permit on another live replica, as they last said.
+    fn push_running_elsewhere(&self, repository: &str, client: &str) -> bool {
+        self.others.iter().any(|o| o.runs_push(repository, client))
+    }
+
+    /// The cutoff of the drain over every replica (see [`replicas::cluster_cutoff`]), or `None`
+    /// while another replica has not switched to draining yet.
+    fn cluster_cutoff(&self) -> Option<Millis> {
+        replicas::cluster_cutoff(self.snapshot.hold_at?, &self.others)
     }
 }
 
@@ -225,6 +250,7 @@ impl WriteGate {
         metrics: Arc<Metrics>,
     ) -> Result<WriteGate, StoreError> {
         let now = now_millis();
+        let store_version = store.holds_version().await?;
         let holds = store::active_holds(store.as_ref(), now).await?;
         let mode = if holds.is_empty() {
             Mode::ReadWrite
@@ -244,6 +270,7 @@ impl WriteGate {
             shared: Arc::new(Shared {
                 store,
                 replica: replica_name(),
+                started_at: now,
                 inner: std::sync::Mutex::new(Inner {
                     snapshot,
                     in_flight: 0,
@@ -254,9 +281,14 @@ impl WriteGate {
                     drain_started: None,
                     timed_out: None,
                     next_pause: None,
+                    holds_applied: store_version,
+                    cluster: ClusterSettings::default(),
+                    others: Vec::new(),
+                    address: String::new(),
                 }),
                 published,
                 wake: Notify::new(),
+                heartbeat: Notify::new(),
                 idle: Notify::new(),
                 shutdown: CancellationToken::new(),
                 evaluating: tokio::sync::Mutex::new(()),
@@ -276,7 +308,7 @@ impl WriteGate {
     /// Asks to perform a write. The returned permit must be held for the whole write.
     pub async fn admit(&self, intent: WriteIntent<'_>) -> Result<WritePermit, WriteRefused> {
         loop {
-            let (snapshot, generation, grace, closed) = {
+            let (snapshot, generation, grace, closed, cutoff) = {
                 let mut inner = self.lock();
                 if inner.snapshot.mode == Mode::ReadWrite {
                     return Ok(self.issue(&mut inner, intent));
@@ -286,11 +318,15 @@ impl WriteGate {
                     inner.generation,
                     inner.settings.push_grace,
                     inner.timed_out.is_some(),
+                    inner.cluster_cutoff(),
                 )
             };
-            let admitted = match (snapshot.mode, snapshot.hold_at, closed) {
-                (Mode::Draining, Some(hold_at), false) => {
-                    self.admits_while_draining(intent, hold_at, grace).await
+            let admitted = match (snapshot.mode, closed) {
+                (Mode::Draining, false) => {
+                    // Until every replica has switched, a push begun on one still writable
+                    // counts as begun before the hold: the cutoff is now.
+                    let cutoff = cutoff.unwrap_or_else(now_millis);
+                    self.admits_while_draining(intent, cutoff, grace).await
                 }
                 _ => false,
             };
@@ -314,8 +350,8 @@ impl WriteGate {
     }
 
     /// Whether a write belongs to a push the drain lets finish: one that had begun before the
-    /// hold, is not complete, and keeps going (a write of it is running here, or its latest
-    /// write is within the grace).
+    /// hold, is not complete, and keeps going (a write of it is running here or on another
+    /// replica, or its latest write is within the grace).
     async fn admits_while_draining(
         &self,
         intent: WriteIntent<'_>,
@@ -344,9 +380,11 @@ impl WriteGate {
         }
     }
 
-    /// Whether a write of this push is running on this replica.
+    /// Whether a write of this push is running on this replica or another.
     fn push_running(&self, repository: &RepositoryName, client: &str) -> bool {
-        self.lock().push_running(repository.as_str(), client)
+        let inner = self.lock();
+        inner.push_running(repository.as_str(), client)
+            || inner.push_running_elsewhere(repository.as_str(), client)
     }
 
     fn issue(&self, inner: &mut Inner, intent: WriteIntent<'_>) -> WritePermit {
@@ -397,7 +435,10 @@ impl WriteGate {
 
     /// Everything a report needs.
     pub fn status(&self) -> GateStatus {
-        let inner = self.lock();
+        self.status_of(&self.lock())
+    }
+
+    fn status_of(&self, inner: &Inner) -> GateStatus {
         GateStatus {
             snapshot: inner.snapshot.clone(),
             in_flight: inner.in_flight,
@@ -497,12 +538,23 @@ fn duration_millis(duration: std::time::Duration) -> Millis {
     Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
 }
 
-/// This process's name among replicas: the host name and the process id.
+/// This gate's name among replicas: the host name and the process id, and a number from the
+/// second gate of a process on (the tests run several replicas in one process).
 fn replica_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let host = host_name();
+    let name = format!("{host}:{}", std::process::id());
+    match OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => name,
+        n => format!("{name}#{}", n + 1),
+    }
+}
+
+/// The machine's host name (a pod's name, in Kubernetes).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("{host}:{}", std::process::id())
+        .unwrap_or_else(|| "localhost".to_owned())
 }

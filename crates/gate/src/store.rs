@@ -3,10 +3,12 @@
 //! gate — and the permits it issues — sit below the stores that require those permits.
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
 use crate::ControlWrite;
 use crate::events::ModeEvent;
 use crate::holds::{Hold, HoldName};
+use crate::replicas::ReplicaState;
 use wharf_core::reference::RepositoryName;
 use wharf_core::time::Millis;
 
@@ -125,6 +127,41 @@ pub trait GateStore: Send + Sync + 'static {
 
     /// How many upload sessions are open.
     async fn open_upload_count(&self) -> Result<u64>;
+
+    /// How many times the holds have changed: every change of a hold (taken, renewed, released,
+    /// expired) adds one, in the change's transaction. A replica reports the number it has
+    /// applied, so "every replica has applied the latest holds" is a fact, not a guess.
+    async fn holds_version(&self) -> Result<u64>;
+
+    /// Publishes a replica's state (its heartbeat), replacing the one of the same name.
+    async fn put_replica(&self, control: &ControlWrite, state: &ReplicaState) -> Result<()>;
+
+    /// Removes a replica's state (it stopped cleanly), and the states last seen before
+    /// `forget_before` (replicas lost long ago). Returns whether the first existed.
+    async fn delete_replica(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        forget_before: Millis,
+    ) -> Result<bool>;
+
+    /// Every replica's last published state, by name.
+    async fn replicas(&self) -> Result<Vec<ReplicaState>>;
+
+    /// Calls `changed` whenever another process may have changed the holds, until `stop` is
+    /// cancelled: at once for a notification, and whenever notifications may have been missed
+    /// (a reconnection). Stores shared by several processes implement it (PostgreSQL's
+    /// LISTEN/NOTIFY); the default never calls it, and the gate's periodic re-read of the holds
+    /// remains the guarantee either way.
+    async fn follow_hold_changes(
+        &self,
+        replica: &str,
+        changed: &(dyn Fn() + Send + Sync),
+        stop: CancellationToken,
+    ) {
+        let _ = (replica, changed);
+        stop.cancelled().await;
+    }
 }
 
 /// The holds in `store` that still hold at `now`.

@@ -17,11 +17,13 @@
 //!
 //! - [`options`]: the URL, password, pool size and timeouts, and redacting the password.
 //! - [`locks`]: the advisory locks, and why each exists.
+//! - `notifications`: LISTEN/NOTIFY, so that every replica hears of a hold change at once.
 //! - `accounts`: the [`AccountStore`](wharf_metadata::AccountStore) part.
 //! - `testing` (feature `testing`): a fresh database per test on the test server.
 
 mod accounts;
 pub mod locks;
+mod notifications;
 pub mod options;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -31,6 +33,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
+use tokio_util::sync::CancellationToken;
 
 pub use options::PostgresOptions;
 use wharf_core::digest::Digest;
@@ -39,11 +42,12 @@ use wharf_core::reference::{Reference, RepositoryName, Tag};
 use wharf_core::time::{Millis, now_millis};
 use wharf_core::upload_id::UploadId;
 use wharf_gate::store::{GateStore, PushActivity, Result as GateResult, StoreError};
-use wharf_gate::{ControlWrite, Hold, HoldName, Mode, ModeEvent, WritePermit};
+use wharf_gate::{ControlWrite, Hold, HoldName, Mode, ModeEvent, ReplicaState, WritePermit};
 use wharf_metadata::connections::{commit, leaves_no_transaction};
 use wharf_metadata::rows::{
     BlobRow, DanglingRow, EventRow, HoldRow, LeaseRow, ManifestRow, PushRow, ReferrerRow,
-    StoredManifestRow, UploadRow, collect, event_for, parse, size_mismatch, to_i64, to_u64,
+    ReplicaRow, StoredManifestRow, UploadRow, collect, encode_pushes, event_for, parse,
+    size_mismatch, to_i64, to_u64,
 };
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
@@ -78,6 +82,10 @@ const UPLOAD_TO_COMPLETE: &str = "SELECT repository FROM upload_sessions
 /// The PostgreSQL metadata store.
 pub struct PostgresStore {
     pool: PgPool,
+    /// How to connect, for the connection that listens for hold changes.
+    connect: sqlx::postgres::PgConnectOptions,
+    /// How long to wait for a connection.
+    acquire_timeout: std::time::Duration,
 }
 
 impl PostgresStore {
@@ -89,6 +97,7 @@ impl PostgresStore {
                 "the pool needs at least one connection".to_owned(),
             ));
         }
+        let connect = options.connect_options()?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -96,10 +105,14 @@ impl PostgresStore {
             // found and replaced before a query meets it; the ping is one round trip.
             .test_before_acquire(true)
             .after_release(|connection, _| Box::pin(leaves_no_transaction(connection)))
-            .connect_with(options.connect_options()?)
+            .connect_with(connect.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            connect,
+            acquire_timeout: options.acquire_timeout,
+        })
     }
 
     /// The schema migrations this version of Wharf knows.
@@ -170,6 +183,19 @@ async fn take_lock(tx: &mut PgConnection, lock: &'static str, key: Option<&str>)
         Some(key) => statement.bind(key).execute(tx).await?,
         None => statement.execute(tx).await?,
     };
+    Ok(())
+}
+
+/// Counts a change of the holds inside `tx` (see [`GateStore::holds_version`]) and notifies
+/// every replica listening, when the transaction commits.
+async fn count_hold_change(tx: &mut PgConnection) -> Result<()> {
+    let version: i64 = sqlx::query_scalar(sql::COUNT_HOLD_CHANGE)
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query(notifications::NOTIFY)
+        .bind(version.to_string())
+        .execute(tx)
+        .await?;
     Ok(())
 }
 
@@ -957,6 +983,40 @@ impl GateStore for PostgresStore {
             .await
             .map_err(StoreError::new)
     }
+
+    async fn holds_version(&self) -> GateResult<u64> {
+        self.holds_version_in_db().await.map_err(StoreError::new)
+    }
+
+    async fn put_replica(&self, control: &ControlWrite, state: &ReplicaState) -> GateResult<()> {
+        self.put_replica_in_db(control, state)
+            .await
+            .map_err(StoreError::new)
+    }
+
+    async fn delete_replica(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        forget_before: Millis,
+    ) -> GateResult<bool> {
+        self.delete_replica_in_db(control, name, forget_before)
+            .await
+            .map_err(StoreError::new)
+    }
+
+    async fn replicas(&self) -> GateResult<Vec<ReplicaState>> {
+        self.replicas_in_db().await.map_err(StoreError::new)
+    }
+
+    async fn follow_hold_changes(
+        &self,
+        replica: &str,
+        changed: &(dyn Fn() + Send + Sync),
+        stop: CancellationToken,
+    ) {
+        notifications::follow(self, replica, changed, stop).await;
+    }
 }
 
 impl PostgresStore {
@@ -988,6 +1048,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         insert_event(&mut tx, event).await?;
+        count_hold_change(&mut tx).await?;
         tx.commit().await?;
         let stored = Hold {
             created_at: existing.unwrap_or(hold.created_at),
@@ -1009,6 +1070,7 @@ impl PostgresStore {
             .await?;
         if let Some(row) = &row {
             insert_event(&mut tx, &event_for(event, &row.name, &row.reason)).await?;
+            count_hold_change(&mut tx).await?;
         }
         tx.commit().await?;
         row.map(Hold::try_from).transpose()
@@ -1038,6 +1100,9 @@ impl PostgresStore {
         for row in &rows {
             insert_event(&mut tx, &event_for(event, &row.name, &row.reason)).await?;
         }
+        if !rows.is_empty() {
+            count_hold_change(&mut tx).await?;
+        }
         tx.commit().await?;
         collect(rows)
     }
@@ -1047,6 +1112,57 @@ impl PostgresStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
+        collect(rows)
+    }
+
+    async fn holds_version_in_db(&self) -> Result<u64> {
+        let version: i64 = sqlx::query_scalar(sql::HOLDS_VERSION)
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(version)
+    }
+
+    async fn put_replica_in_db(&self, control: &ControlWrite, state: &ReplicaState) -> Result<()> {
+        let mut tx = self.control_write(control).await?;
+        sqlx::query(sql::PUT_REPLICA)
+            .bind(&state.name)
+            .bind(&state.address)
+            .bind(state.mode.as_str())
+            .bind(state.since)
+            .bind(state.drain_cutoff)
+            .bind(to_i64(state.writes_in_flight))
+            .bind(encode_pushes(&state.pushes_running))
+            .bind(to_i64(state.holds_applied))
+            .bind(state.started_at)
+            .bind(state.last_seen)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_replica_in_db(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        forget_before: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.control_write(control).await?;
+        let deleted = sqlx::query(sql::DELETE_REPLICA)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(sql::FORGET_LOST_REPLICAS)
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn replicas_in_db(&self) -> Result<Vec<ReplicaState>> {
+        let rows: Vec<ReplicaRow> = sqlx::query_as(sql::REPLICAS).fetch_all(&self.pool).await?;
         collect(rows)
     }
 

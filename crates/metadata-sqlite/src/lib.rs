@@ -22,12 +22,12 @@ use wharf_core::reference::{Reference, RepositoryName, Tag};
 use wharf_core::time::{Millis, now_millis};
 use wharf_core::upload_id::UploadId;
 use wharf_gate::store::{GateStore, PushActivity, Result as GateResult, StoreError};
-use wharf_gate::{ControlWrite, Hold, HoldName, Mode, ModeEvent, WritePermit};
+use wharf_gate::{ControlWrite, Hold, HoldName, Mode, ModeEvent, ReplicaState, WritePermit};
 use wharf_metadata::connections::{commit, leaves_no_transaction};
 use wharf_metadata::rows::{
     BlobRow, DanglingRow, EventRow, HoldRow, LeaseRow, ManifestRow, PushRow, ReferrerRow,
-    StoredManifestRow, UploadRow, collect, corrupt, event_for, parse, size_mismatch, to_i64,
-    to_u64,
+    ReplicaRow, StoredManifestRow, UploadRow, collect, corrupt, encode_pushes, event_for, parse,
+    size_mismatch, to_i64, to_u64,
 };
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
@@ -163,6 +163,14 @@ impl Drop for Unflushed {
 // thousand names those hand-offs (a thread wake-up each) cost far more than the query. The
 // aggregate has no ORDER BY of its own: the subquery's order is the index's, and sorting again
 // in the aggregate costs a temporary table per query; `Names::from_joined` checks the order.
+
+/// Counts a change of the holds inside `tx` (see [`GateStore::holds_version`]).
+async fn count_hold_change(tx: &mut Transaction<'static, Sqlite>) -> Result<()> {
+    sqlx::query(sql::COUNT_HOLD_CHANGE)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 /// Appends an event to the audit trail inside `tx`.
 async fn insert_event(tx: &mut Transaction<'static, Sqlite>, event: &ModeEvent) -> Result<()> {
@@ -957,6 +965,31 @@ impl GateStore for SqliteStore {
             .await
             .map_err(StoreError::new)
     }
+
+    async fn holds_version(&self) -> GateResult<u64> {
+        self.holds_version_in_db().await.map_err(StoreError::new)
+    }
+
+    async fn put_replica(&self, control: &ControlWrite, state: &ReplicaState) -> GateResult<()> {
+        self.put_replica_in_db(control, state)
+            .await
+            .map_err(StoreError::new)
+    }
+
+    async fn delete_replica(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        forget_before: Millis,
+    ) -> GateResult<bool> {
+        self.delete_replica_in_db(control, name, forget_before)
+            .await
+            .map_err(StoreError::new)
+    }
+
+    async fn replicas(&self) -> GateResult<Vec<ReplicaState>> {
+        self.replicas_in_db().await.map_err(StoreError::new)
+    }
 }
 
 impl SqliteStore {
@@ -987,6 +1020,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         insert_event(&mut tx, event).await?;
+        count_hold_change(&mut tx).await?;
         tx.commit().await?;
         let stored = Hold {
             created_at: existing.unwrap_or(hold.created_at),
@@ -1008,6 +1042,7 @@ impl SqliteStore {
             .await?;
         if let Some(row) = &row {
             insert_event(&mut tx, &event_for(event, &row.name, &row.reason)).await?;
+            count_hold_change(&mut tx).await?;
         }
         tx.commit().await?;
         row.map(Hold::try_from).transpose()
@@ -1035,6 +1070,9 @@ impl SqliteStore {
         for row in &rows {
             insert_event(&mut tx, &event_for(event, &row.name, &row.reason)).await?;
         }
+        if !rows.is_empty() {
+            count_hold_change(&mut tx).await?;
+        }
         tx.commit().await?;
         collect(rows)
     }
@@ -1053,6 +1091,59 @@ impl SqliteStore {
     async fn mode_events_in_db(&self, limit: u32) -> Result<Vec<ModeEvent>> {
         let rows: Vec<EventRow> = sqlx::query_as(sql::MODE_EVENTS)
             .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        collect(rows)
+    }
+
+    async fn holds_version_in_db(&self) -> Result<u64> {
+        let version: i64 = sqlx::query_scalar(sql::HOLDS_VERSION)
+            .fetch_one(&self.reader)
+            .await?;
+        to_u64(version)
+    }
+
+    async fn put_replica_in_db(&self, control: &ControlWrite, state: &ReplicaState) -> Result<()> {
+        let mut tx = self.control_write(control).await?;
+        sqlx::query(sql::PUT_REPLICA)
+            .bind(&state.name)
+            .bind(&state.address)
+            .bind(state.mode.as_str())
+            .bind(state.since)
+            .bind(state.drain_cutoff)
+            .bind(to_i64(state.writes_in_flight))
+            .bind(encode_pushes(&state.pushes_running))
+            .bind(to_i64(state.holds_applied))
+            .bind(state.started_at)
+            .bind(state.last_seen)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_replica_in_db(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        forget_before: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.control_write(control).await?;
+        let deleted = sqlx::query(sql::DELETE_REPLICA)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(sql::FORGET_LOST_REPLICAS)
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn replicas_in_db(&self) -> Result<Vec<ReplicaState>> {
+        let rows: Vec<ReplicaRow> = sqlx::query_as(sql::REPLICAS)
             .fetch_all(&self.reader)
             .await?;
         collect(rows)

@@ -11,7 +11,7 @@ use crate::{
 };
 use wharf_core::digest::Algorithm;
 use wharf_core::placement::StorageKey;
-use wharf_gate::{EventKind, Hold, Mode, ModeEvent};
+use wharf_gate::{EventKind, Hold, Mode, ModeEvent, ReplicaState, RunningPush};
 
 /// A stored value that cannot be what it claims to be.
 pub fn corrupt(what: impl std::fmt::Display) -> MetadataError {
@@ -223,6 +223,63 @@ impl TryFrom<PushRow> for wharf_gate::store::PushActivity {
             tagged_at: row.tagged_at,
             repository: row.repository,
             client: row.client,
+        })
+    }
+}
+
+/// A row of `replicas` ([`crate::sql::REPLICAS`]).
+#[derive(sqlx::FromRow)]
+#[allow(missing_docs)]
+pub struct ReplicaRow {
+    pub name: String,
+    pub address: String,
+    pub mode: String,
+    pub since: i64,
+    pub drain_cutoff: Option<i64>,
+    pub writes_in_flight: i64,
+    pub pushes_running: String,
+    pub holds_applied: i64,
+    pub started_at: i64,
+    pub last_seen: i64,
+}
+
+/// A replica's running pushes as stored: one per line, the repository and the client separated
+/// by a tab (neither a repository name nor a client, an account name or an address, has one).
+pub fn encode_pushes(pushes: &[RunningPush]) -> String {
+    pushes
+        .iter()
+        .map(|p| format!("{}\t{}", p.repository, p.client))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl TryFrom<ReplicaRow> for ReplicaState {
+    type Error = MetadataError;
+    fn try_from(row: ReplicaRow) -> Result<Self> {
+        let pushes_running = row
+            .pushes_running
+            .lines()
+            .map(|line| {
+                let (repository, client) = line
+                    .split_once('\t')
+                    .ok_or_else(|| corrupt(format!("running push {line:?}")))?;
+                Ok(RunningPush {
+                    repository: repository.to_owned(),
+                    client: client.to_owned(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(ReplicaState {
+            mode: parse_mode(Some(row.mode))?.unwrap_or(Mode::ReadWrite),
+            name: row.name,
+            address: row.address,
+            since: row.since,
+            drain_cutoff: row.drain_cutoff,
+            writes_in_flight: to_u64(row.writes_in_flight)?,
+            pushes_running,
+            holds_applied: to_u64(row.holds_applied)?,
+            started_at: row.started_at,
+            last_seen: row.last_seen,
         })
     }
 }

@@ -303,6 +303,37 @@ pub const DELETE_EXPIRED_HOLDS: &str =
     "DELETE FROM read_only_holds WHERE expires_at IS NOT NULL AND expires_at <= $1
      RETURNING name, reason, set_by, source, created_at, updated_at, expires_at";
 
+/// How many times the holds have changed.
+pub const HOLDS_VERSION: &str = "SELECT version FROM hold_changes WHERE id = 1";
+
+/// Counts a change of the holds, in its transaction; returns the new count.
+pub const COUNT_HOLD_CHANGE: &str =
+    "UPDATE hold_changes SET version = version + 1 WHERE id = 1 RETURNING version";
+
+// ---- Replicas ----
+
+/// Publishes a replica's state.
+pub const PUT_REPLICA: &str = "INSERT INTO replicas
+         (name, address, mode, since, drain_cutoff, writes_in_flight, pushes_running,
+          holds_applied, started_at, last_seen)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     ON CONFLICT (name) DO UPDATE SET
+         address = excluded.address, mode = excluded.mode, since = excluded.since,
+         drain_cutoff = excluded.drain_cutoff, writes_in_flight = excluded.writes_in_flight,
+         pushes_running = excluded.pushes_running, holds_applied = excluded.holds_applied,
+         started_at = excluded.started_at, last_seen = excluded.last_seen";
+
+/// Removes replica `$1`'s state.
+pub const DELETE_REPLICA: &str = "DELETE FROM replicas WHERE name = $1";
+
+/// Removes the states of replicas last seen before `$1`.
+pub const FORGET_LOST_REPLICAS: &str = "DELETE FROM replicas WHERE last_seen < $1";
+
+/// Every replica's state.
+pub const REPLICAS: &str = "SELECT name, address, mode, since, drain_cutoff, writes_in_flight,
+         pushes_running, holds_applied, started_at, last_seen
+     FROM replicas ORDER BY name";
+
 /// Appends an event to the audit trail.
 pub const INSERT_MODE_EVENT: &str =
     "INSERT INTO mode_events (at, kind, hold, actor, source, reason, replica, from_state,

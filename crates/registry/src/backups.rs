@@ -302,7 +302,7 @@ impl Registry {
             .put_backup_lease(&self.gate().control_write(), &lease)
             .await?;
         let gate = self.gate();
-        if !gate.wait_for_read_only(options.wait).await {
+        if !gate.wait_for_read_only_everywhere(options.wait).await {
             return Err(BackupError::DrainTimeout(options.wait));
         }
         // Read-only may have been in effect before (another hold): this backup's window starts

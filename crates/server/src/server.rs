@@ -126,13 +126,14 @@ pub async fn serve_with(
     let limits = ConnectionLimits::new(&config.server, raise_open_file_limit());
     // With SQLite, uploads in progress are coordinated in this process: one server per data
     // folder. PostgreSQL is shared by every server of the registry, so nothing is locked.
-    let _data_lock = if config.metadata.database().needs_data_folder_lock() {
+    let data_lock = if config.metadata.database().needs_data_folder_lock() {
         Some(lock_data_folder(&config.storage.data_dir)?)
     } else {
         None
     };
     let registry = config.open_registry().await?;
     let gate = registry.gate().clone();
+    gate.set_cluster_settings(config.cluster_settings());
     apply_read_only(&gate, &config.read_only).await?;
     let admin = Arc::new(AdminAccess {
         gc: config.gc_settings(),
@@ -166,6 +167,19 @@ pub async fn serve_with(
         let gate = gate.clone();
         let stop = stop_background.clone();
         async move { gate.run(stop).await }
+    });
+    // Every replica's row in the database: what the state report lists, and what a drain and
+    // a wait for read-only on every replica read.
+    background.spawn({
+        let gate = gate.clone();
+        let stop = stop_background.clone();
+        let advertised = config
+            .cluster
+            .advertise_address
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", wharf_gate::host_name(), address.port()));
+        let sole = data_lock.is_some();
+        async move { gate.publish_heartbeats(advertised, sole, stop).await }
     });
     if config.gc.enabled {
         let registry = registry.clone();

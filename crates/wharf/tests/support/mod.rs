@@ -52,8 +52,36 @@ impl WharfServer {
         extra_yaml: &str,
         flags: &[&str],
     ) -> WharfServer {
+        Self::start_full(
+            &data_dir.with_extension("yaml"),
+            data_dir,
+            listen,
+            extra_yaml,
+            flags,
+        )
+    }
+
+    /// Like [`WharfServer::start`], with the configuration file at `config` (`.yaml` added):
+    /// several servers on one data folder (replicas over PostgreSQL) need a file each.
+    pub fn start_config(config: &Path, data_dir: &Path, extra_yaml: &str) -> WharfServer {
+        Self::start_full(
+            &config.with_extension("yaml"),
+            data_dir,
+            "127.0.0.1:0",
+            extra_yaml,
+            &[],
+        )
+    }
+
+    fn start_full(
+        config_file: &Path,
+        data_dir: &Path,
+        listen: &str,
+        extra_yaml: &str,
+        flags: &[&str],
+    ) -> WharfServer {
         std::fs::create_dir_all(data_dir).expect("create data dir");
-        let config_file = data_dir.with_extension("yaml");
+        let config_file = config_file.to_owned();
         std::fs::write(
             &config_file,
             format!(

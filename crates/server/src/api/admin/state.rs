@@ -15,7 +15,9 @@ use crate::api::AppState;
 use wharf_config::HumanDuration;
 use wharf_core::time::Millis;
 use wharf_core::time::{serialize_optional_time, serialize_time};
-use wharf_gate::{Hold, HoldError, HoldName, HoldRequest, HoldSource, Mode, Transition, WriteGate};
+use wharf_gate::{
+    Hold, HoldError, HoldName, HoldRequest, HoldSource, Mode, ReplicaReport, Transition, WriteGate,
+};
 use wharf_registry::{Registry, WritesFailing};
 
 /// The longest `?wait=` honoured.
@@ -26,22 +28,31 @@ const MAX_WAIT: Duration = Duration::from_secs(3600);
 pub struct StateReport {
     /// `read-only` while a hold exists, else `read-write`.
     desired: &'static str,
-    /// The registry's effective mode: `read-only` only once every replica is.
+    /// The registry's effective mode: `read-only` only once it is in effect on every replica,
+    /// `draining` while a replica drains or has yet to apply the holds.
     effective: Mode,
-    /// Whether read-only is in effect on every replica.
+    /// Whether read-only is in effect on every live replica: each is read-only and has applied
+    /// the latest change of the holds.
     read_only_in_effect: bool,
-    /// Replicas read-only out of all, such as `1/1`.
+    /// Live replicas read-only (with the latest holds) over all live replicas, such as `3/3`.
     replicas_read_only: String,
-    /// Since when the effective mode holds (on the replica that changed last).
+    /// Since when the effective mode holds (on the replica answering).
     #[serde(serialize_with = "serialize_time")]
     since: Millis,
     holds: Vec<Hold>,
+    /// The latest change of the holds, which each replica says it has applied.
+    holds_version: Option<u64>,
+    /// Writes holding a permit, over every live replica.
     writes_in_flight: u64,
     uploads_open: Option<u64>,
     /// While draining: when it started, and the settings.
     drain: Option<DrainReport>,
     last_transition: Option<Transition>,
+    /// Every replica with a row in the database, live or lost.
     replicas: Vec<ReplicaReport>,
+    /// Set when the other replicas' state could not be read: the report covers this replica
+    /// only, and says nothing is in effect everywhere.
+    replicas_unknown: Option<String>,
     /// Set while writes fail inside the registry (its storage full, say): since when and why.
     writes_failing: Option<WritesFailing>,
 }
@@ -58,19 +69,9 @@ struct DrainReport {
     deadline: Millis,
 }
 
-#[derive(Debug, Serialize)]
-struct ReplicaReport {
-    name: String,
-    mode: Mode,
-    #[serde(serialize_with = "serialize_time")]
-    since: Millis,
-    writes_in_flight: u64,
-}
-
 /// Builds the state report of `registry`.
 async fn report(registry: &Registry) -> StateReport {
     let gate: &WriteGate = registry.gate();
-    let status = gate.status();
     // The rest of the report is in memory: a database that does not answer only loses this.
     let uploads_open = match registry.open_uploads().await {
         Ok(open) => Some(open),
@@ -79,14 +80,42 @@ async fn report(registry: &Registry) -> StateReport {
             None
         }
     };
+    let (status, replicas, in_effect, replicas_read_only, holds_version, replicas_unknown) =
+        match gate.cluster_status().await {
+            Ok(cluster) => (
+                cluster.this.clone(),
+                cluster.replicas.clone(),
+                cluster.read_only_in_effect(),
+                format!("{}/{}", cluster.read_only, cluster.live),
+                Some(cluster.holds_version),
+                None,
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the replicas' state for the state report");
+                let own = ReplicaReport {
+                    state: gate.replica_state(),
+                    live: true,
+                    this: true,
+                };
+                (
+                    gate.status(),
+                    vec![own],
+                    false,
+                    "?".to_owned(),
+                    None,
+                    Some(format!("cannot read the replicas' state: {error}")),
+                )
+            }
+        };
     let snapshot = &status.snapshot;
-    let replicas = vec![ReplicaReport {
-        name: status.replica.clone(),
-        mode: snapshot.mode,
-        since: snapshot.since,
-        writes_in_flight: status.in_flight,
-    }];
-    let read_only = replicas.iter().filter(|r| r.mode == Mode::ReadOnly).count();
+    let live = || replicas.iter().filter(|r| r.live);
+    let effective = if in_effect {
+        Mode::ReadOnly
+    } else if snapshot.desired_read_only() || live().any(|r| r.state.mode == Mode::Draining) {
+        Mode::Draining
+    } else {
+        Mode::ReadWrite
+    };
     let millis = |d: Duration| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX);
     StateReport {
         desired: if snapshot.desired_read_only() {
@@ -94,12 +123,13 @@ async fn report(registry: &Registry) -> StateReport {
         } else {
             "read-write"
         },
-        effective: snapshot.mode,
-        read_only_in_effect: read_only == replicas.len(),
-        replicas_read_only: format!("{read_only}/{}", replicas.len()),
+        effective,
+        read_only_in_effect: in_effect,
+        replicas_read_only,
         since: snapshot.since,
         holds: snapshot.holds.clone(),
-        writes_in_flight: status.in_flight,
+        holds_version,
+        writes_in_flight: live().map(|r| r.state.writes_in_flight).sum(),
         uploads_open,
         drain: status.drain_started.map(|started| DrainReport {
             started_at: started,
@@ -110,12 +140,39 @@ async fn report(registry: &Registry) -> StateReport {
         }),
         last_transition: snapshot.last_transition.clone(),
         replicas,
+        replicas_unknown,
         writes_failing: registry.write_health().failing(),
     }
 }
 
-pub(super) async fn show(State(state): State<AppState>) -> Result<Response, AdminError> {
-    Ok(axum::Json(report(&state.registry).await).into_response())
+/// `GET /api/v1/state`; with `?wait=DURATION`, answers once read-only is in effect on every
+/// replica or the wait is over (`202` then, if it is not).
+pub(super) async fn show(
+    State(state): State<AppState>,
+    Query(query): Query<WaitQuery>,
+) -> Result<Response, AdminError> {
+    let status = match wait_duration(query)? {
+        Some(wait)
+            if !state
+                .registry
+                .gate()
+                .wait_for_read_only_everywhere(wait)
+                .await =>
+        {
+            StatusCode::ACCEPTED
+        }
+        _ => StatusCode::OK,
+    };
+    Ok((status, axum::Json(report(&state.registry).await)).into_response())
+}
+
+/// The `?wait=` of a request, at most [`MAX_WAIT`].
+fn wait_duration(query: WaitQuery) -> Result<Option<Duration>, AdminError> {
+    Ok(query
+        .wait
+        .map(|w| w.parse::<HumanDuration>().map_err(AdminError::invalid))
+        .transpose()?
+        .map(|w| w.0.min(MAX_WAIT)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,11 +216,7 @@ pub(super) async fn set_hold(
             "the body must be JSON {{\"reason\": \"...\", \"ttl\": \"2h\"}} (ttl optional): {e}"
         ))
     })?;
-    let wait = query
-        .wait
-        .map(|w| w.parse::<HumanDuration>().map_err(AdminError::invalid))
-        .transpose()?
-        .map(|w| w.0.min(MAX_WAIT));
+    let wait = wait_duration(query)?;
     let gate = state.registry.gate();
     let request = HoldRequest {
         name,
@@ -173,15 +226,10 @@ pub(super) async fn set_hold(
         source: HoldSource::Api,
     };
     let (hold, created) = gate.set_hold(request).await.map_err(hold_error)?;
-    let in_effect = match wait {
-        Some(wait) => gate.wait_for_read_only(wait).await,
-        None => gate.snapshot().mode == Mode::ReadOnly,
-    };
-    // With ?wait, 202 says the drain is still running when the wait ended.
-    let status = if wait.is_some() && !in_effect {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
+    // With ?wait, 202 says the drain is still running (on some replica) when the wait ended.
+    let status = match wait {
+        Some(wait) if !gate.wait_for_read_only_everywhere(wait).await => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
     };
     let body = json!({ "hold": hold, "created": created, "state": report(&state.registry).await });
     Ok((status, axum::Json(body)).into_response())

@@ -1,0 +1,401 @@
+//! Several `wharf serve` processes on one PostgreSQL database and one data folder: one
+//! registry whose read-only mode every replica agrees on. A hold taken through one replica
+//! refuses new pushes on the others at once (LISTEN/NOTIFY), a push under way continues through
+//! any replica until its tagged manifest, `?wait` returns only once every live replica is
+//! read-only with the latest holds, a replica killed with SIGKILL is reported lost and not
+//! waited for, and a restart of PostgreSQL is followed by every replica.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::WharfServer;
+use wharf_metadata_postgres::testing::{PrivateServer, TestDatabase};
+
+/// Short heartbeats, so that a killed replica is lost within a second.
+const CLUSTER_YAML: &str = "cluster:\n  heartbeat: 100ms\n  lost_after: 1s\n";
+
+fn sha256(content: &[u8]) -> String {
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+struct Registry {
+    http: reqwest::Client,
+}
+
+impl Registry {
+    fn new() -> Self {
+        Registry {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Opens an upload of `repository` through `server`; returns its location.
+    async fn open_upload(&self, server: &WharfServer, repository: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v2/{repository}/blobs/uploads/", server.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn patch(&self, server: &WharfServer, location: &str, from: u64, chunk: &[u8]) -> String {
+        let response = self
+            .http
+            .patch(format!("{}{location}", server.url))
+            .header("content-type", "application/octet-stream")
+            .header(
+                "content-range",
+                format!("{from}-{}", from + chunk.len() as u64 - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "PATCH through {}",
+            server.url
+        );
+        response.headers()["location"].to_str().unwrap().to_owned()
+    }
+
+    async fn finish(&self, server: &WharfServer, location: &str, digest: &str) -> StatusCode {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        self.http
+            .put(format!(
+                "{}{location}{separator}digest={digest}",
+                server.url
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn push_blob(
+        &self,
+        server: &WharfServer,
+        repository: &str,
+        content: &[u8],
+    ) -> StatusCode {
+        self.http
+            .post(format!(
+                "{}/v2/{repository}/blobs/uploads/?digest={}",
+                server.url,
+                sha256(content)
+            ))
+            .header("content-type", "application/octet-stream")
+            .body(content.to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn put_manifest(
+        &self,
+        server: &WharfServer,
+        repository: &str,
+        tag: &str,
+        manifest: &[u8],
+    ) -> StatusCode {
+        self.http
+            .put(format!("{}/v2/{repository}/manifests/{tag}", server.url))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn hold(&self, server: &WharfServer, reason: &str, query: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(format!(
+                "{}/api/v1/state/holds/maintenance{query}",
+                server.url
+            ))
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn release(&self, server: &WharfServer) {
+        let response = self
+            .http
+            .delete(format!("{}/api/v1/state/holds/maintenance", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    async fn state(&self, server: &WharfServer, query: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/state{query}", server.url))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    /// Waits until `server` reports `wanted` of its state.
+    async fn state_until(
+        &self,
+        server: &WharfServer,
+        what: &str,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, state) = self.state(server, "").await;
+            if wanted(&state) {
+                return state;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never happened: {state:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// An image manifest naming `config` and `layer`.
+fn manifest(config: &[u8], layer: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha256(config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": sha256(layer), "size": layer.len()}],
+    }))
+    .unwrap()
+}
+
+fn modes(state: &Value) -> Vec<(String, bool)> {
+    state["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["mode"].as_str().unwrap().to_owned(),
+                r["live"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_hold_through_one_replica_drains_all_three_and_a_killed_one_is_not_waited_for() {
+    let database = TestDatabase::create().await.expect("a PostgreSQL database");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let yaml = format!(
+        "metadata:\n  url: {:?}\n{CLUSTER_YAML}drain:\n  timeout: 2m\n  push_grace: 30s\n",
+        database.url()
+    );
+    // One data folder for the three, as replicas over a shared volume.
+    let mut servers: Vec<WharfServer> = (0..3)
+        .map(|i| {
+            let config = dir.path().join(format!("replica-{i}"));
+            WharfServer::start_config(&config, &data, &yaml)
+        })
+        .collect();
+    let registry = Registry::new();
+    let all_live = registry
+        .state_until(&servers[0], "three live replicas", |s| {
+            modes(s).iter().filter(|(_, live)| *live).count() == 3
+        })
+        .await;
+    assert_eq!(all_live["replicas_read_only"], "0/3", "{all_live:#}");
+
+    // A push under way through replica 2: its layer's upload is open, half sent.
+    let layer = vec![7u8; 64 * 1024];
+    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+    let opened = registry.open_upload(&servers[1], "team/app").await;
+    assert_eq!(opened.status(), StatusCode::ACCEPTED);
+    let location = opened.headers()["location"].to_str().unwrap().to_owned();
+    let location = registry
+        .patch(&servers[1], &location, 0, &layer[..32 * 1024])
+        .await;
+
+    // The hold, through replica 1.
+    let (status, held) = registry.hold(&servers[0], "replicas test", "").await;
+    assert_eq!(status, StatusCode::OK, "{held:#}");
+
+    // A new push through replica 3 is refused at once: the notification reaches it well before
+    // its periodic look at the holds (every 2s) would.
+    let started = Instant::now();
+    loop {
+        let status = registry
+            .push_blob(&servers[2], "team/other", b"a new push")
+            .await;
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            break;
+        }
+        assert_eq!(status, StatusCode::CREATED);
+        assert!(
+            started.elapsed() < Duration::from_millis(1900),
+            "replica 3 still admitted new pushes {:?} after the hold",
+            started.elapsed()
+        );
+    }
+    let refused = registry
+        .http
+        .post(format!("{}/v2/team/other/blobs/uploads/", servers[2].url))
+        .send()
+        .await
+        .unwrap();
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("System is currently read-only"), "{body}");
+
+    // The push under way continues through replica 3, then replica 1, and completes.
+    let location = registry
+        .patch(&servers[2], &location, 32 * 1024, &layer[32 * 1024..])
+        .await;
+    assert_eq!(
+        registry
+            .finish(&servers[2], &location, &sha256(&layer))
+            .await,
+        StatusCode::CREATED,
+        "the layer's upload completes through another replica"
+    );
+    assert_eq!(
+        registry.push_blob(&servers[0], "team/app", &config).await,
+        StatusCode::CREATED,
+        "the config blob, uploaded after the layers, is part of the push"
+    );
+    // Not read-only anywhere while the push has not put its manifest.
+    let (status, waited) = registry.state(&servers[1], "?wait=300ms").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{waited:#}");
+    assert_eq!(waited["read_only_in_effect"], false);
+    assert_eq!(waited["effective"], "draining");
+    assert_eq!(
+        registry
+            .put_manifest(&servers[1], "team/app", "v1", &manifest(&config, &layer))
+            .await,
+        StatusCode::CREATED,
+        "the manifest that completes the push"
+    );
+    for server in &servers {
+        let (status, state) = registry.state(server, "?wait=60s").await;
+        assert_eq!(status, StatusCode::OK, "{state:#}");
+        assert_eq!(state["read_only_in_effect"], true, "{state:#}");
+        assert_eq!(state["replicas_read_only"], "3/3", "{state:#}");
+        assert!(
+            modes(&state)
+                .iter()
+                .all(|(mode, live)| mode == "read-only" && *live),
+            "{state:#}"
+        );
+    }
+    let manifest_pulled = registry
+        .http
+        .get(format!("{}/v2/team/app/manifests/v1", servers[2].url))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        manifest_pulled.status(),
+        StatusCode::OK,
+        "pulls work while read-only"
+    );
+
+    // Replica 2 dies with SIGKILL while the registry is writable again; a new hold's wait
+    // completes on the other two once replica 2 is reported lost.
+    registry.release(&servers[0]).await;
+    registry
+        .state_until(&servers[0], "read-write everywhere", |s| {
+            s["effective"] == "read-write" && modes(s).iter().all(|(m, _)| m == "read-write")
+        })
+        .await;
+    servers[1].kill();
+    let (status, held) = registry
+        .hold(&servers[2], "replicas test", "?wait=60s")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{held:#}");
+    let state = &held["state"];
+    assert_eq!(state["read_only_in_effect"], true, "{state:#}");
+    assert_eq!(state["replicas_read_only"], "2/2", "{state:#}");
+    let lost: Vec<&Value> = state["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["live"] == false)
+        .collect();
+    assert_eq!(
+        lost.len(),
+        1,
+        "the killed replica is reported lost: {state:#}"
+    );
+    assert_eq!(lost[0]["mode"], "read-write", "as it last said: {state:#}");
+}
+
+#[tokio::test]
+async fn every_replica_follows_a_restart_of_postgresql_and_sees_holds_taken_after_it() {
+    let server = PrivateServer::start().expect("a PostgreSQL server of this test's own");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let yaml = format!(
+        "metadata:\n  url: {:?}\n  acquire_timeout: 2s\n{CLUSTER_YAML}",
+        server.url()
+    );
+    let servers: Vec<WharfServer> = (0..3)
+        .map(|i| WharfServer::start_config(&dir.path().join(format!("replica-{i}")), &data, &yaml))
+        .collect();
+    let registry = Registry::new();
+    registry
+        .state_until(&servers[0], "three live replicas", |s| {
+            modes(s).iter().filter(|(_, live)| *live).count() == 3
+        })
+        .await;
+    let listening =
+        |server: &WharfServer| server.log().matches("listening for hold changes").count();
+    for server in &servers {
+        assert_eq!(listening(server), 1, "{}", server.log());
+    }
+
+    server.pause().unwrap();
+    server.resume().unwrap();
+    // Each replica connects again and listens again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while servers.iter().any(|s| listening(s) < 2) {
+        assert!(
+            Instant::now() < deadline,
+            "a replica did not listen again: {}",
+            servers
+                .iter()
+                .map(WharfServer::log)
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, held) = registry
+        .hold(&servers[0], "after a restart", "?wait=60s")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{held:#}");
+    assert_eq!(held["state"]["replicas_read_only"], "3/3", "{held:#}");
+}
