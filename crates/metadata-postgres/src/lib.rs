@@ -699,6 +699,45 @@ impl MetadataStore for PostgresStore {
         Ok(deleted == 1)
     }
 
+    fn shared_by_replicas(&self) -> bool {
+        true
+    }
+
+    async fn claim_upload(
+        &self,
+        permit: &WritePermit,
+        id: &UploadId,
+        writer: &str,
+        until: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let statement = sqlx::query(sql::CLAIM_UPLOAD)
+            .bind(id.as_str())
+            .bind(writer)
+            .bind(until)
+            .bind(now);
+        Ok(self.execute(permit, statement).await? == 1)
+    }
+
+    async fn renew_upload_claim(&self, id: &UploadId, writer: &str, until: Millis) -> Result<bool> {
+        let renewed = sqlx::query(sql::RENEW_UPLOAD_CLAIM)
+            .bind(id.as_str())
+            .bind(writer)
+            .bind(until)
+            .execute(&self.pool)
+            .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    async fn release_upload_claim(&self, id: &UploadId, writer: &str) -> Result<()> {
+        sqlx::query(sql::RELEASE_UPLOAD_CLAIM)
+            .bind(id.as_str())
+            .bind(writer)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     fn supports_snapshots(&self) -> bool {
         false
     }

@@ -506,6 +506,42 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
     /// Writes a consistent copy of the whole database to the new file `path`.
     async fn snapshot(&self, path: &std::path::Path) -> Result<()>;
 
+    /// Whether other processes (replicas) share this store: then what a process keeps in
+    /// memory between requests may be out of date, and one request writes to an upload session
+    /// at a time only through [`MetadataStore::claim_upload`].
+    fn shared_by_replicas(&self) -> bool {
+        false
+    }
+
+    /// Claims upload session `id` for `writer` (a request) until `until`, if it is open and no
+    /// other request's claim holds at `now`; returns whether it did. A store no other process
+    /// shares needs no claim (its process locks its uploads itself) and always grants it.
+    async fn claim_upload(
+        &self,
+        permit: &WritePermit,
+        id: &UploadId,
+        writer: &str,
+        until: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let _ = (permit, id, writer, until, now);
+        Ok(true)
+    }
+
+    /// Extends `writer`'s claim of session `id` to `until`; returns whether it still held it.
+    /// Not a write of content (it needs no permit): it only keeps what a permit claimed.
+    async fn renew_upload_claim(&self, id: &UploadId, writer: &str, until: Millis) -> Result<bool> {
+        let _ = (id, writer, until);
+        Ok(true)
+    }
+
+    /// Ends `writer`'s claim of session `id`, if it still holds it (no permit: it only gives
+    /// back what a permit claimed).
+    async fn release_upload_claim(&self, id: &UploadId, writer: &str) -> Result<()> {
+        let _ = (id, writer);
+        Ok(())
+    }
+
     /// Whether [`MetadataStore::snapshot`] works on this backend (PostgreSQL's does not yet), so
     /// that a backup is refused before it holds the registry read-only.
     fn supports_snapshots(&self) -> bool {

@@ -312,6 +312,20 @@ pub const COUNT_HOLD_CHANGE: &str =
 
 // ---- Replicas ----
 
+/// Claims open session `$1` for writer `$2` until `$3`, unless another writer's claim holds at
+/// `$4`.
+pub const CLAIM_UPLOAD: &str = "UPDATE upload_sessions SET writer = $2, writer_until = $3
+     WHERE id = $1 AND completed_at IS NULL
+       AND (writer IS NULL OR writer = $2 OR writer_until < $4)";
+
+/// Extends writer `$2`'s claim of session `$1` to `$3`.
+pub const RENEW_UPLOAD_CLAIM: &str =
+    "UPDATE upload_sessions SET writer_until = $3 WHERE id = $1 AND writer = $2";
+
+/// Ends writer `$2`'s claim of session `$1`.
+pub const RELEASE_UPLOAD_CLAIM: &str =
+    "UPDATE upload_sessions SET writer = NULL, writer_until = NULL WHERE id = $1 AND writer = $2";
+
 /// Publishes a replica's state.
 pub const PUT_REPLICA: &str = "INSERT INTO replicas
          (name, address, mode, since, drain_cutoff, writes_in_flight, pushes_running,

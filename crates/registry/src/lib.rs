@@ -12,6 +12,7 @@ mod gc;
 mod listing;
 mod manifests;
 mod sessions;
+mod upload_claims;
 mod uploads;
 mod write_health;
 

@@ -344,6 +344,19 @@ impl Registry {
                 client: &session.client,
             })
             .await?;
+        if super::upload_claims::claim(&self.metadata, &permit, &lock, id).await? {
+            // Read again under the claim: another replica may have written a chunk between
+            // the first read and the claim.
+            let current = self.upload_status(repository, id).await?;
+            if current.received != session.received {
+                return Err(RegistryError::UploadOutOfOrder {
+                    repository: current.repository,
+                    id: current.id,
+                    received: current.received,
+                });
+            }
+            return Ok((lock, current, None, permit));
+        }
         Ok((lock, session, running, permit))
     }
 
@@ -483,7 +496,9 @@ impl Registry {
     /// with other processes (S3): another replica may move the session on, so its next request
     /// reads the database.
     fn remember(&self, session: &UploadSession, hashing: Option<Hashing>) {
-        if !self.blobs.is_shared() {
+        // Any replica may take the session's next request when the blobs or the metadata are
+        // shared: each request reads the database then.
+        if !self.blobs.is_shared() && !self.metadata.shared_by_replicas() {
             self.sessions.put(session.clone(), hashing);
         }
     }

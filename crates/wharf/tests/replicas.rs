@@ -399,3 +399,104 @@ async fn every_replica_follows_a_restart_of_postgresql_and_sees_holds_taken_afte
     assert_eq!(status, StatusCode::OK, "{held:#}");
     assert_eq!(held["state"]["replicas_read_only"], "3/3", "{held:#}");
 }
+
+#[tokio::test]
+async fn one_request_writes_to_an_upload_at_a_time_across_replicas() {
+    let database = TestDatabase::create().await.expect("a PostgreSQL database");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let yaml = format!("metadata:\n  url: {:?}\n{CLUSTER_YAML}", database.url());
+    let servers: Vec<WharfServer> = (0..2)
+        .map(|i| WharfServer::start_config(&dir.path().join(format!("replica-{i}")), &data, &yaml))
+        .collect();
+    let registry = Registry::new();
+    let opened = registry.open_upload(&servers[0], "team/app").await;
+    assert_eq!(opened.status(), StatusCode::ACCEPTED);
+    let location = opened.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+
+    // A PATCH through replica 1 whose body stays open until the test sends the rest.
+    let (more, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(receiver, |mut r| async {
+        r.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), r))
+    }));
+    let held = tokio::spawn({
+        let url = format!("{}{location}", servers[0].url);
+        let http = registry.http.clone();
+        async move {
+            http.patch(url)
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    more.send(vec![1u8; 4096]).await.unwrap();
+    // Until the database names a writer of the session, replica 1's request has not claimed it.
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(database.url())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let writer: Option<String> =
+            sqlx::query_scalar("SELECT writer FROM upload_sessions WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+        if writer.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the PATCH never claimed the session"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // A second request to the session, through replica 2, is refused while the first writes.
+    let busy = registry
+        .http
+        .patch(format!("{}{location}", servers[1].url))
+        .header("content-type", "application/octet-stream")
+        .body(vec![2u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), StatusCode::CONFLICT);
+    let body = busy.text().await.unwrap();
+    assert!(body.contains("BLOB_UPLOAD_INVALID"), "{body}");
+
+    more.send(vec![1u8; 4096]).await.unwrap();
+    drop(more);
+    assert_eq!(held.await.unwrap(), StatusCode::ACCEPTED);
+
+    // Then replica 2 continues the session from where the first request left it, and the blob
+    // is the first request's bytes and its own, nothing of the refused one.
+    let mut content = vec![1u8; 8192];
+    let location = registry
+        .patch(&servers[1], &location, 8192, &[3u8; 4096])
+        .await;
+    content.extend_from_slice(&[3u8; 4096]);
+    assert_eq!(
+        registry
+            .finish(&servers[1], &location, &sha256(&content))
+            .await,
+        StatusCode::CREATED
+    );
+    let pulled = registry
+        .http
+        .get(format!(
+            "{}/v2/team/app/blobs/{}",
+            servers[0].url,
+            sha256(&content)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pulled.bytes().await.unwrap().as_ref(), content.as_slice());
+}
