@@ -21,6 +21,7 @@ pub use metadata::{DatabaseUrl, MetadataConfig, PASSWORD_VARIABLE, Secret};
 pub use s3::{S3Config, StorageBackend};
 pub use units::{ByteSize, HumanDuration};
 
+use wharf_core::network::IpNetwork;
 use wharf_gate::{ClusterSettings, DrainSettings};
 use wharf_registry::{DataPaths, GcSettings, Limits};
 
@@ -271,6 +272,11 @@ pub struct ServerConfig {
     /// once and fits the usual limits. Lowered, with a warning, when the open-file limit is
     /// too low for it.
     pub max_connections: u32,
+    /// The proxies (load balancers, an ingress) in front of Wharf, as addresses or networks
+    /// (`10.0.0.0/8`): only from them are `Forwarded` and `X-Forwarded-For` believed, so that
+    /// the drain's "same client" and the failed-login limits see each client, not the
+    /// balancer. From anybody else the headers are ignored.
+    pub trusted_proxies: Vec<IpNetwork>,
 }
 
 impl Default for ServerConfig {
@@ -281,6 +287,7 @@ impl Default for ServerConfig {
             header_read_timeout: HumanDuration(Duration::from_secs(30)),
             idle_timeout: HumanDuration(Duration::from_secs(120)),
             max_connections: 8192,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -16,6 +16,7 @@
 pub mod digest;
 pub mod failpoint;
 pub mod manifest;
+pub mod network;
 pub mod placement;
 pub mod reference;
 pub mod role;

@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wharf_core::network::{IpNetwork, client_behind_proxies};
 
 use wharf_config::ServerConfig;
 
@@ -61,7 +62,7 @@ const RESERVED_FILES: u64 = 128;
 const FILES_PER_CONNECTION: u64 = 2;
 
 /// The limits on the connections served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// How long a TLS handshake may take, and a request's headers (see the module doc).
     pub header_read_timeout: Duration,
@@ -69,6 +70,8 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// How many connections are served at once.
     pub max_connections: usize,
+    /// The proxies (load balancers) whose forwarding headers say who a request's client is.
+    pub trusted_proxies: Arc<[IpNetwork]>,
 }
 
 impl ConnectionLimits {
@@ -95,8 +98,36 @@ impl ConnectionLimits {
             header_read_timeout: config.header_read_timeout.0,
             idle_timeout: config.idle_timeout.0,
             max_connections,
+            trusted_proxies: config.trusted_proxies.clone().into(),
         }
     }
+}
+
+/// The client of a request from `peer`: `peer` itself unless it is a trusted proxy.
+fn client_of(
+    peer: SocketAddr,
+    trusted: &[IpNetwork],
+    headers: &axum::http::HeaderMap,
+) -> SocketAddr {
+    if trusted.is_empty() {
+        return peer;
+    }
+    let values = |name| -> Vec<&str> {
+        headers
+            .get_all(name)
+            .into_iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect()
+    };
+    let client = client_behind_proxies(
+        peer.ip(),
+        trusted,
+        &values(axum::http::header::FORWARDED),
+        &values(axum::http::header::HeaderName::from_static(
+            "x-forwarded-for",
+        )),
+    );
+    SocketAddr::new(client, peer.port())
 }
 
 /// Raises the soft limit on open files to the hard limit, as Go's runtime does at start (the
@@ -134,6 +165,7 @@ pub async fn serve_connections(
 ) {
     let closing = CancellationToken::new();
     let _close_when_dropped = closing.clone().drop_guard();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let shared = Arc::new(Shared {
         app: TowerToHyperService::new(app),
         http: http1_builder(),
@@ -143,7 +175,6 @@ pub async fn serve_connections(
         closing,
     });
     let connections = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut warned_at_limit: Option<Instant> = None;
     let mut stop = pin!(stop);
     loop {
@@ -152,7 +183,7 @@ pub async fn serve_connections(
         {
             warned_at_limit = Some(Instant::now());
             tracing::warn!(
-                max_connections = limits.max_connections,
+                max_connections = shared.limits.max_connections,
                 "serving server.max_connections connections: new ones wait until one closes"
             );
         }
@@ -255,9 +286,13 @@ impl Shared {
         });
         let service = hyper::service::service_fn({
             let (app, clock) = (self.app.clone(), clock.clone());
+            let trusted = self.limits.trusted_proxies.clone();
             move |mut request: hyper::Request<Incoming>| {
-                // What `into_make_service_with_connect_info` gave handlers: the client's address.
-                request.extensions_mut().insert(ConnectInfo(peer));
+                // What `into_make_service_with_connect_info` gave handlers: the client's
+                // address — behind a trusted proxy, the one it says it forwards for, so that
+                // the drain's pushes and the failed-login limits tell clients apart.
+                let client = client_of(peer, &trusted, request.headers());
+                request.extensions_mut().insert(ConnectInfo(client));
                 let in_progress = clock.request_started();
                 let response = app.call(request);
                 async move {

@@ -1385,6 +1385,64 @@ async fn failed_logins_for_several_accounts_lock_their_address_out() {
     );
 }
 
+/// A login from `client` (a reqwest client bound to a proxy's address) on behalf of `forwarded`.
+async fn login_forwarded(
+    app: &TestApp,
+    client: &reqwest::Client,
+    forwarded: &str,
+    password: &str,
+) -> StatusCode {
+    client
+        .get(format!("{}/auth/token?service=wharf", app.url))
+        .basic_auth("writer", Some(password))
+        .header("x-forwarded-for", forwarded)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_limits_count_each_forwarded_client_and_a_forged_header_grants_nothing()
+ {
+    let app = TestApp::start_with_auth(|c| {
+        c.auth.failed_logins.per_account_and_address = 2;
+        c.server.trusted_proxies = vec!["127.0.0.2".parse().unwrap()];
+    })
+    .await;
+    populate(&app).await;
+    let (proxy, stranger) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
+    let writer = password("writer");
+    // Through the proxy, one client locks itself out and not the others behind the proxy.
+    for _ in 0..2 {
+        assert_eq!(
+            login_forwarded(&app, &proxy, "198.51.100.1", "wrong-password").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_forwarded(&app, &proxy, "198.51.100.1", &writer).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_forwarded(&app, &proxy, "198.51.100.2", &writer).await,
+        StatusCode::OK,
+        "another client behind the same proxy"
+    );
+    // From an address that is not a trusted proxy the header is ignored: forging a new
+    // address each time does not escape the limit.
+    for forged in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(
+            login_forwarded(&app, &stranger, forged, "wrong-password").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_forwarded(&app, &stranger, "203.0.113.3", &writer).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
 /// The status of an admin request with the app's current credentials.
 async fn status_of(app: &TestApp, method: Method, path: &str, body: Value) -> StatusCode {
     let mut request = app.request(method, path);
