@@ -158,6 +158,11 @@ impl WriteGate {
         self.shared.heartbeat.notify_one();
     }
 
+    /// How replicas publish their state and when one counts as lost.
+    pub fn cluster_settings(&self) -> ClusterSettings {
+        self.lock().cluster
+    }
+
     /// This replica's state, as it would publish it now.
     pub fn replica_state(&self) -> ReplicaState {
         self.replica_state_of(&self.lock())

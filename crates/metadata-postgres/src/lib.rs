@@ -748,6 +748,43 @@ impl MetadataStore for PostgresStore {
         ))
     }
 
+    async fn claim_job_lease(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        holder: &str,
+        until: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let mut tx = self.control_write(control).await?;
+        let claimed = sqlx::query(sql::CLAIM_JOB_LEASE)
+            .bind(name)
+            .bind(holder)
+            .bind(until)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(claimed == 1)
+    }
+
+    async fn release_job_lease(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        holder: &str,
+    ) -> Result<()> {
+        let mut tx = self.control_write(control).await?;
+        sqlx::query(sql::RELEASE_JOB_LEASE)
+            .bind(name)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()> {
         let mut tx = self.control_write(control).await?;
         sqlx::query(sql::PUT_BACKUP_LEASE)

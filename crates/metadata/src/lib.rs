@@ -548,6 +548,27 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
         true
     }
 
+    /// Claims, or renews, the lease of background job `name` (garbage collection) for `holder`
+    /// (a replica) until `until`, unless another holder's lease holds at `now`; returns whether
+    /// `holder` holds it now. A control-plane write: it decides who works, and writes nothing
+    /// of the registry's content.
+    async fn claim_job_lease(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        holder: &str,
+        until: Millis,
+        now: Millis,
+    ) -> Result<bool>;
+
+    /// Ends `holder`'s lease of job `name`, if it holds it.
+    async fn release_job_lease(
+        &self,
+        control: &ControlWrite,
+        name: &str,
+        holder: &str,
+    ) -> Result<()>;
+
     /// Takes or updates a backup lease (a control-plane write: it is taken while the registry
     /// is read-only).
     async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()>;

@@ -312,6 +312,15 @@ pub const COUNT_HOLD_CHANGE: &str =
 
 // ---- Replicas ----
 
+/// Claims (or renews) the lease of job `$1` for `$2` until `$3`, unless another holder's lease
+/// holds at `$4`.
+pub const CLAIM_JOB_LEASE: &str = "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+     WHERE job_leases.holder = excluded.holder OR job_leases.until < $4";
+
+/// Ends `$2`'s lease of job `$1`.
+pub const RELEASE_JOB_LEASE: &str = "DELETE FROM job_leases WHERE name = $1 AND holder = $2";
+
 /// Claims open session `$1` for writer `$2` until `$3`, unless another writer's claim holds at
 /// `$4`.
 pub const CLAIM_UPLOAD: &str = "UPDATE upload_sessions SET writer = $2, writer_until = $3

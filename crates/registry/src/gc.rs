@@ -19,6 +19,13 @@ use wharf_core::time::{Millis, now_millis};
 use wharf_gate::{WriteIntent, WritePermit};
 use wharf_metadata::BlobRecord;
 
+/// The name of garbage collection's lease (with upload expiry, which it runs).
+const GC_JOB: &str = "gc";
+
+fn millis(duration: Duration) -> Millis {
+    Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
+}
+
 /// How many records one step handles at a time.
 const BATCH: u32 = 500;
 
@@ -239,8 +246,12 @@ impl Registry {
         Ok(())
     }
 
-    /// Runs [`Registry::collect_garbage`] every `interval` until `stop` resolves. A collection the
-    /// write gate stops is simply retried at the next interval.
+    /// Runs [`Registry::collect_garbage`] every `interval` until `stop` resolves, on one
+    /// replica at a time: the one holding the job's lease in the database, which it renews
+    /// every heartbeat and which lapses `lost_after` after its holder died, when another
+    /// replica takes it over. (The lease spares the work twice over; what makes two
+    /// collections at once safe is the database's locks.) A collection the write gate stops
+    /// (read-only) is simply retried at the next interval.
     pub async fn collect_garbage_periodically(
         &self,
         settings: GcSettings,
@@ -248,21 +259,91 @@ impl Registry {
         stop: impl Future<Output = ()>,
     ) {
         tokio::pin!(stop);
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick completes at once; collect one interval after start-up instead.
-        ticks.tick().await;
+        let holder = self.gate.replica().to_owned();
+        let mut leading = false;
+        let mut next_pass = None;
         loop {
-            tokio::select! {
-                () = &mut stop => return,
-                _ = ticks.tick() => {}
-            }
-            match self.collect_garbage(settings, now_millis()).await {
-                Ok(_) => {}
-                Err(RegistryError::Refused(refused)) => {
-                    tracing::debug!(%refused, "garbage collection paused by the write gate");
+            let cluster = self.gate.cluster_settings();
+            let now = now_millis();
+            let claimed = self
+                .metadata
+                .claim_job_lease(
+                    &self.gate.control_write(),
+                    GC_JOB,
+                    &holder,
+                    now + millis(cluster.lost_after),
+                    now,
+                )
+                .await;
+            match (claimed, leading) {
+                (Ok(true), false) => {
+                    leading = true;
+                    // The first pass one interval after taking the job, as after a start.
+                    next_pass = Some(now + millis(interval));
+                    tracing::info!("this replica runs garbage collection and upload expiry");
                 }
-                Err(error) => tracing::error!(%error, "garbage collection failed"),
+                (Ok(false), true) => {
+                    leading = false;
+                    tracing::info!("garbage collection runs on another replica now");
+                }
+                (Err(error), _) => {
+                    tracing::warn!(%error, "cannot claim garbage collection's lease");
+                }
+                _ => {}
+            }
+            if leading && next_pass.is_some_and(|at| now >= at) {
+                next_pass = Some(now + millis(interval));
+                let pass = self.collect_garbage(settings, now);
+                let renewing = self.keep_job_lease(&holder, cluster);
+                let outcome = tokio::select! {
+                    () = &mut stop => break,
+                    outcome = pass => outcome,
+                    never = renewing => match never {},
+                };
+                match outcome {
+                    Ok(_) => {}
+                    Err(RegistryError::Refused(refused)) => {
+                        tracing::debug!(%refused, "garbage collection paused by the write gate");
+                    }
+                    Err(error) => tracing::error!(%error, "garbage collection failed"),
+                }
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(cluster.heartbeat) => {}
+            }
+        }
+        if leading
+            && let Err(error) = self
+                .metadata
+                .release_job_lease(&self.gate.control_write(), GC_JOB, &holder)
+                .await
+        {
+            tracing::warn!(%error, "cannot give up garbage collection's lease; it lapses by itself");
+        }
+    }
+
+    /// Renews the job's lease every heartbeat, for as long as it is polled (while a pass runs).
+    async fn keep_job_lease(
+        &self,
+        holder: &str,
+        cluster: wharf_gate::ClusterSettings,
+    ) -> std::convert::Infallible {
+        loop {
+            tokio::time::sleep(cluster.heartbeat).await;
+            let now = now_millis();
+            if let Err(error) = self
+                .metadata
+                .claim_job_lease(
+                    &self.gate.control_write(),
+                    GC_JOB,
+                    holder,
+                    now + millis(cluster.lost_after),
+                    now,
+                )
+                .await
+            {
+                tracing::warn!(%error, "cannot renew garbage collection's lease");
             }
         }
     }

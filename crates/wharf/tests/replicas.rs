@@ -500,3 +500,57 @@ async fn one_request_writes_to_an_upload_at_a_time_across_replicas() {
         .unwrap();
     assert_eq!(pulled.bytes().await.unwrap().as_ref(), content.as_slice());
 }
+
+#[tokio::test]
+async fn garbage_collection_runs_on_one_replica_and_moves_when_it_dies() {
+    let database = TestDatabase::create().await.expect("a PostgreSQL database");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let yaml = format!(
+        "metadata:\n  url: {:?}\n{CLUSTER_YAML}gc:\n  enabled: true\n  interval: 1h\n",
+        database.url()
+    );
+    let mut servers: Vec<WharfServer> = (0..3)
+        .map(|i| WharfServer::start_config(&dir.path().join(format!("replica-{i}")), &data, &yaml))
+        .collect();
+    const RUNS: &str = "this replica runs garbage collection";
+    let runners = |servers: &[WharfServer]| -> Vec<usize> {
+        (0..servers.len())
+            .filter(|&i| servers[i].pid().is_some() && servers[i].log().contains(RUNS))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runners(&servers).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no replica took garbage collection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Several heartbeats later, still only the one.
+    let registry = Registry::new();
+    for _ in 0..5 {
+        registry.state(&servers[0], "").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = runners(&servers);
+    assert_eq!(first.len(), 1, "one replica at a time: {first:?}");
+
+    servers[first[0]].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = runners(&servers);
+        if now.len() == 1 {
+            break;
+        }
+        assert!(
+            now.len() < 2,
+            "two replicas took garbage collection: {now:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no replica took garbage collection over from the dead one"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
