@@ -206,6 +206,9 @@ impl WriteGate {
 
     /// The other replicas that are live, as the database has them now.
     pub(crate) async fn live_others(&self) -> Result<Vec<ReplicaState>, StoreError> {
+        if !self.shared.store.shared_by_replicas() {
+            return Ok(Vec::new());
+        }
         let lost_after = self.lock().cluster.lost_after;
         let now = now_millis();
         Ok(self
@@ -222,7 +225,11 @@ impl WriteGate {
     pub async fn cluster_status(&self) -> Result<ClusterStatus, StoreError> {
         let store = &self.shared.store;
         let holds_version = store.holds_version().await?;
-        let rows = store.replicas().await?;
+        let rows = if store.shared_by_replicas() {
+            store.replicas().await?
+        } else {
+            Vec::new()
+        };
         let lost_after = self.lock().cluster.lost_after;
         let now = now_millis();
         let mut replicas: Vec<ReplicaReport> = rows
@@ -290,12 +297,13 @@ impl WriteGate {
     }
 
     /// Publishes this replica's state until `stop` is cancelled, then removes its row. `address`
-    /// is where it serves; with `sole`, no other replica can exist (SQLite's data-folder lock),
-    /// so the rows of earlier processes are removed at once rather than reported as lost.
-    pub async fn publish_heartbeats(&self, address: String, sole: bool, stop: CancellationToken) {
+    /// is where it serves. A store no other process shares has no other replica to tell: then
+    /// this only waits for `stop`.
+    pub async fn publish_heartbeats(&self, address: String, stop: CancellationToken) {
         self.lock().address = address;
-        if sole {
-            self.forget_other_replicas().await;
+        if !self.shared.store.shared_by_replicas() {
+            stop.cancelled().await;
+            return;
         }
         let mut failing = false;
         loop {
@@ -326,25 +334,6 @@ impl WriteGate {
             .await
         {
             tracing::warn!(%error, "cannot remove this replica's state; it will be reported lost");
-        }
-    }
-
-    async fn forget_other_replicas(&self) {
-        let store = &self.shared.store;
-        let others = match store.replicas().await {
-            Ok(rows) => rows,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the replicas' state");
-                return;
-            }
-        };
-        for other in others.iter().filter(|r| r.name != self.shared.replica) {
-            if let Err(error) = store
-                .delete_replica(&ControlWrite(()), &other.name, 0)
-                .await
-            {
-                tracing::warn!(%error, replica = %other.name, "cannot remove an earlier process's state");
-            }
         }
     }
 }

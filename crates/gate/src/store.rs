@@ -128,6 +128,15 @@ pub trait GateStore: Send + Sync + 'static {
     /// How many upload sessions are open.
     async fn open_upload_count(&self) -> Result<u64>;
 
+    /// Whether other processes (replicas) share this store. Then each publishes its state
+    /// (its heartbeat row) and reads the others'; what a process keeps in memory between
+    /// requests may be out of date; and one request writes to an upload session at a time only
+    /// by claiming it in the database. A store only one process opens (SQLite, whose data
+    /// folder is locked) has one replica: its gate looks at no other.
+    fn shared_by_replicas(&self) -> bool {
+        false
+    }
+
     /// How many times the holds have changed: every change of a hold (taken, renewed, released,
     /// expired) adds one, in the change's transaction. A replica reports the number it has
     /// applied, so "every replica has applied the latest holds" is a fact, not a guess.

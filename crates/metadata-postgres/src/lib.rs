@@ -699,10 +699,6 @@ impl MetadataStore for PostgresStore {
         Ok(deleted == 1)
     }
 
-    fn shared_by_replicas(&self) -> bool {
-        true
-    }
-
     async fn claim_upload(
         &self,
         permit: &WritePermit,
@@ -1058,6 +1054,10 @@ impl GateStore for PostgresStore {
         self.open_upload_count_in_db()
             .await
             .map_err(StoreError::new)
+    }
+
+    fn shared_by_replicas(&self) -> bool {
+        true
     }
 
     async fn holds_version(&self) -> GateResult<u64> {

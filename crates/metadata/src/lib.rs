@@ -506,16 +506,10 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
     /// Writes a consistent copy of the whole database to the new file `path`.
     async fn snapshot(&self, path: &std::path::Path) -> Result<()>;
 
-    /// Whether other processes (replicas) share this store: then what a process keeps in
-    /// memory between requests may be out of date, and one request writes to an upload session
-    /// at a time only through [`MetadataStore::claim_upload`].
-    fn shared_by_replicas(&self) -> bool {
-        false
-    }
-
     /// Claims upload session `id` for `writer` (a request) until `until`, if it is open and no
     /// other request's claim holds at `now`; returns whether it did. A store no other process
-    /// shares needs no claim (its process locks its uploads itself) and always grants it.
+    /// shares ([`GateStore::shared_by_replicas`]) needs no claim (its process locks its uploads
+    /// itself) and always grants it.
     async fn claim_upload(
         &self,
         permit: &WritePermit,

@@ -126,7 +126,7 @@ pub async fn serve_with(
     let limits = ConnectionLimits::new(&config.server, raise_open_file_limit());
     // With SQLite, uploads in progress are coordinated in this process: one server per data
     // folder. PostgreSQL is shared by every server of the registry, so nothing is locked.
-    let data_lock = if config.metadata.database().needs_data_folder_lock() {
+    let _data_lock = if config.metadata.database().needs_data_folder_lock() {
         Some(lock_data_folder(&config.storage.data_dir)?)
     } else {
         None
@@ -178,8 +178,7 @@ pub async fn serve_with(
             .advertise_address
             .clone()
             .unwrap_or_else(|| format!("{}:{}", wharf_gate::host_name(), address.port()));
-        let sole = data_lock.is_some();
-        async move { gate.publish_heartbeats(advertised, sole, stop).await }
+        async move { gate.publish_heartbeats(advertised, stop).await }
     });
     if config.gc.enabled {
         let registry = registry.clone();

@@ -3478,3 +3478,113 @@ fn a_client_that_keeps_opening_uploads_is_cut_off_at_the_drain_timeout() {
     );
     assert_eq!(last["pushes_completed"], 0, "{read_only:#}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Replicas behind a load balancer
+// ---------------------------------------------------------------------------------------------
+
+/// podman pushes and skopeo pulls through nginx, round robin over three replicas on one
+/// PostgreSQL database and one data folder: consecutive requests of one push land on different
+/// replicas (each serves some of the push's writes), the image comes back byte-identical through
+/// the balancer and from each replica directly, and `wharf fsck` is clean.
+#[test]
+fn podman_and_skopeo_push_and_pull_through_nginx_in_front_of_three_replicas() {
+    use support::nginx::Nginx;
+    use wharf_metadata_postgres::testing::TestDatabase;
+
+    preflight();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let database = runtime
+        .block_on(TestDatabase::create())
+        .expect("a PostgreSQL database");
+    let folder = tempfile::Builder::new()
+        .prefix("wharf-replicas-")
+        .tempdir()
+        .unwrap();
+    let yaml = format!(
+        "log:\n  level: tower_http=debug,info\nmetadata:\n  url: {:?}\n",
+        database.url()
+    );
+    let data = folder.path().join("data");
+    let replicas: Vec<WharfServer> = (0..3)
+        .map(|i| {
+            WharfServer::start_config(&folder.path().join(format!("replica-{i}")), &data, &yaml)
+        })
+        .collect();
+    let upstreams: Vec<&str> = replicas.iter().map(|r| r.address.as_str()).collect();
+    let nginx = Nginx::start(&folder.path().join("nginx"), &upstreams);
+    let clients = Clients::new(&folder.path().join("clients"), &[&nginx.address]);
+
+    let fixture = oci_image();
+    let local = "localhost/wharf-test/multi:oci";
+    let imported = clients.run(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &dir(&fixture.dir),
+            &format!("containers-storage:{local}"),
+        ],
+    );
+    assert!(imported.success(), "{imported}");
+    let target = format!("docker://{}/wharf/behind-nginx:v1", nginx.address);
+    let pushed = clients.run("podman", &["push", "--quiet", local, &target]);
+    assert!(pushed.success(), "{pushed}");
+
+    // Every replica served part of the push.
+    for replica in &replicas {
+        replica.log_barrier();
+        let writes = served_requests(&replica.log())
+            .into_iter()
+            .filter(|r| {
+                r.method != "GET" && r.method != "HEAD" && r.path.contains("/wharf/behind-nginx/")
+            })
+            .count();
+        assert!(
+            writes > 0,
+            "replica {} served none of the push",
+            replica.address
+        );
+    }
+
+    // Back through the balancer, and from each replica directly, byte for byte.
+    let raw = {
+        let out = clients.run("skopeo", &["inspect", "--raw", &target]);
+        assert!(out.success(), "{out}");
+        out.stdout
+    };
+    let copy = folder.path().join("copy");
+    let pulled = clients.run(
+        "skopeo",
+        &["copy", "--quiet", EXACT[0], &target, &dir(&copy)],
+    );
+    assert!(pulled.success(), "{pulled}");
+    assert_dir_copy(&copy, &raw, fixture);
+    for replica in &replicas {
+        let direct = Clients::new(
+            &folder
+                .path()
+                .join(format!("direct-{}", replica.address.replace(':', "-"))),
+            &[&replica.address],
+        );
+        let copy = folder
+            .path()
+            .join(format!("copy-{}", replica.address.replace(':', "-")));
+        let source = format!("docker://{}/wharf/behind-nginx:v1", replica.address);
+        let pulled = direct.run(
+            "skopeo",
+            &["copy", "--quiet", EXACT[0], &source, &dir(&copy)],
+        );
+        assert!(pulled.success(), "{pulled}");
+        assert_dir_copy(&copy, &raw, fixture);
+    }
+    let (code, stdout, stderr) = support::wharf(&replicas[0].config_file, &["fsck"]);
+    assert_eq!(code, 0, "wharf fsck found problems:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("no problems found"), "{stdout}\n{stderr}");
+    drop(nginx);
+    drop(replicas);
+    drop(database);
+}

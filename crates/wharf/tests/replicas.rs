@@ -554,3 +554,94 @@ async fn garbage_collection_runs_on_one_replica_and_moves_when_it_dies() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_thousand_toggles_through_the_replicas_fail_no_pull_through_nginx() {
+    let database = TestDatabase::create().await.expect("a PostgreSQL database");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let yaml = format!("metadata:\n  url: {:?}\n{CLUSTER_YAML}", database.url());
+    let servers: Vec<WharfServer> = (0..3)
+        .map(|i| WharfServer::start_config(&dir.path().join(format!("replica-{i}")), &data, &yaml))
+        .collect();
+    let upstreams: Vec<&str> = servers.iter().map(|s| s.address.as_str()).collect();
+    let nginx = support::nginx::Nginx::start(&dir.path().join("nginx"), &upstreams);
+    let registry = Registry::new();
+    let layer = vec![9u8; 256 * 1024];
+    let config = br#"{"architecture":"arm64","os":"linux"}"#.to_vec();
+    let front = format!("http://{}", nginx.address);
+    for blob in [&layer, &config] {
+        let pushed = registry
+            .http
+            .post(format!(
+                "{front}/v2/team/app/blobs/uploads/?digest={}",
+                sha256(blob)
+            ))
+            .header("content-type", "application/octet-stream")
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pushed.status(), StatusCode::CREATED);
+    }
+    let manifest = manifest(&config, &layer);
+    let put = registry
+        .http
+        .put(format!("{front}/v2/team/app/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pulls = tokio::spawn({
+        let (http, stop, front) = (registry.http.clone(), stop.clone(), front.clone());
+        let (manifest, layer) = (manifest.clone(), layer.clone());
+        async move {
+            let (mut done, mut failed) = (0u64, Vec::new());
+            while !stop.is_cancelled() {
+                let got = http
+                    .get(format!("{front}/v2/team/app/manifests/v1"))
+                    .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                    .send()
+                    .await;
+                match got {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_slice());
+                    }
+                    other => failed.push(format!("manifest: {other:?}")),
+                }
+                let got = http
+                    .get(format!("{front}/v2/team/app/blobs/{}", sha256(&layer)))
+                    .send()
+                    .await;
+                match got {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        assert_eq!(r.bytes().await.unwrap().len(), layer.len());
+                    }
+                    other => failed.push(format!("blob: {other:?}")),
+                }
+                done += 1;
+            }
+            (done, failed)
+        }
+    });
+    for i in 0..1000 {
+        let (status, held) = registry.hold(&servers[i % 3], "toggling", "").await;
+        assert_eq!(status, StatusCode::OK, "{held:#}");
+        registry.release(&servers[(i + 1) % 3]).await;
+    }
+    stop.cancel();
+    let (done, failed) = pulls.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed pulls: {failed:?}",
+        failed.len()
+    );
+    assert!(done > 0, "no pull ran during the toggles");
+    let (code, stdout, stderr) = support::wharf(&servers[0].config_file, &["fsck"]);
+    assert_eq!(code, 0, "wharf fsck found problems:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("no problems found"), "{stdout}\n{stderr}");
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod certificates;
+pub mod nginx;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
