@@ -186,6 +186,11 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
+    /// Signs and verifies tokens with `keys` from now on (the key files changed).
+    pub fn replace_signing_keys(&self, keys: SigningKeys) {
+        self.tokens.replace_keys(keys);
+    }
+
     /// An authenticator over the accounts in `store`, signing with `keys`.
     pub fn new(store: Arc<dyn MetadataStore>, keys: SigningKeys, settings: AuthSettings) -> Self {
         Authenticator {

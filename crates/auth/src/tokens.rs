@@ -115,7 +115,8 @@ pub struct TokenError(pub String);
 /// Issues and verifies tokens for one service.
 #[derive(Debug)]
 pub struct TokenIssuer {
-    keys: SigningKeys,
+    /// Replaced whole when the key files change (see [`TokenIssuer::replace_keys`]).
+    keys: arc_swap::ArcSwap<SigningKeys>,
     issuer: String,
     service: String,
     leeway: Duration,
@@ -145,11 +146,18 @@ impl TokenIssuer {
     /// leeway (a fraction is dropped).
     pub fn new(keys: SigningKeys, issuer: &str, service: &str, leeway: Duration) -> TokenIssuer {
         TokenIssuer {
-            keys,
+            keys: arc_swap::ArcSwap::from_pointee(keys),
             issuer: issuer.to_owned(),
             service: service.to_owned(),
             leeway,
         }
+    }
+
+    /// Signs and verifies with `keys` from now on (the key files changed). Tokens signed by a
+    /// key no longer among them stop verifying: keep the old key in the list while its tokens
+    /// live to rotate without a cut.
+    pub fn replace_keys(&self, keys: SigningKeys) {
+        self.keys.store(std::sync::Arc::new(keys));
     }
 
     /// The service tokens are issued for.
@@ -191,7 +199,8 @@ impl TokenIssuer {
         token_use: TokenUse,
         ttl: Duration,
     ) -> Result<SignedToken, SecretError> {
-        let key = self.keys.signer();
+        let keys = self.keys.load();
+        let key = keys.signer();
         let now = now_seconds();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -223,10 +232,11 @@ impl TokenIssuer {
         let refused = |why: &str| TokenError(why.to_owned());
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| refused("the token is malformed"))?;
+        let keys = self.keys.load();
         let key = header
             .kid
             .as_deref()
-            .and_then(|id| self.keys.find(id))
+            .and_then(|id| keys.find(id))
             .ok_or_else(|| refused("the token was not signed by a key of this registry"))?;
         if header.alg != key.algorithm {
             return Err(refused("the token's algorithm is not its key's"));
@@ -300,7 +310,8 @@ mod tests {
             token_use: TokenUse::Access,
             cred: None,
         };
-        let key = issuer.keys.signer();
+        let keys = issuer.keys.load();
+        let key = keys.signer();
         let mut header = Header::new(key.algorithm);
         header.kid = Some(key.id.clone());
         jsonwebtoken::encode(&header, &claims, key.encoding()).unwrap()

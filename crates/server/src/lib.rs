@@ -13,6 +13,7 @@
 //!   TLS handshakes within `server.header_read_timeout`, idle connections closed after
 //!   `server.idle_timeout` — and graceful shutdown of the connections.
 //! - [`tls`]: HTTPS, with certificates re-read when their files change.
+//! - `key_files`: the token signing key files, re-read when they change.
 //!
 //! # Errors
 //!
@@ -22,6 +23,7 @@
 
 pub mod api;
 pub mod connections;
+mod key_files;
 pub mod server;
 pub mod tls;
 

@@ -193,7 +193,7 @@ pub async fn serve_with(
     // A reload request (SIGHUP) re-reads the configuration file and the TLS files.
     let reload_requests = fan_out(
         options.reload.unwrap_or_default(),
-        2,
+        3,
         stop_background.clone(),
         &background,
     );
@@ -212,6 +212,17 @@ pub async fn serve_with(
                 .clone()
                 .follow(reload_requests[1].clone(), stop_background.clone()),
         );
+    }
+    if let Some(authenticator) = &auth.authenticator
+        && !config.auth.signing_keys.is_empty()
+    {
+        background.spawn(crate::key_files::follow(
+            authenticator.clone(),
+            config.auth.signing_keys.clone(),
+            config.storage.data_dir.clone(),
+            reload_requests[2].clone(),
+            stop_background.clone(),
+        ));
     }
     background.close();
 

@@ -1955,3 +1955,57 @@ async fn a_drain_tells_pushes_apart_by_account() {
     let state = app.wait_for_mode("read-only").await;
     assert_eq!(state["last_transition"]["pushes_completed"], 1);
 }
+
+/// Replicas share the signing key files: a key file replaced in place (a Secret updated) is
+/// followed without a restart.
+#[tokio::test]
+async fn a_signing_key_file_replaced_in_place_is_followed_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("keys").join("signing.pem");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, generate_pem().unwrap()).unwrap();
+    let configured = key.clone();
+    let app = TestApp::start_with_auth(move |c| c.auth.signing_keys = vec![configured]).await;
+    app.push_image("team/app", "v1", 1).await;
+    let scopes = ["repository:team/app:pull"];
+    let kid = |token: &str| {
+        use base64::Engine;
+        let head = token.split('.').next().unwrap();
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(head)
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    };
+    let before = token(&app, Some(("admin", ADMIN_PASSWORD)), &scopes).await;
+    let pull = |token: &str| {
+        let request = with_token(&app, Method::GET, "/v2/team/app/manifests/v1", token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(pull(&before).await, StatusCode::OK);
+
+    // Replaced as Kubernetes updates a Secret's file: a new file renamed over the old.
+    let staged = key.with_extension("new");
+    std::fs::write(&staged, generate_pem().unwrap()).unwrap();
+    std::fs::rename(&staged, &key).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let after = loop {
+        let after = token(&app, Some(("admin", ADMIN_PASSWORD)), &scopes).await;
+        if kid(&after) != kid(&before) {
+            break after;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key file was not taken up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(pull(&after).await, StatusCode::OK, "the new key signs");
+    assert_eq!(
+        pull(&before).await,
+        StatusCode::UNAUTHORIZED,
+        "the replaced key verifies no more"
+    );
+}
