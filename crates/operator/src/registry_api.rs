@@ -109,6 +109,14 @@ pub struct ReplicaReport {
     pub mode: String,
     /// Writes in flight on it.
     pub writes_in_flight: u64,
+    /// Whether it is live; a lost one (its heartbeat too old) is not waited for. Registries
+    /// that report one replica do not say.
+    #[serde(default = "live_by_default")]
+    pub live: bool,
+}
+
+fn live_by_default() -> bool {
+    true
 }
 
 /// Credentials of a registry administrator.

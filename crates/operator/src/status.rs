@@ -138,7 +138,7 @@ fn draining_message(state: &StateReport) -> String {
     let draining: Vec<&str> = state
         .replicas
         .iter()
-        .filter(|r| r.mode != "read-only")
+        .filter(|r| r.live && r.mode != "read-only")
         .map(|r| r.name.as_str())
         .collect();
     message.push_str(&format!(
