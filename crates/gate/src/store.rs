@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::ControlWrite;
+use crate::ReplicaState;
 use crate::events::ModeEvent;
 use crate::holds::{Hold, HoldName};
-use crate::replicas::ReplicaState;
 use wharf_core::reference::RepositoryName;
 use wharf_core::time::Millis;
 
