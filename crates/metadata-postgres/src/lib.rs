@@ -752,16 +752,16 @@ impl MetadataStore for PostgresStore {
         until: Millis,
         now: Millis,
     ) -> Result<bool> {
-        let mut tx = self.control_write(control).await?;
+        let _ = control;
+        // One statement, committed by itself (see `put_replica_in_db`).
         let claimed = sqlx::query(sql::CLAIM_JOB_LEASE)
             .bind(name)
             .bind(holder)
             .bind(until)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?
             .rows_affected();
-        tx.commit().await?;
         Ok(claimed == 1)
     }
 
@@ -771,13 +771,12 @@ impl MetadataStore for PostgresStore {
         name: &str,
         holder: &str,
     ) -> Result<()> {
-        let mut tx = self.control_write(control).await?;
+        let _ = control;
         sqlx::query(sql::RELEASE_JOB_LEASE)
             .bind(name)
             .bind(holder)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -1198,8 +1197,9 @@ impl PostgresStore {
         to_u64(version)
     }
 
-    async fn put_replica_in_db(&self, control: &ControlWrite, state: &ReplicaState) -> Result<()> {
-        let mut tx = self.control_write(control).await?;
+    async fn put_replica_in_db(&self, _control: &ControlWrite, state: &ReplicaState) -> Result<()> {
+        // One statement, committed by itself: no transaction is left open (holding its locks)
+        // while this process waits between statements.
         sqlx::query(sql::PUT_REPLICA)
             .bind(&state.name)
             .bind(&state.address)
@@ -1211,29 +1211,28 @@ impl PostgresStore {
             .bind(to_i64(state.holds_applied))
             .bind(state.started_at)
             .bind(state.last_seen)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 
     async fn delete_replica_in_db(
         &self,
-        control: &ControlWrite,
+        _control: &ControlWrite,
         name: &str,
         forget_before: Millis,
     ) -> Result<bool> {
-        let mut tx = self.control_write(control).await?;
+        // Statements committed by themselves (see `put_replica_in_db`); forgetting old rows
+        // needs no atomicity with the removal.
         let deleted = sqlx::query(sql::DELETE_REPLICA)
             .bind(name)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?
             .rows_affected();
         sqlx::query(sql::FORGET_LOST_REPLICAS)
             .bind(forget_before)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
         Ok(deleted > 0)
     }
 

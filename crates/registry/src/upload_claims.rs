@@ -19,6 +19,12 @@ use wharf_storage::UploadLock;
 /// How long a claim holds without renewal: what a killed replica's session waits at most.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
+/// How long a request waits for a busy session before it is refused.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+
+/// How often it tries again meanwhile.
+const CLAIM_RETRY: Duration = Duration::from_millis(10);
+
 /// Claims session `id` for this request in `metadata`, if replicas share it, and attaches the
 /// claim to `lock`; returns whether it claimed (a store no other process shares needs no
 /// claim). Fails with [`RegistryError::UploadBusy`] if another request holds it.
@@ -32,13 +38,23 @@ pub(super) async fn claim(
         return Ok(false);
     }
     let writer = UploadId::generate().to_string();
-    let now = now_millis();
     let lease = millis(CLAIM_LEASE);
-    if !metadata
-        .claim_upload(permit, id, &writer, now + lease, now)
-        .await?
-    {
-        return Err(RegistryError::UploadBusy);
+    // The previous request's claim is given back just after its answer (when its lock is let
+    // go), and its client's next request may come first: a busy session is tried again for a
+    // moment before the request is refused.
+    let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+    loop {
+        let now = now_millis();
+        if metadata
+            .claim_upload(permit, id, &writer, now + lease, now)
+            .await?
+        {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RegistryError::UploadBusy);
+        }
+        tokio::time::sleep(CLAIM_RETRY).await;
     }
     let renewal = tokio::spawn({
         let (metadata, id, writer) = (metadata.clone(), id.clone(), writer.clone());
