@@ -116,6 +116,9 @@ pub struct ClusterConfig {
     /// A replica whose row is older than this is lost: reported as lost, and not waited for.
     /// At least twice `heartbeat`.
     pub lost_after: HumanDuration,
+    /// How often the holds are re-read even without a notification: what guarantees that a
+    /// change made elsewhere is seen when notifications are lost.
+    pub reread_holds: HumanDuration,
     /// Where this replica says it serves, in the state report; `null`: the host name and the
     /// port it listens on.
     pub advertise_address: Option<String>,
@@ -127,6 +130,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             heartbeat: HumanDuration(settings.heartbeat),
             lost_after: HumanDuration(settings.lost_after),
+            reread_holds: HumanDuration(settings.reread_holds),
             advertise_address: None,
         }
     }
@@ -474,6 +478,7 @@ impl Config {
             ("gc.upload_expiry", self.gc.upload_expiry.0),
             ("drain.timeout", self.drain.timeout.0),
             ("cluster.heartbeat", self.cluster.heartbeat.0),
+            ("cluster.reread_holds", self.cluster.reread_holds.0),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -641,6 +646,7 @@ impl Config {
         ClusterSettings {
             heartbeat: self.cluster.heartbeat.0,
             lost_after: self.cluster.lost_after.0,
+            reread_holds: self.cluster.reread_holds.0,
         }
     }
 

@@ -35,9 +35,6 @@ struct PushTally {
     open_uploads: u64,
 }
 
-/// How often the holds are re-read even without a notification (holds set by another process).
-const POLL: Duration = Duration::from_secs(2);
-
 /// A request to take (or renew) a hold.
 #[derive(Debug, Clone)]
 pub struct HoldRequest {
@@ -185,7 +182,7 @@ impl WriteGate {
     fn next_wait(&self) -> Duration {
         let now = now_millis();
         let inner = self.lock();
-        let mut next = now + duration_millis(POLL);
+        let mut next = now + duration_millis(inner.cluster.reread_holds);
         for hold in &inner.snapshot.holds {
             if let Some(expires) = hold.expires_at {
                 next = next.min(expires);
@@ -266,11 +263,11 @@ impl WriteGate {
     /// While draining: ends the drain the moment every push that had begun before the hold is
     /// complete or has paused past the grace, or at the timeout.
     async fn follow_drain(&self) -> Result<(), StoreError> {
-        let (cutoff, started, settings, timed_out) = {
+        let (started, settings, timed_out) = {
             let inner = self.lock();
-            match (inner.snapshot.hold_at, inner.drain_started) {
-                (Some(cutoff), Some(started)) => (cutoff, started, inner.settings, inner.timed_out),
-                _ => return Ok(()),
+            match inner.drain_started {
+                Some(started) => (started, inner.settings, inner.timed_out),
+                None => return Ok(()),
             }
         };
         // Timed out already: read-only once the cancelled writes have stopped.
@@ -282,7 +279,7 @@ impl WriteGate {
         // The deadline comes first: neither a write that never ends nor a database that does
         // not answer may keep the drain going past it.
         if now_millis() >= started + duration_millis(settings.timeout) {
-            let tally = match self.tally_pushes(cutoff, grace).await {
+            let tally = match self.tally_pushes(grace).await {
                 Ok(tally) => tally,
                 Err(error) => {
                     tracing::error!(%error, "cannot count the pushes the drain cuts off");
@@ -316,7 +313,7 @@ impl WriteGate {
             self.end_timed_out_drain(started, counts).await;
             return Ok(());
         }
-        let tally = self.tally_pushes(cutoff, grace).await?;
+        let tally = self.tally_pushes(grace).await?;
         // The other replicas learn of this replica's pushes from its row, at every look.
         if let Err(error) = self.publish_state().await {
             tracing::warn!(%error, "cannot publish this replica's state while draining");
@@ -353,14 +350,10 @@ impl WriteGate {
             .await;
     }
 
-    /// Where the pushes of a drain stand now, on every replica. `own_cutoff` is this replica's
-    /// switch to draining; the drain's cutoff is the latest of every live replica's, and while
-    /// one has not switched yet the drain waits for it (it may still admit new pushes).
-    async fn tally_pushes(
-        &self,
-        own_cutoff: Millis,
-        grace: Millis,
-    ) -> Result<PushTally, StoreError> {
+    /// Where the pushes of a drain stand now, on every replica. The drain's cutoff is the
+    /// latest switch to draining of every live replica, this one's included, and while one has
+    /// not switched yet the drain waits for it (it may still admit new pushes).
+    async fn tally_pushes(&self, grace: Millis) -> Result<PushTally, StoreError> {
         let others = self.live_others().await?;
         let cutoff = {
             let mut inner = self.lock();
@@ -373,7 +366,6 @@ impl WriteGate {
                 ..PushTally::default()
             });
         };
-        debug_assert!(cutoff >= own_cutoff);
         let pushes = self
             .shared
             .store

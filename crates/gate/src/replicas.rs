@@ -35,6 +35,9 @@ pub struct ClusterSettings {
     pub heartbeat: Duration,
     /// A replica whose row is older than this is lost: reported, and not waited for.
     pub lost_after: Duration,
+    /// How often the holds are re-read even without a notification: the guarantee when
+    /// notifications are lost (another process's holds, LISTEN behind PgBouncer).
+    pub reread_holds: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -42,6 +45,7 @@ impl Default for ClusterSettings {
         ClusterSettings {
             heartbeat: Duration::from_secs(2),
             lost_after: Duration::from_secs(10),
+            reread_holds: Duration::from_secs(2),
         }
     }
 }
@@ -195,8 +199,11 @@ impl WriteGate {
         }
     }
 
-    /// Writes this replica's row now.
+    /// Writes this replica's row now, if other replicas share the store (else nobody reads it).
     pub(crate) async fn publish_state(&self) -> Result<(), StoreError> {
+        if !self.shared.store.shared_by_replicas() {
+            return Ok(());
+        }
         let state = self.replica_state();
         self.shared
             .store

@@ -142,8 +142,13 @@ pub trait GateStore: Send + Sync + 'static {
     /// applied, so "every replica has applied the latest holds" is a fact, not a guess.
     async fn holds_version(&self) -> Result<u64>;
 
-    /// Publishes a replica's state (its heartbeat), replacing the one of the same name.
-    async fn put_replica(&self, control: &ControlWrite, state: &ReplicaState) -> Result<()>;
+    /// Publishes a replica's state (its heartbeat), replacing the one of the same name. Only
+    /// called on a store [shared by replicas](GateStore::shared_by_replicas); a store only one
+    /// process opens keeps nothing.
+    async fn put_replica(&self, control: &ControlWrite, state: &ReplicaState) -> Result<()> {
+        let _ = (control, state);
+        Ok(())
+    }
 
     /// Removes a replica's state (it stopped cleanly), and the states last seen before
     /// `forget_before` (replicas lost long ago). Returns whether the first existed.
@@ -152,10 +157,15 @@ pub trait GateStore: Send + Sync + 'static {
         control: &ControlWrite,
         name: &str,
         forget_before: Millis,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let _ = (control, name, forget_before);
+        Ok(false)
+    }
 
-    /// Every replica's last published state, by name.
-    async fn replicas(&self) -> Result<Vec<ReplicaState>>;
+    /// Every replica's last published state, by name (none on a store only one process opens).
+    async fn replicas(&self) -> Result<Vec<ReplicaState>> {
+        Ok(Vec::new())
+    }
 
     /// Calls `changed` whenever another process may have changed the holds, until `stop` is
     /// cancelled: at once for a notification, and whenever notifications may have been missed

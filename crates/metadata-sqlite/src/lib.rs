@@ -22,12 +22,12 @@ use wharf_core::reference::{Reference, RepositoryName, Tag};
 use wharf_core::time::{Millis, now_millis};
 use wharf_core::upload_id::UploadId;
 use wharf_gate::store::{GateStore, PushActivity, Result as GateResult, StoreError};
-use wharf_gate::{ControlWrite, Hold, HoldName, Mode, ModeEvent, ReplicaState, WritePermit};
+use wharf_gate::{ControlWrite, Hold, HoldName, Mode, ModeEvent, WritePermit};
 use wharf_metadata::connections::{commit, leaves_no_transaction};
 use wharf_metadata::rows::{
     BlobRow, DanglingRow, EventRow, HoldRow, LeaseRow, ManifestRow, PushRow, ReferrerRow,
-    ReplicaRow, StoredManifestRow, UploadRow, collect, corrupt, encode_pushes, event_for, parse,
-    size_mismatch, to_i64, to_u64,
+    StoredManifestRow, UploadRow, collect, corrupt, event_for, parse, size_mismatch, to_i64,
+    to_u64,
 };
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
@@ -1006,27 +1006,6 @@ impl GateStore for SqliteStore {
     async fn holds_version(&self) -> GateResult<u64> {
         self.holds_version_in_db().await.map_err(StoreError::new)
     }
-
-    async fn put_replica(&self, control: &ControlWrite, state: &ReplicaState) -> GateResult<()> {
-        self.put_replica_in_db(control, state)
-            .await
-            .map_err(StoreError::new)
-    }
-
-    async fn delete_replica(
-        &self,
-        control: &ControlWrite,
-        name: &str,
-        forget_before: Millis,
-    ) -> GateResult<bool> {
-        self.delete_replica_in_db(control, name, forget_before)
-            .await
-            .map_err(StoreError::new)
-    }
-
-    async fn replicas(&self) -> GateResult<Vec<ReplicaState>> {
-        self.replicas_in_db().await.map_err(StoreError::new)
-    }
 }
 
 impl SqliteStore {
@@ -1138,52 +1117,6 @@ impl SqliteStore {
             .fetch_one(&self.reader)
             .await?;
         to_u64(version)
-    }
-
-    async fn put_replica_in_db(&self, control: &ControlWrite, state: &ReplicaState) -> Result<()> {
-        let mut tx = self.control_write(control).await?;
-        sqlx::query(sql::PUT_REPLICA)
-            .bind(&state.name)
-            .bind(&state.address)
-            .bind(state.mode.as_str())
-            .bind(state.since)
-            .bind(state.drain_cutoff)
-            .bind(to_i64(state.writes_in_flight))
-            .bind(encode_pushes(&state.pushes_running))
-            .bind(to_i64(state.holds_applied))
-            .bind(state.started_at)
-            .bind(state.last_seen)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delete_replica_in_db(
-        &self,
-        control: &ControlWrite,
-        name: &str,
-        forget_before: Millis,
-    ) -> Result<bool> {
-        let mut tx = self.control_write(control).await?;
-        let deleted = sqlx::query(sql::DELETE_REPLICA)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query(sql::FORGET_LOST_REPLICAS)
-            .bind(forget_before)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(deleted > 0)
-    }
-
-    async fn replicas_in_db(&self) -> Result<Vec<ReplicaState>> {
-        let rows: Vec<ReplicaRow> = sqlx::query_as(sql::REPLICAS)
-            .fetch_all(&self.reader)
-            .await?;
-        collect(rows)
     }
 
     async fn open_upload_count_in_db(&self) -> Result<u64> {

@@ -1858,23 +1858,25 @@ async fn the_first_superusers_password_may_come_from_the_environment() {
     );
 }
 
+/// The id of the key that signed `token` (its header's `kid`).
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let head = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(head)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn tokens_survive_a_restart_and_a_key_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let (old_key, new_key) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
     std::fs::write(&old_key, generate_pem().unwrap()).unwrap();
     std::fs::write(&new_key, generate_pem().unwrap()).unwrap();
-    let kid = |token: &str| {
-        use base64::Engine;
-        let head = token.split('.').next().unwrap();
-        let header: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(head)
-                .unwrap(),
-        )
-        .unwrap();
-        header["kid"].as_str().unwrap().to_owned()
-    };
     let old = old_key.clone();
     let mut app = TestApp::start_with_auth(move |c| c.auth.signing_keys = vec![old]).await;
     app.push_image("team/app", "v1", 1).await;
@@ -1968,17 +1970,6 @@ async fn a_signing_key_file_replaced_in_place_is_followed_without_a_restart() {
     let app = TestApp::start_with_auth(move |c| c.auth.signing_keys = vec![configured]).await;
     app.push_image("team/app", "v1", 1).await;
     let scopes = ["repository:team/app:pull"];
-    let kid = |token: &str| {
-        use base64::Engine;
-        let head = token.split('.').next().unwrap();
-        let header: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(head)
-                .unwrap(),
-        )
-        .unwrap();
-        header["kid"].as_str().unwrap().to_owned()
-    };
     let before = token(&app, Some(("admin", ADMIN_PASSWORD)), &scopes).await;
     let pull = |token: &str| {
         let request = with_token(&app, Method::GET, "/v2/team/app/manifests/v1", token);
