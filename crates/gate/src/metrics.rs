@@ -45,6 +45,7 @@ pub struct Metrics {
     write_failures_storage_full: Counter,
     write_failures_internal: Counter,
     write_failures_database_unavailable: Counter,
+    write_failures_blob_storage_unavailable: Counter,
     writes_failing: Gauge,
 }
 
@@ -56,6 +57,8 @@ pub enum WriteFailure {
     StorageFull,
     /// The metadata database cannot be reached.
     DatabaseUnavailable,
+    /// The blob storage (S3) cannot be reached or throttles.
+    BlobStorageUnavailable,
     /// Anything else.
     Internal,
 }
@@ -149,6 +152,7 @@ impl Metrics {
             write_failures_storage_full: failed("storage_full"),
             write_failures_internal: failed("internal"),
             write_failures_database_unavailable: failed("database_unavailable"),
+            write_failures_blob_storage_unavailable: failed("blob_storage_unavailable"),
             writes_failing: recorder.register_gauge(&Key::from_name(WRITES_FAILING), &metadata),
             handle: recorder.handle(),
         }
@@ -173,6 +177,9 @@ impl Metrics {
             WriteFailure::Internal => self.write_failures_internal.increment(1),
             WriteFailure::DatabaseUnavailable => {
                 self.write_failures_database_unavailable.increment(1)
+            }
+            WriteFailure::BlobStorageUnavailable => {
+                self.write_failures_blob_storage_unavailable.increment(1)
             }
         }
         self.writes_failing.set(1.0);

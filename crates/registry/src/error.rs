@@ -122,6 +122,15 @@ pub enum RegistryError {
     /// nothing was done, and the request may be retried. The detail is logged, not sent.
     #[error("the metadata database is unreachable ({0})")]
     DatabaseUnavailable(String),
+    /// The blob storage (S3) cannot be reached or keeps throttling requests, after the retries
+    /// that are safe: nothing was done, and the request may be retried. The detail is logged,
+    /// not sent.
+    #[error("the blob storage is unreachable or throttling requests ({0})")]
+    BlobStorageUnavailable(String),
+    /// The configured storage cannot be used (found when the registry opens); the message
+    /// names what and why, and no secret.
+    #[error("{0}")]
+    StorageUnusable(String),
     /// Something failed inside the registry (database, storage); details are logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -141,8 +150,9 @@ impl RegistryError {
 
 impl RegistryError {
     /// A failure of a store: [`RegistryError::StorageFull`] when the storage is full,
-    /// [`RegistryError::DatabaseUnavailable`] when the database cannot be reached (wherever in
-    /// the error's sources that shows), [`RegistryError::Internal`] otherwise.
+    /// [`RegistryError::DatabaseUnavailable`] when the database cannot be reached and
+    /// [`RegistryError::BlobStorageUnavailable`] when S3 cannot be reached or throttles
+    /// (wherever in the error's sources that shows), [`RegistryError::Internal`] otherwise.
     pub fn store_failed(error: impl std::error::Error + 'static) -> Self {
         if is_storage_full(&error) {
             RegistryError::StorageFull(format!(
@@ -151,6 +161,8 @@ impl RegistryError {
             ))
         } else if is_unavailable(&error) {
             RegistryError::DatabaseUnavailable(error.to_string())
+        } else if wharf_storage::is_storage_unavailable(&error) {
+            RegistryError::BlobStorageUnavailable(error.to_string())
         } else {
             RegistryError::internal(error)
         }
@@ -179,6 +191,7 @@ impl From<StorageError> for RegistryError {
     fn from(error: StorageError) -> Self {
         match error {
             StorageError::Refused(refused) => RegistryError::Refused(refused),
+            StorageError::Unusable(why) => RegistryError::StorageUnusable(why),
             other => RegistryError::store_failed(other),
         }
     }

@@ -56,9 +56,10 @@ pub enum ServeError {
     /// The configuration cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The registry could not be opened.
+    /// The registry could not be opened. Its error is in the message, not a source too: a
+    /// source would be printed a second time after it (`wharf: {error:#}`).
     #[error("cannot open the registry: {0}")]
-    Registry(#[from] RegistryError),
+    Registry(RegistryError),
     /// Authentication could not be set up.
     #[error("cannot set up authentication: {0}")]
     Auth(String),
@@ -71,6 +72,12 @@ pub enum ServeError {
     /// Serving failed.
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<RegistryError> for ServeError {
+    fn from(error: RegistryError) -> Self {
+        ServeError::Registry(error)
+    }
 }
 
 /// Applies a new log filter; the logger belongs to the binary.

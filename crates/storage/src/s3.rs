@@ -18,6 +18,7 @@
 //! How uploads use the bucket is in [`upload`]; what the startup check does in
 //! [`S3Blobs::connect`].
 
+mod failure;
 mod leftovers;
 mod upload;
 
@@ -34,6 +35,7 @@ use object_store::{
     ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 
+pub use failure::is_storage_unavailable;
 pub use leftovers::OpenMultipartUpload;
 
 use super::locks::UploadLocks;
@@ -128,6 +130,7 @@ impl S3Blobs {
                     .with_connect_timeout(Duration::from_secs(5))
                     .with_read_timeout(Duration::from_secs(60)),
             )
+            // What object_store retries, and why the rest is a 503, is in `failure`.
             .with_retry(RetryConfig {
                 max_retries: 5,
                 retry_timeout: Duration::from_secs(60),
@@ -161,7 +164,7 @@ impl S3Blobs {
                 "S3 bucket {:?} (prefix {:?}): cannot {what}: {}",
                 self.bucket,
                 self.prefix,
-                one_line(e)
+                failure::describe(e)
             ))
         };
         let prefix = self.path("blobs");

@@ -16,7 +16,7 @@ pub fn init(config: &LogConfig) -> anyhow::Result<LogLevelSetter> {
     let filter = match &from_environment {
         Some(directives) => EnvFilter::try_new(directives)
             .with_context(|| format!("invalid RUST_LOG {directives:?}"))?,
-        None => EnvFilter::try_new(&config.level)
+        None => level_filter(&config.level)
             .with_context(|| format!("invalid configuration: log.level {:?}", config.level))?,
     };
     let (filter, handle) = reload::Layer::new(filter);
@@ -33,9 +33,20 @@ pub fn init(config: &LogConfig) -> anyhow::Result<LogLevelSetter> {
             return Err("RUST_LOG is set; it overrides log.level".to_owned());
         }
         let filter =
-            EnvFilter::try_new(level).map_err(|e| format!("invalid log.level {level:?}: {e}"))?;
+            level_filter(level).map_err(|e| format!("invalid log.level {level:?}: {e}"))?;
         handle.reload(filter).map_err(|e| e.to_string())?;
         tracing::info!(level, "log level changed");
         Ok(())
     }))
+}
+
+/// The filter of `log.level`. object_store logs every retry it makes (a refused connection, an
+/// S3 `SlowDown`) at `info`: routine for S3, and what outlasts the retries Wharf logs as an
+/// error itself; so object_store's own lines start at `warn` unless the level names it.
+fn level_filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let filter = EnvFilter::try_new(level)?;
+    if level.contains("object_store") {
+        return Ok(filter);
+    }
+    Ok(filter.add_directive("object_store=warn".parse()?))
 }

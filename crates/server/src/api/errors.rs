@@ -15,6 +15,11 @@ use wharf_registry::{RegistryError, WriteFailure};
 pub const DATABASE_UNAVAILABLE: &str = "the registry's metadata database is unreachable, so the request could not be served; \
      retry in a moment";
 
+/// What a client is told when the blob storage (S3) cannot be reached or keeps throttling after
+/// the retries that are safe (the details, which name the endpoint, go to the log).
+pub const BLOB_STORAGE_UNAVAILABLE: &str = "the registry's blob storage is unreachable or throttling requests, so the request could not be served; \
+     retry in a moment";
+
 /// The status and OCI error code of each error.
 fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
     use RegistryError::*;
@@ -55,6 +60,10 @@ fn status_and_code(error: &RegistryError) -> (StatusCode, &'static str) {
         // 503 with Retry-After: nothing was done, and the same request succeeds once the
         // database is back.
         DatabaseUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        // The same for the blob storage: S3 down or answering SlowDown.
+        BlobStorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        // Found at start, never while serving; an internal error if it ever were.
+        StorageUnusable(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
@@ -114,7 +123,7 @@ fn registry_error(error: RegistryError) -> Response {
     let (status, code) = status_and_code(&error);
     let mut failure = None;
     let message = match &error {
-        RegistryError::Internal(detail) => {
+        RegistryError::Internal(detail) | RegistryError::StorageUnusable(detail) => {
             tracing::error!(error = %detail, "request failed");
             failure = Some((WriteFailure::Internal, detail.clone()));
             "internal error; the registry's log has the details".to_owned()
@@ -129,6 +138,11 @@ fn registry_error(error: RegistryError) -> Response {
             tracing::error!(error = %detail, "metadata database unreachable: the request failed");
             failure = Some((WriteFailure::DatabaseUnavailable, detail.clone()));
             DATABASE_UNAVAILABLE.to_owned()
+        }
+        RegistryError::BlobStorageUnavailable(detail) => {
+            tracing::error!(error = %detail, "blob storage unreachable or throttling: the request failed");
+            failure = Some((WriteFailure::BlobStorageUnavailable, detail.clone()));
+            BLOB_STORAGE_UNAVAILABLE.to_owned()
         }
         other => other.to_string(),
     };
@@ -166,7 +180,9 @@ fn registry_error(error: RegistryError) -> Response {
                 headers_out.insert(header::CONTENT_RANGE, value);
             }
         }
-        RegistryError::Refused(WriteRefused::Cancelled) | RegistryError::DatabaseUnavailable(_) => {
+        RegistryError::Refused(WriteRefused::Cancelled)
+        | RegistryError::DatabaseUnavailable(_)
+        | RegistryError::BlobStorageUnavailable(_) => {
             headers_out.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         RegistryError::Unauthorized { challenge, .. } => {

@@ -38,6 +38,9 @@ pub async fn ready(State(registry): State<Registry>) -> (StatusCode, String) {
                     wharf_registry::WriteFailure::DatabaseUnavailable => {
                         "because the metadata database is unreachable"
                     }
+                    wharf_registry::WriteFailure::BlobStorageUnavailable => {
+                        "because the blob storage is unreachable or throttling"
+                    }
                 },
                 failing.message
             ),

@@ -131,7 +131,7 @@ impl S3Blobs {
 }
 
 /// The text of the first `<name>` element in `xml`.
-fn element<'x>(xml: &'x str, name: &str) -> Option<&'x str> {
+pub(super) fn element<'x>(xml: &'x str, name: &str) -> Option<&'x str> {
     elements(xml, name).next()
 }
 

@@ -5,7 +5,9 @@
 //!
 //! The proxy parses only what clients send (request heads, and bodies by `Content-Length` or
 //! chunked framing, so that it knows where each request of a keep-alive connection begins) and
-//! copies the server's answers back unparsed. A connection that does not start like an HTTP
+//! copies the server's answers back unparsed. It can also answer requests itself, as S3
+//! answers when it throttles (`503 SlowDown`), for a test of a registry in front of S3.
+//! A connection that does not start like an HTTP
 //! request (clients try TLS first on a registry they are told is insecure) is copied both ways
 //! unparsed.
 
@@ -56,6 +58,10 @@ struct State {
     opaque: usize,
     /// Set when the proxy is dropped: nothing is held any more.
     stopped: bool,
+    /// Answer this many of the next requests `503 SlowDown` instead of forwarding them.
+    throttle: usize,
+    /// Requests answered so.
+    throttled: usize,
 }
 
 /// The state and its condition variable, notified at every change of a hold.
@@ -158,6 +164,22 @@ impl HoldingProxy {
         self.shared.changed.notify_all();
     }
 
+    /// Answers the next `requests` requests `503 SlowDown`, as S3 does when it throttles,
+    /// instead of forwarding them (`usize::MAX`: until [`HoldingProxy::stop_throttling`]).
+    pub fn throttle_next(&self, requests: usize) {
+        self.shared.lock().throttle = requests;
+    }
+
+    /// Forwards every request again.
+    pub fn stop_throttling(&self) {
+        self.shared.lock().throttle = 0;
+    }
+
+    /// How many requests were answered `503 SlowDown` so far.
+    pub fn throttled(&self) -> usize {
+        self.shared.lock().throttled
+    }
+
     /// The requests forwarded so far, in the order their heads arrived.
     pub fn requests(&self) -> Vec<ProxiedRequest> {
         self.shared.lock().requests.clone()
@@ -209,7 +231,9 @@ fn serve_connection(client: TcpStream, upstream: &str, shared: &Shared) {
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let (Ok(mut server_out), Ok(mut client_back)) = (server.try_clone(), client.try_clone()) else {
+    let (Ok(mut server_out), Ok(mut client_back), Ok(mut client_answers)) =
+        (server.try_clone(), client.try_clone(), client.try_clone())
+    else {
         return;
     };
     let mut server_in = server;
@@ -218,16 +242,19 @@ fn serve_connection(client: TcpStream, upstream: &str, shared: &Shared) {
         let _ = client_back.shutdown(Shutdown::Write);
     });
     let mut requests = BufReader::with_capacity(64 * 1024, client);
-    let _ = forward_requests(&mut requests, &mut server_out, shared);
+    let _ = forward_requests(&mut requests, &mut server_out, &mut client_answers, shared);
     let _ = server_out.shutdown(Shutdown::Write);
     let _ = answers.join();
 }
 
 /// Forwards requests until the client closes its side; with one that is not HTTP, forwards
-/// the bytes as they are.
+/// the bytes as they are. A request throttled is read whole and answered on `back` (clients
+/// send a request only once the previous one is answered, so no answer of the server's is
+/// being copied back meanwhile).
 fn forward_requests(
     from: &mut BufReader<TcpStream>,
     to: &mut TcpStream,
+    back: &mut TcpStream,
     shared: &Shared,
 ) -> std::io::Result<()> {
     let starts_like_http = from.fill_buf()?.first().is_some_and(u8::is_ascii_uppercase);
@@ -279,6 +306,29 @@ fn forward_requests(
             });
             state.requests.len() - 1
         };
+        let throttled = {
+            let mut state = shared.lock();
+            let throttled = state.throttle > 0;
+            if throttled {
+                state.throttle -= 1;
+                state.throttled += 1;
+            }
+            throttled
+        };
+        if throttled {
+            if chunked {
+                return Err(std::io::Error::other("a chunked body is not throttled"));
+            }
+            std::io::copy(&mut from.by_ref().take(length), &mut std::io::sink())?;
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+                        <Message>Please reduce your request rate.</Message></Error>";
+            write!(
+                back,
+                "HTTP/1.1 503 Slow Down\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
         to.write_all(&head)?;
         let mut body = Body {
             request: index,

@@ -1,0 +1,315 @@
+//! `wharf serve` with its blobs in S3 when S3 fails: an S3 server of the test's own (s3s-fs)
+//! stopped under the running registry and started again, S3 throttling (`503 SlowDown`, from a
+//! loopback proxy in front of the real s3s-fs), and the startup check's one line on standard
+//! error when the endpoint cannot be reached or the secret is wrong.
+//!
+//! These need the S3 servers `scripts/s3 start` starts (they fail, saying so, without them).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::proxy::HoldingProxy;
+use support::{WharfServer, wharf_binary};
+use wharf_core::digest::Digest;
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: this test needs the S3 test servers. Run scripts/test, or start \
+             them with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
+        )
+    })
+}
+
+/// A free loopback port (nothing listens on it once this returns).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An s3s-fs of the test's own, with a bucket `wharf`, which the test stops and starts again on
+/// the same port and folder.
+struct PrivateS3 {
+    child: Option<Child>,
+    port: u16,
+    root: PathBuf,
+    access: String,
+    secret: String,
+}
+
+impl PrivateS3 {
+    fn start(root: &Path) -> PrivateS3 {
+        std::fs::create_dir_all(root.join("wharf")).unwrap();
+        let mut s3 = PrivateS3 {
+            child: None,
+            port: free_port(),
+            root: root.to_owned(),
+            access: "private-access".to_owned(),
+            secret: "private-secret-never-shown".to_owned(),
+        };
+        s3.resume();
+        s3
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) and waits until it listens.
+    fn resume(&mut self) {
+        let child = Command::new(var("S3_TEST_S3S_FS"))
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", &self.access, "--secret-key", &self.secret])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        self.child = Some(child);
+        // Polls for the listening socket (the server says nothing when it is ready).
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("s3s-fs did not listen on port {}", self.port);
+    }
+
+    /// Stops the server (SIGKILL, and waits for it to be gone): nothing listens on its port.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `storage` keys after `data_dir` for blobs in bucket `wharf` at `endpoint`, the keys in
+/// files in `dir`.
+fn s3_yaml(dir: &Path, endpoint: &str, prefix: &str, access: &str, secret: &str) -> String {
+    let (id_file, secret_file) = (dir.join("access-key-id"), dir.join("secret-access-key"));
+    std::fs::write(&id_file, access).unwrap();
+    std::fs::write(&secret_file, secret).unwrap();
+    format!(
+        "  backend: s3\n  s3:\n    bucket: wharf\n    prefix: {prefix}\n    endpoint: {endpoint}\n    \
+         path_style: true\n    allow_http: true\n    access_key_id_file: {}\n    \
+         secret_access_key_file: {}\n    part_size: 5MiB\n",
+        id_file.display(),
+        secret_file.display()
+    )
+}
+
+/// Blob storage that is unavailable: `503`, `Retry-After`, `UNAVAILABLE` and a message that
+/// says so.
+async fn assert_storage_unavailable(response: reqwest::Response, what: &str) {
+    assert_eq!(response.status(), 503, "{what}");
+    assert_eq!(response.headers()["retry-after"], "5", "{what}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "{what}: {body}");
+    assert_eq!(
+        body["errors"][0]["message"],
+        "the registry's blob storage is unreachable or throttling requests, so the request could \
+         not be served; retry in a moment",
+        "{what}"
+    );
+}
+
+/// `POST ?digest=` with the whole blob.
+async fn push(http: &reqwest::Client, url: &str, blob: &[u8]) -> reqwest::Response {
+    let digest = Digest::sha256_of(blob);
+    http.post(format!("{url}/v2/s3/app/blobs/uploads/?digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        // A push refused before its body was read closes the connection: not one to reuse.
+        .header("connection", "close")
+        .body(blob.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn pull(http: &reqwest::Client, url: &str, blob: &[u8]) -> reqwest::Response {
+    let digest = Digest::sha256_of(blob);
+    http.get(format!("{url}/v2/s3/app/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_pulls(http: &reqwest::Client, url: &str, blob: &[u8]) {
+    let response = pull(http, url, blob).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), blob);
+}
+
+fn blob(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test]
+async fn while_s3_is_down_requests_get_503_and_the_registry_recovers_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = PrivateS3::start(&dir.path().join("s3"));
+    let yaml = s3_yaml(dir.path(), &s3.endpoint(), "down", &s3.access, &s3.secret);
+    let server = WharfServer::start(&dir.path().join("data"), &yaml);
+    let http = reqwest::Client::new();
+    let (before, during) = (blob(1, 1000), blob(2, 6 * 1024 * 1024));
+    assert_eq!(push(&http, &server.url, &before).await.status(), 201);
+
+    s3.stop();
+    assert_storage_unavailable(pull(&http, &server.url, &before).await, "a pull").await;
+    // A push of more than a part: a multipart upload that cannot be created.
+    assert_storage_unavailable(push(&http, &server.url, &during).await, "a push").await;
+    let ready = http
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "pulls of manifests are still served");
+    let ready = ready.text().await.unwrap();
+    assert!(
+        ready.contains("because the blob storage is unreachable or throttling"),
+        "{ready}"
+    );
+    assert!(!server.log().contains(&s3.secret), "{}", server.log());
+
+    s3.resume();
+    assert_pulls(&http, &server.url, &before).await;
+    let digest = Digest::sha256_of(&during);
+    let head = http
+        .head(format!("{}/v2/s3/app/blobs/{digest}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 404, "the push that failed left nothing");
+    assert_eq!(push(&http, &server.url, &during).await.status(), 201);
+    assert_pulls(&http, &server.url, &during).await;
+    let ready = http
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.text().await.unwrap(), "ok\n");
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_when_it_goes_on_answered_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = var("S3_TEST_ENDPOINT");
+    let proxy = HoldingProxy::start(endpoint.trim_start_matches("http://"));
+    let yaml = s3_yaml(
+        dir.path(),
+        &format!("http://{}", proxy.address),
+        "slow",
+        &var("S3_TEST_ACCESS_KEY_ID"),
+        &var("S3_TEST_SECRET_ACCESS_KEY"),
+    );
+    let server = WharfServer::start(&dir.path().join("data"), &yaml);
+    let http = reqwest::Client::new();
+
+    // A few SlowDowns are retried inside the registry: the client sees nothing of them.
+    let (small, large) = (blob(3, 1000), blob(4, 11 * 1024 * 1024));
+    proxy.throttle_next(2);
+    assert_eq!(push(&http, &server.url, &small).await.status(), 201);
+    assert_eq!(proxy.throttled(), 2);
+    proxy.throttle_next(2);
+    assert_pulls(&http, &server.url, &small).await;
+    // A multipart upload of three parts, its first request (the multipart upload's creation, a
+    // POST: S3 did nothing when it throttles) answered SlowDown three times.
+    proxy.throttle_next(3);
+    assert_eq!(push(&http, &server.url, &large).await.status(), 201);
+    assert_eq!(proxy.throttled(), 7);
+    assert_pulls(&http, &server.url, &large).await;
+
+    // S3 that keeps throttling: a 503 that says so, and no half-written blob.
+    proxy.throttle_next(usize::MAX);
+    let throttled_before = proxy.throttled();
+    assert_storage_unavailable(pull(&http, &server.url, &small).await, "a pull").await;
+    let other = blob(5, 2000);
+    assert_storage_unavailable(push(&http, &server.url, &other).await, "a push").await;
+    assert!(proxy.throttled() > throttled_before + 2, "retried first");
+
+    proxy.stop_throttling();
+    assert_pulls(&http, &server.url, &small).await;
+    let head = http
+        .head(format!(
+            "{}/v2/s3/app/blobs/{}",
+            server.url,
+            Digest::sha256_of(&other)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 404);
+}
+
+/// `wharf serve`'s standard error when the startup check fails, without the line every start
+/// logs first (the open-file limit).
+fn start_error(dir: &Path, storage_yaml: &str) -> String {
+    let config = dir.join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\nstorage:\n  data_dir: {}\n{storage_yaml}",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(wharf_binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    stderr
+        .lines()
+        .filter(|line| !line.contains(" INFO wharf_server::connections: open-file limit: "))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+#[test]
+fn a_failed_startup_check_prints_one_line_naming_the_bucket_and_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let yaml = s3_yaml(dir.path(), &nowhere, "p", "id", "secret-never-shown");
+    assert_eq!(
+        start_error(dir.path(), &yaml),
+        "wharf: cannot open the registry: S3 bucket \"wharf\" (prefix \"p\"): cannot list \
+         objects: S3 cannot be reached (Connection refused (os error 111)); check \
+         storage.s3.endpoint and the network\n"
+    );
+
+    let secret = "a-wrong-secret-never-shown";
+    let yaml = s3_yaml(
+        dir.path(),
+        &var("S3_TEST_ENDPOINT"),
+        "p",
+        &var("S3_TEST_ACCESS_KEY_ID"),
+        secret,
+    );
+    assert_eq!(
+        start_error(dir.path(), &yaml),
+        "wharf: cannot open the registry: S3 bucket \"wharf\" (prefix \"p\"): cannot list \
+         objects: access denied (S3 answered 403: SignatureDoesNotMatch); check the access \
+         key, its secret and the bucket's policy\n"
+    );
+}
