@@ -97,7 +97,7 @@ async fn copy(
         let destination = &destination;
         let copied: Vec<(bool, u64)> = futures_util::stream::iter(page)
             .map(|(digest, size)| async move {
-                if destination.has_blob(&digest, size) {
+                if destination.has_blob(&digest, size).await? {
                     progress.skipped(size);
                     progress.blob_done(false);
                     return Ok::<_, BackupError>((false, size));
@@ -153,6 +153,6 @@ async fn copy(
         copy: report,
     };
     wharf_core::failpoint::hit("backup-finishing");
-    destination.finish(&manifest)?;
+    destination.finish(&manifest).await?;
     Ok(manifest)
 }

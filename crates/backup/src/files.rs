@@ -13,10 +13,17 @@ use wharf_registry::backups::BackupError;
 
 /// Where a blob lives in a backup folder: `blobs/<algorithm>/<xx>/<hex>`.
 pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
-    root.join("blobs")
-        .join(digest.algorithm().name())
-        .join(&digest.hex()[..2])
-        .join(digest.hex())
+    root.join(blob_key(digest))
+}
+
+/// A blob's name in a backup, relative to its folder or prefix: `blobs/<algorithm>/<xx>/<hex>`.
+pub fn blob_key(digest: &Digest) -> String {
+    format!(
+        "blobs/{}/{}/{}",
+        digest.algorithm().name(),
+        &digest.hex()[..2],
+        digest.hex()
+    )
 }
 
 /// Writes `content` to `target`, through a temporary file in `scratch`, if it has `digest` and

@@ -5,10 +5,13 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::Progress;
-use super::files::{blob_path, read_file, write_verified};
-use super::verify::{check_metadata, metadata_path, read_manifest};
+use super::destination::{INCOMPLETE, MANIFEST};
+use super::files::{blob_key, blob_path, read_file, write_verified};
+use super::verify::{check_metadata, metadata_path, parse_manifest, read_manifest};
+use futures_util::TryStreamExt;
 use std::sync::Arc;
 use wharf_core::digest::Digest;
+use wharf_storage::S3Folder;
 
 use wharf_gate::metrics::Metrics;
 use wharf_gate::{DrainSettings, WriteGate, WriteIntent};
@@ -64,7 +67,136 @@ pub async fn restore_with_blobs(
     check_metadata(backup, &manifest)
         .await
         .map_err(BackupError::Destination)?;
-    check_schema(backup, &manifest).await?;
+    let source = Source::Folder(backup);
+    restore_from(&source, manifest, data, fsync, blobs, progress).await
+}
+
+/// As [`restore_with_blobs`], from a backup in a bucket's prefix (`s3://bucket/prefix`):
+/// its metadata snapshot is downloaded (verified) beside `data` first, its blobs stream from
+/// the bucket, each verified again as it is placed.
+pub async fn restore_from_bucket(
+    backup: &S3Folder,
+    data: &Path,
+    fsync: bool,
+    blobs: Option<BlobStore>,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, BackupError> {
+    let url = backup.url();
+    let unreadable =
+        |e: wharf_storage::StorageError| BackupError::Destination(format!("reading {url}: {e}"));
+    let manifest = match backup.read(MANIFEST).await.map_err(unreadable)? {
+        Some(stream) => {
+            let bytes: Vec<u8> = stream
+                .try_fold(Vec::new(), |mut all, chunk| async move {
+                    all.extend_from_slice(&chunk);
+                    Ok(all)
+                })
+                .await
+                .map_err(|e| BackupError::Destination(format!("reading {url}: {e}")))?;
+            parse_manifest(&bytes).map_err(BackupError::Destination)?
+        }
+        None => {
+            let incomplete = backup.size(INCOMPLETE).await.map_err(unreadable)?.is_some();
+            return Err(BackupError::Destination(if incomplete {
+                format!(
+                    "{url} holds an incomplete backup: it was interrupted ({INCOMPLETE} is present); take a new one"
+                )
+            } else {
+                format!("{url} is not a backup: it has no {MANIFEST}")
+            }));
+        }
+    };
+    let name = data
+        .file_name()
+        .ok_or_else(|| BackupError::NotEmpty(format!("{} names no folder", data.display())))?;
+    let snapshot = data.with_file_name(format!(".{}.snapshot", name.to_string_lossy()));
+    let digest: Digest = manifest
+        .metadata
+        .digest
+        .parse()
+        .map_err(|e| BackupError::Corrupt(format!("{MANIFEST}: {e}")))?;
+    let content = backup
+        .read(&manifest.metadata.file)
+        .await
+        .map_err(unreadable)?
+        .ok_or_else(|| {
+            BackupError::Destination(format!(
+                "{url} lacks its metadata snapshot {}",
+                manifest.metadata.file
+            ))
+        })?;
+    let scratch = data.with_file_name(format!(".{}.snapshot-scratch", name.to_string_lossy()));
+    let restored = async {
+        write_verified(
+            content,
+            &snapshot,
+            &scratch,
+            &digest,
+            manifest.metadata.size,
+        )
+        .await?;
+        let source = Source::Bucket {
+            bucket: backup,
+            snapshot: snapshot.clone(),
+        };
+        restore_from(&source, manifest, data, fsync, blobs, progress).await
+    }
+    .await;
+    let _ = std::fs::remove_file(&snapshot);
+    let _ = std::fs::remove_dir_all(&scratch);
+    restored
+}
+
+/// Where a restore reads the backup.
+enum Source<'a> {
+    /// A backup folder.
+    Folder(&'a Path),
+    /// A bucket's prefix, with its metadata snapshot downloaded (and verified) to `snapshot`.
+    Bucket {
+        bucket: &'a S3Folder,
+        snapshot: std::path::PathBuf,
+    },
+}
+
+impl Source<'_> {
+    /// The metadata snapshot, as a local file.
+    fn snapshot(&self, manifest: &super::BackupManifest) -> std::path::PathBuf {
+        match self {
+            Source::Folder(root) => metadata_path(root, manifest),
+            Source::Bucket { snapshot, .. } => snapshot.clone(),
+        }
+    }
+
+    /// Blob `digest`'s content.
+    async fn blob(&self, digest: &Digest) -> Result<wharf_storage::BlobStream, BackupError> {
+        let lacks = || BackupError::Destination(format!("the backup lacks blob {digest}"));
+        match self {
+            Source::Folder(root) => read_file(&blob_path(root, digest))
+                .await
+                .map_err(|_| lacks()),
+            Source::Bucket { bucket, .. } => bucket
+                .read(&blob_key(digest))
+                .await
+                .map_err(|e| {
+                    BackupError::Destination(format!(
+                        "reading blob {digest} from {}: {e}",
+                        bucket.url()
+                    ))
+                })?
+                .ok_or_else(lacks),
+        }
+    }
+}
+
+async fn restore_from(
+    source: &Source<'_>,
+    manifest: super::BackupManifest,
+    data: &Path,
+    fsync: bool,
+    blobs: Option<BlobStore>,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, BackupError> {
+    check_schema(&source.snapshot(&manifest), &manifest).await?;
     let existing = std::fs::read_dir(data).ok();
     if existing.is_some_and(|mut entries| entries.next().is_some()) {
         return Err(BackupError::NotEmpty(format!(
@@ -81,7 +213,7 @@ pub async fn restore_with_blobs(
     std::fs::create_dir_all(&building)
         .map_err(BackupError::io(format!("creating {}", building.display())))?;
     wharf_core::failpoint::hit("restore-started");
-    let restored = restore_into(backup, &building, fsync, blobs, progress, manifest).await;
+    let restored = restore_into(source, &building, fsync, blobs, progress, manifest).await;
     if restored.is_ok() {
         if data.exists() {
             // Empty (checked above): rename(2) cannot replace it by a folder with content.
@@ -102,9 +234,11 @@ pub async fn restore_with_blobs(
 
 /// Refuses a backup whose metadata has schema migrations this Wharf does not know (it was
 /// taken by a newer version).
-async fn check_schema(backup: &Path, manifest: &super::BackupManifest) -> Result<(), BackupError> {
-    let snapshot =
-        wharf_metadata_sqlite::SqliteSnapshot::open(&metadata_path(backup, manifest)).await?;
+async fn check_schema(
+    snapshot: &Path,
+    manifest: &super::BackupManifest,
+) -> Result<(), BackupError> {
+    let snapshot = wharf_metadata_sqlite::SqliteSnapshot::open(snapshot).await?;
     let versions = snapshot.schema_versions().await;
     snapshot.close().await;
     let known = SqliteStore::known_schema_versions();
@@ -119,7 +253,7 @@ async fn check_schema(backup: &Path, manifest: &super::BackupManifest) -> Result
 }
 
 async fn restore_into(
-    backup: &Path,
+    source: &Source<'_>,
     data: &Path,
     fsync: bool,
     blobs: Option<BlobStore>,
@@ -134,7 +268,7 @@ async fn restore_into(
         .parse()
         .map_err(|e| BackupError::Corrupt(format!("backup.json: {e}")))?;
     write_verified(
-        read_file(&metadata_path(backup, &manifest)).await?,
+        read_file(&source.snapshot(&manifest)).await?,
         &paths.metadata,
         &scratch,
         &metadata,
@@ -160,7 +294,7 @@ async fn restore_into(
             .map_err(wharf_registry::RegistryError::from)?,
         },
     };
-    let counts = restore_blobs(&store, backup, &target, &scratch, progress).await;
+    let counts = restore_blobs(&store, source, &target, &scratch, progress).await;
     drop(target);
     store.close().await;
     let (restored_blobs, bytes) = counts?;
@@ -201,7 +335,7 @@ enum BlobTarget<'a> {
 /// Places every live blob of the restored metadata where its record says it is.
 async fn restore_blobs(
     store: &SqliteStore,
-    backup: &Path,
+    source: &Source<'_>,
     target: &BlobTarget<'_>,
     scratch: &Path,
     progress: &dyn Progress,
@@ -214,10 +348,7 @@ async fn restore_blobs(
             break;
         }
         for blob in page {
-            let source = blob_path(backup, &blob.digest);
-            let content = read_file(&source).await.map_err(|_| {
-                BackupError::Destination(format!("the backup lacks blob {}", blob.digest))
-            })?;
+            let content = source.blob(&blob.digest).await?;
             match target {
                 BlobTarget::Folder(storage) => {
                     let path = storage.join(blob.storage_key.as_str());

@@ -52,8 +52,13 @@ pub fn read_manifest(root: &Path) -> Result<BackupManifest, String> {
             root.display()
         )
     })?;
+    parse_manifest(&text)
+}
+
+/// Reads a complete backup's manifest from its text, refusing one in an unknown format.
+pub fn parse_manifest(text: &[u8]) -> Result<BackupManifest, String> {
     let manifest: BackupManifest =
-        serde_json::from_slice(&text).map_err(|e| format!("{MANIFEST} is damaged: {e}"))?;
+        serde_json::from_slice(text).map_err(|e| format!("{MANIFEST} is damaged: {e}"))?;
     if manifest.format != FORMAT_VERSION {
         return Err(format!(
             "the backup has format {}, which this Wharf (format {FORMAT_VERSION}) cannot read",

@@ -40,7 +40,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 
 pub use locks::UploadLock;
-pub use s3::{OpenMultipartUpload, S3Credentials, S3Settings, is_storage_unavailable};
+pub use s3::{OpenMultipartUpload, S3Credentials, S3Folder, S3Settings, is_storage_unavailable};
 pub use staging::{AppendError, HashProgress, HashResume, Hashing};
 
 use wharf_core::digest::{ContentHasher, Digest};

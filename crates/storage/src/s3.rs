@@ -19,6 +19,7 @@
 //! [`S3Blobs::connect`].
 
 mod failure;
+mod folder;
 mod leftovers;
 mod upload;
 
@@ -36,6 +37,7 @@ use object_store::{
 };
 
 pub use failure::is_storage_unavailable;
+pub use folder::S3Folder;
 pub use leftovers::OpenMultipartUpload;
 
 use super::locks::UploadLocks;

@@ -30,7 +30,8 @@ pub enum BackupCommand {
     /// Take a consistent backup: the registry is read-only only while its metadata is
     /// snapshotted, then the blobs are copied while it is writable again.
     Create {
-        /// The backup folder (created if missing); an earlier backup's folder gets only what is
+        /// The backup folder (created if missing), or a bucket's prefix `s3://bucket/prefix`
+        /// (reached with storage.s3's endpoint and keys); an earlier backup's gets only what is
         /// new.
         #[arg(long, required_unless_present = "hold_only")]
         to: Option<PathBuf>,
@@ -116,6 +117,13 @@ pub async fn run(command: BackupCommand, config: &Config) -> anyhow::Result<bool
         } => hold_only(url.as_deref(), config, ttl.0, wait.0).await,
         BackupCommand::Create { .. } => bail!("give --to <folder>, or --hold-only"),
         BackupCommand::Verify { dir, quick, json } => {
+            if backup_bucket(&dir, config)?.is_some() {
+                bail!(
+                    "verifying a backup in a bucket is not supported yet; `wharf restore --from \
+                     {}` verifies every blob as it places it",
+                    dir.display()
+                );
+            }
             let progress = ProgressReport::new("checked");
             let report = wharf_backup::verify(&dir, !quick, &progress).await?;
             progress.done();
@@ -149,7 +157,13 @@ async fn create(
     // The registry is found first, so that a command pointed at none creates nothing; then the
     // destination is checked (and locked) before the registry is made read-only.
     let location = Location::find(config, url)?.into_client(config)?;
-    let destination = Destination::create(to)?;
+    let destination = match backup_bucket(to, config)? {
+        None => Destination::create(to)?,
+        Some(settings) => {
+            Destination::create_in_bucket(wharf_storage::S3Folder::connect(&settings).await?)
+                .await?
+        }
+    };
     let progress = ProgressReport::new("copied");
     let data_dir = &config.storage.data_dir;
     // A server (at the URL, or running on the data folder) takes the snapshot; without one the
@@ -453,6 +467,55 @@ impl BackupSource for ApiSource {
     }
 }
 
+/// The bucket a backup goes to or comes from when `location` is `s3://bucket/prefix`,
+/// reached with `storage.s3`'s connection settings (endpoint, region, path style, keys) and
+/// that bucket and prefix; `None` for a folder. A prefix that overlaps the registry's own
+/// blobs in the same bucket is refused: the two layouts would mix.
+fn backup_bucket(
+    location: &Path,
+    config: &Config,
+) -> anyhow::Result<Option<wharf_storage::S3Settings>> {
+    let Some(rest) = location.to_str().and_then(|l| l.strip_prefix("s3://")) else {
+        return Ok(None);
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_end_matches('/');
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !bucket_ok
+        || (!prefix.is_empty()
+            && prefix
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == ".."))
+    {
+        bail!(
+            "{} is not a bucket's prefix: give s3://<bucket>/<prefix>, such as \
+             s3://registry-backups/nightly",
+            location.display()
+        );
+    }
+    let mut settings = config.storage.s3.settings()?;
+    if config.storage.backend == wharf_config::StorageBackend::S3 && settings.bucket == bucket {
+        let own = settings.prefix.trim_matches('/');
+        let overlaps = |a: &str, b: &str| {
+            a.is_empty() || b.is_empty() || a == b || a.starts_with(&format!("{b}/"))
+        };
+        if overlaps(prefix, own) || overlaps(own, prefix) {
+            bail!(
+                "{} overlaps the registry's own blobs (s3://{bucket}/{own}); give a prefix of \
+                 its own, beside them",
+                location.display()
+            );
+        }
+    }
+    settings.bucket = bucket.to_owned();
+    settings.prefix = prefix.to_owned();
+    settings.redirect = None;
+    Ok(Some(settings))
+}
+
 /// Backups and restores copy a SQLite snapshot: refused, in one line, for a registry whose
 /// metadata is in PostgreSQL.
 fn refuse_postgres(config: &Config, command: &str) -> anyhow::Result<()> {
@@ -483,9 +546,17 @@ pub async fn restore(
         }
     };
     let progress = ProgressReport::new("restored");
-    let report =
-        wharf_backup::restore_with_blobs(from, data, config.storage.fsync, blobs, &progress)
-            .await?;
+    let report = match backup_bucket(from, config)? {
+        None => {
+            wharf_backup::restore_with_blobs(from, data, config.storage.fsync, blobs, &progress)
+                .await?
+        }
+        Some(settings) => {
+            let backup = wharf_storage::S3Folder::connect(&settings).await?;
+            wharf_backup::restore_from_bucket(&backup, data, config.storage.fsync, blobs, &progress)
+                .await?
+        }
+    };
     progress.done();
     let clean = report.fsck.is_clean();
     if json {

@@ -65,7 +65,8 @@ enum Command {
     Backup(backup::BackupCommand),
     /// Restore a backup into an empty data folder (then checked with fsck).
     Restore {
-        /// The backup folder.
+        /// The backup folder, or a bucket's prefix `s3://bucket/prefix` (reached with
+        /// storage.s3's endpoint and keys).
         #[arg(long)]
         from: PathBuf,
         /// The data folder to create (it must not exist, or be empty).

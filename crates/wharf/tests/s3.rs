@@ -313,3 +313,206 @@ fn a_failed_startup_check_prints_one_line_naming_the_bucket_and_what_failed() {
          key, its secret and the bucket's policy\n"
     );
 }
+
+/// A short prefix of its own for each run (the shared S3 servers keep what earlier runs wrote).
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{name}{:08x}", nanos ^ std::process::id())
+}
+
+/// Pushes an image of two layers and a config, tagged `v1`; returns its manifest and blobs.
+async fn push_image(http: &reqwest::Client, url: &str, seed: u8) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let blobs = vec![
+        blob(seed, 1000),
+        blob(seed + 1, 6 * 1024 * 1024),
+        blob(seed + 2, 300),
+    ];
+    for content in &blobs {
+        assert_eq!(push(http, url, content).await.status(), 201);
+    }
+    let descriptor = |media_type: &str, content: &[u8]| {
+        serde_json::json!({
+            "mediaType": media_type,
+            "digest": Digest::sha256_of(content).to_string(),
+            "size": content.len(),
+        })
+    };
+    let layer = "application/vnd.oci.image.layer.v1.tar";
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &blobs[2]),
+        "layers": [descriptor(layer, &blobs[0]), descriptor(layer, &blobs[1])],
+    }))
+    .unwrap();
+    let response = http
+        .put(format!("{url}/v2/s3/app/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    (manifest, blobs)
+}
+
+fn wharf_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let (code, stdout, stderr) = support::wharf(config, args);
+    assert_eq!(code, 0, "wharf {args:?}: {stdout}{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// A backup into a bucket's prefix, twice (the second copies nothing), restored into another
+/// prefix and served from there: on s3s-fs, and on moto.
+async fn backup_into_a_bucket_and_restore(endpoint: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (access, secret) = (
+        var("S3_TEST_ACCESS_KEY_ID"),
+        var("S3_TEST_SECRET_ACCESS_KEY"),
+    );
+    let registry = s3_yaml(dir.path(), endpoint, &unique("r"), &access, &secret);
+    let server = WharfServer::start(&dir.path().join("data"), &registry);
+    let http = reqwest::Client::new();
+    let (manifest, blobs) = push_image(&http, &server.url, 10).await;
+    let to = format!("s3://wharf/{}", unique("b"));
+
+    // A first backup killed before it wrote backup.json (every blob is there): nothing in the
+    // prefix passes for a backup.
+    let dying = Command::new(wharf_binary())
+        .arg("--config")
+        .arg(&server.config_file)
+        .args(["backup", "create", "--url", &server.url, "--to", &to])
+        .env("WHARF_FAILPOINT", "backup-finishing")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(dying.status.code(), None, "killed by the failpoint's abort");
+    let elsewhere = dir.path().join("never");
+    let (code, _, stderr) = support::wharf(
+        &server.config_file,
+        &[
+            "restore",
+            "--from",
+            &to,
+            "--data",
+            elsewhere.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("holds an incomplete backup: it was interrupted"),
+        "{stderr}"
+    );
+    assert!(!elsewhere.exists());
+
+    // Run again, it completes the backup, copying nothing the killed one had placed.
+    let first = wharf_json(
+        &server.config_file,
+        &[
+            "backup",
+            "create",
+            "--url",
+            &server.url,
+            "--to",
+            &to,
+            "--json",
+        ],
+    );
+    assert_eq!(first["copy"]["copied"], 0, "{first}");
+    assert_eq!(first["copy"]["reused"], 3, "{first}");
+    // One blob more, then a second backup into the same prefix: only it is copied.
+    let mut blobs = blobs;
+    blobs.push(blob(20, 2000));
+    assert_eq!(push(&http, &server.url, &blobs[3]).await.status(), 201);
+    let second = wharf_json(
+        &server.config_file,
+        &[
+            "backup",
+            "create",
+            "--url",
+            &server.url,
+            "--to",
+            &to,
+            "--json",
+        ],
+    );
+    assert_eq!(second["copy"]["copied"], 1, "{second}");
+    assert_eq!(second["copy"]["reused"], 3, "{second}");
+
+    // Bad destinations: refused in one line, nothing written.
+    let (code, _, stderr) = support::wharf(
+        &server.config_file,
+        &["backup", "create", "--to", "s3://No_Bucket/x"],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not a bucket's prefix"), "{stderr}");
+    let own = registry
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("prefix: "))
+        .unwrap()
+        .to_owned();
+    let (code, _, stderr) = support::wharf(
+        &server.config_file,
+        &["backup", "create", "--to", &format!("s3://wharf/{own}")],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("overlaps the registry's own blobs"),
+        "{stderr}"
+    );
+    drop(server);
+
+    // Restored into a prefix of its own, with a data folder of its own.
+    let restored_dir = dir.path().join("restored");
+    std::fs::create_dir_all(&restored_dir).unwrap();
+    let restored_yaml = s3_yaml(&restored_dir, endpoint, &unique("t"), &access, &secret);
+    let config = restored_dir.join("restore.yaml");
+    let data = restored_dir.join("data");
+    std::fs::write(
+        &config,
+        format!("storage:\n  data_dir: {}\n{restored_yaml}", data.display()),
+    )
+    .unwrap();
+    let report = wharf_json(
+        &config,
+        &[
+            "restore",
+            "--from",
+            &to,
+            "--data",
+            data.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(report["blobs"], 4, "{report}");
+    assert_eq!(
+        report["fsck"]["problems"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    let server = WharfServer::start(&data, &restored_yaml);
+    let pulled = http
+        .get(format!("{}/v2/s3/app/manifests/v1", server.url))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pulled.status(), 200);
+    assert_eq!(pulled.bytes().await.unwrap(), manifest);
+    for content in &blobs {
+        assert_pulls(&http, &server.url, content).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backup_into_a_bucket_is_incremental_and_restores_on_s3s_fs() {
+    backup_into_a_bucket_and_restore(&var("S3_TEST_ENDPOINT")).await;
+}
+
+#[tokio::test]
+async fn a_backup_into_a_bucket_is_incremental_and_restores_on_moto() {
+    backup_into_a_bucket_and_restore(&var("S3_MOTO_TEST_ENDPOINT")).await;
+}

@@ -219,7 +219,7 @@ impl<'a> PartWriter<'a> {
     }
 
     /// Uploads what is gathered as the last part (if anything is) and completes the upload.
-    async fn complete(mut self, permit: &WritePermit) -> Result<(), AppendError> {
+    async fn complete(mut self, permit: Option<&WritePermit>) -> Result<(), AppendError> {
         if self.part_len > 0 || self.multipart.as_ref().is_some_and(|m| m.parts.is_empty()) {
             self.upload_part().await?;
         }
@@ -231,7 +231,7 @@ impl<'a> PartWriter<'a> {
             .into_iter()
             .map(|content_id| PartId { content_id })
             .collect();
-        permit.check().map_err(|_| AppendError::Cancelled)?;
+        check(permit)?;
         self.s3
             .store
             .complete_multipart(&self.s3.path(&multipart.key), &multipart.id, parts)
@@ -245,6 +245,14 @@ impl<'a> PartWriter<'a> {
         if let Some(multipart) = &self.multipart {
             abort(self.s3, multipart).await;
         }
+    }
+}
+
+/// Whether the write may still become visible: always, without a permit.
+fn check(permit: Option<&WritePermit>) -> Result<(), AppendError> {
+    match permit {
+        Some(permit) => permit.check().map_err(|_| AppendError::Cancelled),
+        None => Ok(()),
     }
 }
 
@@ -283,7 +291,7 @@ async fn abort(s3: &S3Blobs, multipart: &Multipart) {
 /// body reads nothing).
 async fn receive<E: std::fmt::Display>(
     writer: &mut PartWriter<'_>,
-    permit: &WritePermit,
+    permit: Option<&WritePermit>,
     offset: u64,
     mut staged: Option<&Staged>,
     mut body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
@@ -291,9 +299,15 @@ async fn receive<E: std::fmt::Display>(
 ) -> Result<u64, AppendError> {
     let mut appended = 0u64;
     loop {
+        let cancelled = async {
+            match permit {
+                Some(permit) => permit.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let chunk = tokio::select! {
             biased;
-            () = permit.cancelled() => return Err(AppendError::Cancelled),
+            () = cancelled => return Err(AppendError::Cancelled),
             chunk = body.next() => chunk,
         };
         let Some(chunk) = chunk else { break };
@@ -343,8 +357,22 @@ impl S3Blobs {
         body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
         max_size: Option<u64>,
     ) -> Result<u64, AppendError> {
+        self.put_verified_at(Some(permit), key.as_str(), digest, body, max_size)
+            .await
+    }
+
+    /// As [`S3Blobs::put_verified`], at any key under the prefix, with a permit where the
+    /// bucket is a registry's (a backup's bucket is not: nothing there is a registry write).
+    pub(crate) async fn put_verified_at<E: std::fmt::Display>(
+        &self,
+        permit: Option<&WritePermit>,
+        key: &str,
+        digest: &Digest,
+        body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        max_size: Option<u64>,
+    ) -> Result<u64, AppendError> {
         let hasher = ContentHasher::new(digest.algorithm());
-        let mut writer = PartWriter::new(self, key.as_str().to_owned(), None, hasher);
+        let mut writer = PartWriter::new(self, key.to_owned(), None, hasher);
         let outcome = async {
             let size = receive(&mut writer, permit, 0, None, body, max_size).await?;
             let actual = writer.hasher.clone().finish();
@@ -367,8 +395,8 @@ impl S3Blobs {
         if writer.multipart.is_none() {
             // Smaller than a part: one PUT, of bytes already verified.
             let payload = writer.take_part();
-            permit.check().map_err(|_| AppendError::Cancelled)?;
-            self.store.put(&self.path(key.as_str()), payload).await?;
+            check(permit)?;
+            self.store.put(&self.path(key), payload).await?;
         } else {
             let multipart = writer.multipart.clone();
             if let Err(error) = writer.complete(permit).await {
@@ -412,7 +440,7 @@ impl S3Blobs {
         let mut writer = PartWriter::new(self, key, state.multipart.clone(), hasher);
         let appended = receive(
             &mut writer,
-            permit,
+            Some(permit),
             offset,
             state.staged.as_ref(),
             body,
@@ -522,7 +550,10 @@ impl S3Blobs {
                     .push(staged, false)
                     .await
                     .map_err(append_to_storage)?;
-                writer.complete(permit).await.map_err(append_to_storage)?;
+                writer
+                    .complete(Some(permit))
+                    .await
+                    .map_err(append_to_storage)?;
                 key
             }
         };
@@ -593,7 +624,7 @@ fn storage_error(error: StorageError) -> AppendError {
     }
 }
 
-fn append_to_storage(error: AppendError) -> StorageError {
+pub(super) fn append_to_storage(error: AppendError) -> StorageError {
     match error {
         AppendError::ObjectStore(e) => StorageError::ObjectStore(e),
         AppendError::Io(e) => StorageError::Io(e),
