@@ -77,17 +77,19 @@ class Plan:
     drain_upload_size: int
     drain_rate: int                  # bytes/s each of those uploads is limited to
     fsync_variant: bool              # also time the pushes with Wharf's default fsync: true
+    s3_sizes: tuple[int, ...]        # blobs pushed (monolithic and chunked) and pulled on S3
 
 
 FULL = Plan(runs=5, mono_sizes=(256 * MiB, GiB), chunked_sizes=(256 * MiB, GiB), chunk=8 * MiB,
             pull_size=256 * MiB, pull_seconds=10, small_seconds=10, connections=32, tags=50,
             big_tags=1000, catalog_repos=10_000, referrers=20, skopeo_layers=20, skopeo_bytes=200 * MiB, toggles=100, toggle_seconds=12,
             idle_holds=10, drain_uploads=16, drain_upload_size=64 * MiB, drain_rate=16 * MiB,
-            fsync_variant=True)
+            fsync_variant=True, s3_sizes=(256 * MiB, GiB))
 SMOKE = Plan(runs=1, mono_sizes=(4 * MiB, 8 * MiB), chunked_sizes=(8 * MiB,), chunk=MiB,
              pull_size=4 * MiB, pull_seconds=1, small_seconds=1, connections=32, tags=3,
              big_tags=30, catalog_repos=30, referrers=3, skopeo_layers=3, skopeo_bytes=3 * MiB, toggles=5, toggle_seconds=2, idle_holds=2,
-             drain_uploads=2, drain_upload_size=2 * MiB, drain_rate=2 * MiB, fsync_variant=True)
+             drain_uploads=2, drain_upload_size=2 * MiB, drain_rate=2 * MiB, fsync_variant=True,
+             s3_sizes=(12 * MiB,))
 
 MANIFEST_ACCEPT = rc.OCI_MANIFEST
 
@@ -152,13 +154,15 @@ def http_status(url: str, timeout: float = 2.0) -> int:
 
 
 def wait_ready(proc: subprocess.Popen, url: str, name: str, timeout: float = 30.0,
-               log_path: Path | None = None) -> None:
+               log_path: Path | None = None, any_answer: bool = False) -> None:
+    """Waits until `url` answers 200 (with `any_answer`, anything at all)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             said = log_path.read_text(errors="replace")[-2000:] if log_path else ""
             raise RuntimeError(f"{name} exited with {proc.returncode} while starting: {said}")
-        if http_status(url) == 200:
+        status = http_status(url)
+        if status == 200 or (any_answer and status):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{name} did not answer {url} within {timeout}s")
@@ -878,6 +882,193 @@ def reference(plan: Plan, inputs: Inputs, work: Path, run: int, bare_bin: str) -
     return m
 
 
+# --- blobs in S3 --------------------------------------------------------------------------------
+
+class S3Server:
+    """An s3s-fs on loopback with a bucket `wharf` and access keys (signatures checked), its
+    data under the work directory: the one S3 server every S3 figure of a run is taken on."""
+
+    def __init__(self, binary: str, work: Path, name: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.access, self.secret = f"bench-{os.getpid()}", os.urandom(12).hex()
+        self.data = work / f"data-{name}"
+        (self.data / "wharf").mkdir(parents=True)
+        self.log_path = work / f"{name}.log"
+        with open(self.log_path, "ab") as out:
+            self.proc = spawn([binary, "--host", "127.0.0.1", "--port", str(self.port),
+                               "--access-key", self.access, "--secret-key", self.secret,
+                               str(self.data)], stdout=out, stderr=out,
+                              stdin=subprocess.DEVNULL)
+        # Any answer means it listens (a GET of / without a signature is refused).
+        wait_ready(self.proc, self.url + "/", name, log_path=self.log_path, any_answer=True)
+
+    def stop(self) -> None:
+        stop(self.proc)
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def start_wharf_s3(binary: str, work: Path, name: str, s3: S3Server) -> Server:
+    """Wharf with its blobs in `s3` (default part size, 8 MiB), warn-level logs."""
+    port = free_port()
+    data = work / f"data-{name}"
+    data.mkdir()
+    keys = work / f"{name}-keys"
+    keys.mkdir()
+    (keys / "id").write_text(s3.access)
+    (keys / "secret").write_text(s3.secret)
+    config = work / f"{name}.yaml"
+    config.write_text(
+        "server:\n"
+        f"  listen: 127.0.0.1:{port}\n"
+        "storage:\n"
+        f"  data_dir: {data}\n"
+        "  backend: s3\n"
+        "  s3:\n"
+        "    bucket: wharf\n"
+        f"    prefix: {name}\n"
+        f"    endpoint: {s3.url}\n"
+        "    path_style: true\n"
+        "    allow_http: true\n"
+        f"    access_key_id_file: {keys / 'id'}\n"
+        f"    secret_access_key_file: {keys / 'secret'}\n"
+        "log:\n"
+        "  level: warn\n")
+    log_path = work / f"{name}.log"
+    with open(log_path, "ab") as out:
+        proc = spawn([binary, "serve", "--config", str(config)], stdout=out, stderr=out,
+                     stdin=subprocess.DEVNULL, env=wharf_env())
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url + "/healthz", name, log_path=log_path)
+    return Server(proc, url, data, log_path, config)
+
+
+def start_peer_s3(work: Path, name: str, s3: S3Server) -> Server:
+    """Distribution with its S3 driver on `s3` (path-style, as it addresses a regionendpoint),
+    8 MiB chunks like Wharf's parts, its other defaults as in start_peer."""
+    port = free_port()
+    data = work / f"data-{name}"
+    config = work / f"{name}.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n"
+        "  level: warn\n"
+        "  accesslog:\n"
+        "    disabled: true\n"
+        "storage:\n"
+        "  s3:\n"
+        f"    accesskey: {s3.access}\n"
+        f"    secretkey: {s3.secret}\n"
+        "    region: us-east-1\n"
+        f"    regionendpoint: {s3.url}\n"
+        "    bucket: wharf\n"
+        f"    rootdirectory: /{name}\n"
+        "    secure: false\n"
+        "    v4auth: true\n"
+        f"    chunksize: {8 * MiB}\n"
+        "  delete:\n"
+        "    enabled: true\n"
+        "  cache:\n"
+        "    blobdescriptor: inmemory\n"
+        "http:\n"
+        f"  addr: 127.0.0.1:{port}\n")
+    log_path = work / f"{name}.log"
+    with open(log_path, "ab") as out:
+        # Without AWS_CA_BUNDLE: the AWS SDK of Distribution 2.8 panics on it ("unsupported
+        # transport"), and the endpoint is plain HTTP on loopback anyway.
+        env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        proc = spawn([PEER_BIN, "serve", str(config)], stdout=out, stderr=out,
+                     stdin=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, url + "/v2/", name, log_path=log_path)
+    return Server(proc, url, data, log_path)
+
+
+def s3_pushes_and_pulls(server: Server, plan: Plan, inputs: "S3Inputs", run: int,
+                        memory: bool) -> dict:
+    """Monolithic and chunked pushes of each S3 size, then one pull of each monolithic blob;
+    MiB/s. With `memory`, the server's peak RSS during the largest monolithic push."""
+    m = {}
+    with rc.Client(server.url) as client:
+        for size in plan.s3_sizes:
+            mono, chunked = inputs.mono[size], inputs.chunked[size]
+            key = size_key(size)
+            warm(mono.path)
+            largest = memory and size == max(plan.s3_sizes)
+            if largest:
+                reset_peak(server.pid)
+            repo = f"bench/s3-mono-{key}-r{run}"
+            m[f"push_mono_{key}"] = size / MiB / timed(client.push_monolithic, repo,
+                                                        str(mono.path), mono.digest)
+            if largest:
+                m["mem_push"] = peak_mib(server.pid)
+            warm(chunked.path)
+            m[f"push_chunked_{key}"] = size / MiB / timed(
+                client.push_chunked, f"bench/s3-chunked-{key}-r{run}", str(chunked.path),
+                chunked.digest, plan.chunk)
+            m[f"pull_{key}"] = size / MiB / timed(client.read_through,
+                                                   f"/v2/{repo}/blobs/{mono.digest}")
+    return m
+
+
+class S3Inputs:
+    """The S3 benchmark's blobs (a separate one per push, as in Inputs)."""
+
+    def __init__(self, plan: Plan, work: Path):
+        folder = work / "inputs-s3"
+        folder.mkdir()
+        self.mono = {s: random_file(folder / f"mono-{size_key(s)}", s) for s in plan.s3_sizes}
+        self.chunked = {s: random_file(folder / f"chunked-{size_key(s)}", s)
+                        for s in plan.s3_sizes}
+        settle()
+
+
+def s3_session(plan: Plan, inputs: S3Inputs, work: Path, run: int, wharf_bin: str,
+               s3_bin: str, boto_path: str) -> dict:
+    """Wharf, Distribution and a plain client, each on a fresh s3s-fs of the same build."""
+    m: dict = {}
+    for kind in ["wharf", "peer"]:
+        s3 = S3Server(s3_bin, work, f"s3-{kind}-r{run}")
+        try:
+            name = f"{kind}-s3-r{run}"
+            server = (start_wharf_s3(wharf_bin, work, name, s3) if kind == "wharf"
+                      else start_peer_s3(work, name, s3))
+            try:
+                log(f"run {run}: {kind} on S3: pushes and pulls")
+                m.update({f"{kind}_{k}": v for k, v in
+                          s3_pushes_and_pulls(server, plan, inputs, run,
+                                              memory=(kind == "wharf")).items()})
+            finally:
+                server.stop()
+        finally:
+            s3.stop()
+    s3 = S3Server(s3_bin, work, f"s3-plain-r{run}")
+    try:
+        log(f"run {run}: the plain S3 client")
+        for size in plan.s3_sizes:
+            blob = inputs.mono[size]
+            warm(blob.path)
+            out = subprocess.run(
+                [sys.executable, str(BENCH / "s3_client.py"), s3.url, s3.access, s3.secret,
+                 "wharf", f"plain/{size_key(size)}", str(blob.path)],
+                capture_output=True, text=True, check=True, timeout=3600,
+                env={**os.environ, "PYTHONPATH": boto_path}).stdout
+            r = json.loads(out)
+            m[f"plain_push_{size_key(size)}"] = size / MiB / r["put_s"]
+            m[f"plain_pull_{size_key(size)}"] = size / MiB / r["get_s"]
+    finally:
+        s3.stop()
+    for size in plan.s3_sizes:
+        key = size_key(size)
+        for push in ["push_mono", "push_chunked"]:
+            m[f"ratio_peer_{push}_{key}"] = m[f"wharf_{push}_{key}"] / m[f"peer_{push}_{key}"]
+            m[f"ratio_plain_{push}_{key}"] = (m[f"wharf_{push}_{key}"]
+                                              / m[f"plain_push_{key}"])
+        m[f"ratio_peer_pull_{key}"] = m[f"wharf_pull_{key}"] / m[f"peer_pull_{key}"]
+        m[f"ratio_plain_pull_{key}"] = m[f"wharf_pull_{key}"] / m[f"plain_pull_{key}"]
+    return m
+
+
 # --- the machine -------------------------------------------------------------------------------
 
 def cmd_out(cmd: list[str]) -> str:
@@ -1047,6 +1238,10 @@ def main() -> int:
     ap.add_argument("--wharf-bin")
     ap.add_argument("--wharf-source", default="", help="what the binary was built from")
     ap.add_argument("--bare-bin", help="bench/bare-upload's binary (bench/run builds it)")
+    ap.add_argument("--s3-bin", help="s3s-fs, the S3 server of the S3 benchmarks (bench/run "
+                                     "installs it); without it they are left out")
+    ap.add_argument("--boto-path", default="",
+                    help="a folder holding boto3, the plain S3 client (bench/run gives moto's)")
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", type=Path, help="where docs/benchmarks.md and .png go")
@@ -1081,6 +1276,7 @@ def main() -> int:
     info["host_memory"] = ("left as it is (smoke run)" if args.smoke else
                            keep_guest_memory(min(8, int(info["memory_gib"] // 3)) * GiB))
     inputs = Inputs(plan, work)
+    s3_inputs = S3Inputs(plan, work) if args.s3_bin else None
     started = time.monotonic()
     runs = []
     for run in range(1, plan.runs + 1):
@@ -1103,6 +1299,12 @@ def main() -> int:
             # softirqs), as a share of the machine.
             other += max(0.0, (cpu_busy_s() - busy0) - (own_cpu_s() - own0))
             measured += (time.monotonic() - t0) * (os.cpu_count() or 1)
+        if s3_inputs:
+            if not args.smoke:
+                wait_quiet()
+            log(f"run {run}/{plan.runs}: blobs in S3 (s3s-fs): Wharf, Distribution, a plain client")
+            result["s3"] = s3_session(plan, s3_inputs, work, run, args.wharf_bin, args.s3_bin,
+                                      args.boto_path)
         result["env"]["other_cpu_share"] = other / measured
         runs.append(result)
         log(f"run {run} done: {json.dumps(result)}")

@@ -773,4 +773,42 @@ restores the setting when it ends; the *Machine* table says what it found and di
 run and each server, the harness waits (up to 10 minutes) for the machine to be idle, and it
 records how much CPU time other processes took during the runs (in *Machine* above).
 """
+    text += s3_text(d)
     md.write_text(text)
+
+
+def s3_text(d: dict) -> str:
+    """The S3 section: Wharf, Distribution's S3 driver and a plain client on one s3s-fs."""
+    if "s3" not in d["median"]:
+        return ""
+    sizes = d["plan"].get("s3_sizes", [])
+    rows = []
+    for size in sizes:
+        key, label = size_key(size), size_label(size)
+        for what, wharf, peer, plain in [
+            ("push, monolithic", f"wharf_push_mono_{key}", f"peer_push_mono_{key}", f"plain_push_{key}"),
+            ("push, chunked", f"wharf_push_chunked_{key}", f"peer_push_chunked_{key}", f"plain_push_{key}"),
+            ("pull", f"wharf_pull_{key}", f"peer_pull_{key}", f"plain_pull_{key}"),
+        ]:
+            w, p, c = (median(d, "s3", k) for k in (wharf, peer, plain))
+            ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "—"  # noqa: E731
+            rows.append(f"| {what} {label} | {fmt(w)} | {fmt(p)} | "
+                        f"{fmt(c)} | {ratio(w, p)} | {ratio(w, c)} |")
+    memory = median(d, "s3", "wharf_mem_push")
+    largest = size_label(max(sizes)) if sizes else "?"
+    return f"""
+## Blobs in S3
+
+Wharf (`storage.backend: s3`, 8 MiB parts) and Distribution's S3 driver (8 MiB chunks), each on
+a fresh s3s-fs of the same release build on loopback (signatures checked), and a plain client
+(boto3: a multipart upload of 8 MiB parts sent one at a time, then a download) as the S3
+server's own speed. Medians, MiB/s; targets: pushes at least 2× the peer, and at least 80% of
+the plain client.
+
+| Blob | Wharf ↑ | Peer ↑ | Plain client ↑ | Wharf / peer | Wharf / plain client |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Wharf's peak memory (RSS) during the {largest} monolithic push on S3: {fmt(memory)} MiB
+(target: at most 64 MiB).
+"""
