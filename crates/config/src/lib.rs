@@ -828,6 +828,19 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_reference_shows_the_example_as_printed() {
+        // docs/configuration.md's "A complete file" is what `wharf config example` prints;
+        // this keeps the page from falling behind when a key is added.
+        let reference = include_str!("../../../docs/configuration.md");
+        let block = reference
+            .split_once("This is what `wharf config example` prints:\n\n```yaml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map(|(block, _)| block)
+            .expect("docs/configuration.md has its complete file");
+        assert_eq!(block, EXAMPLE, "copy `wharf config example` into the page");
+    }
+
+    #[test]
     fn the_defaults_print_as_the_example_writes_them_and_read_back() {
         // As `wharf config check` prints them.
         let printed = serde_saphyr::to_string(&Config::default()).unwrap();
