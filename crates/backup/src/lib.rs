@@ -15,6 +15,6 @@ mod verify;
 pub use copy::{CopyReport, Progress, copy_backup};
 pub use destination::Destination;
 pub use manifest::{BackupManifest, FORMAT_VERSION, MetadataFile, ReadOnlyWindow};
-pub use restore::{RestoreReport, restore, restore_from_bucket, restore_with_blobs};
+pub use restore::{RestoreReport, RestoreTarget, restore, restore_from_bucket};
 pub use source::{BackupSource, LocalSource};
 pub use verify::{VerifyReport, verify};

@@ -1,6 +1,6 @@
 //! `wharf restore`: a registry from a backup, in an empty data folder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -16,9 +16,10 @@ use wharf_storage::S3Folder;
 use wharf_gate::metrics::Metrics;
 use wharf_gate::{DrainSettings, WriteGate, WriteIntent};
 use wharf_metadata::{BlobCursor, MetadataStore};
+use wharf_metadata_postgres::PostgresStore;
 use wharf_metadata_sqlite::SqliteStore;
 use wharf_registry::backups::BackupError;
-use wharf_registry::{DataPaths, FsckReport, Limits, Registry};
+use wharf_registry::{DataPaths, FsckReport, Limits, MetadataDatabase, Registry};
 use wharf_storage::BlobStore;
 
 const PAGE: u32 = 500;
@@ -39,28 +40,39 @@ pub struct RestoreReport {
     pub fsck: FsckReport,
 }
 
-/// Restores the backup in `backup` into the data folder `data` (which must not exist or be
-/// empty), then checks the result with fsck. The restored registry has no holds: it starts
-/// read-write. The registry is built in a folder beside `data` and renamed into place at the
-/// end, so a restore that fails — or is killed — never leaves half a registry in `data`.
-pub async fn restore(
-    backup: &Path,
-    data: &Path,
-    fsync: bool,
-    progress: &dyn Progress,
-) -> Result<RestoreReport, BackupError> {
-    restore_with_blobs(backup, data, fsync, None, progress).await
+/// Where a restore puts the registry.
+pub struct RestoreTarget {
+    /// The data folder, which must not exist or be empty.
+    pub data: PathBuf,
+    /// Whether blob files are flushed to disk as they are written.
+    pub fsync: bool,
+    /// The blob store (an S3 bucket) to write the blobs into; `None` for the data folder's
+    /// `storage/`.
+    pub blobs: Option<BlobStore>,
+    /// The metadata database: SQLite in the data folder, or an empty PostgreSQL database.
+    pub metadata: MetadataDatabase,
 }
 
-/// As [`restore`], with the blobs written into `blobs` (an S3 bucket) instead of the data
-/// folder's `storage/` when it is given. Until the data folder is renamed into place nothing
-/// refers to the objects written; a restore that fails leaves them to garbage collection's
-/// sweep of objects no record uses.
-pub async fn restore_with_blobs(
+impl RestoreTarget {
+    /// A registry all in the data folder `data`: SQLite metadata, blobs in `storage/`.
+    pub fn folder(data: &Path, fsync: bool) -> Self {
+        RestoreTarget {
+            data: data.to_owned(),
+            fsync,
+            blobs: None,
+            metadata: MetadataDatabase::Sqlite,
+        }
+    }
+}
+
+/// Restores the backup in `backup` into `target`, then checks the result with fsck. The
+/// restored registry has no holds: it starts read-write. The data folder is built beside
+/// `target.data` and renamed into place at the end, and PostgreSQL metadata is written in one
+/// transaction committed just before, so a restore that fails — or is killed — never leaves
+/// half a registry.
+pub async fn restore(
     backup: &Path,
-    data: &Path,
-    fsync: bool,
-    blobs: Option<BlobStore>,
+    target: RestoreTarget,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, BackupError> {
     let manifest = read_manifest(backup).map_err(BackupError::Destination)?;
@@ -68,19 +80,19 @@ pub async fn restore_with_blobs(
         .await
         .map_err(BackupError::Destination)?;
     let source = Source::Folder(backup);
-    restore_from(&source, manifest, data, fsync, blobs, progress).await
+    restore_from(&source, manifest, target, progress).await
 }
 
-/// As [`restore_with_blobs`], from a backup in a bucket's prefix (`s3://bucket/prefix`):
+/// As [`restore`], from a backup in a bucket's prefix (`s3://bucket/prefix`):
 /// its metadata snapshot is downloaded (verified) beside `data` first, its blobs stream from
 /// the bucket, each verified again as it is placed.
 pub async fn restore_from_bucket(
     backup: &S3Folder,
-    data: &Path,
-    fsync: bool,
-    blobs: Option<BlobStore>,
+    target: RestoreTarget,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, BackupError> {
+    let data = target.data.clone();
+    let data = data.as_path();
     let url = backup.url();
     let unreadable =
         |e: wharf_storage::StorageError| BackupError::Destination(format!("reading {url}: {e}"));
@@ -139,7 +151,7 @@ pub async fn restore_from_bucket(
             bucket: backup,
             snapshot: snapshot.clone(),
         };
-        restore_from(&source, manifest, data, fsync, blobs, progress).await
+        restore_from(&source, manifest, target, progress).await
     }
     .await;
     let _ = std::fs::remove_file(&snapshot);
@@ -154,13 +166,13 @@ enum Source<'a> {
     /// A bucket's prefix, with its metadata snapshot downloaded (and verified) to `snapshot`.
     Bucket {
         bucket: &'a S3Folder,
-        snapshot: std::path::PathBuf,
+        snapshot: PathBuf,
     },
 }
 
 impl Source<'_> {
     /// The metadata snapshot, as a local file.
-    fn snapshot(&self, manifest: &super::BackupManifest) -> std::path::PathBuf {
+    fn snapshot(&self, manifest: &super::BackupManifest) -> PathBuf {
         match self {
             Source::Folder(root) => metadata_path(root, manifest),
             Source::Bucket { snapshot, .. } => snapshot.clone(),
@@ -191,12 +203,11 @@ impl Source<'_> {
 async fn restore_from(
     source: &Source<'_>,
     manifest: super::BackupManifest,
-    data: &Path,
-    fsync: bool,
-    blobs: Option<BlobStore>,
+    target: RestoreTarget,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, BackupError> {
     check_schema(&source.snapshot(&manifest), &manifest).await?;
+    let data = target.data.as_path();
     let existing = std::fs::read_dir(data).ok();
     if existing.is_some_and(|mut entries| entries.next().is_some()) {
         return Err(BackupError::NotEmpty(format!(
@@ -204,6 +215,18 @@ async fn restore_from(
             data.display()
         )));
     }
+    // Checked before any blob is copied; checked again as the rows are written.
+    let postgres = match &target.metadata {
+        MetadataDatabase::Sqlite => None,
+        MetadataDatabase::Postgres(options) => {
+            let store = PostgresStore::connect(options).await?;
+            if let Some(refusal) = store.refuses_restore().await? {
+                store.close().await;
+                return Err(BackupError::NotEmpty(refusal));
+            }
+            Some(store)
+        }
+    };
     let name = data
         .file_name()
         .ok_or_else(|| BackupError::NotEmpty(format!("{} names no folder", data.display())))?;
@@ -213,7 +236,7 @@ async fn restore_from(
     std::fs::create_dir_all(&building)
         .map_err(BackupError::io(format!("creating {}", building.display())))?;
     wharf_core::failpoint::hit("restore-started");
-    let restored = restore_into(source, &building, fsync, blobs, progress, manifest).await;
+    let restored = restore_into(source, &building, &target, postgres, progress, manifest).await;
     if restored.is_ok() {
         if data.exists() {
             // Empty (checked above): rename(2) cannot replace it by a folder with content.
@@ -255,8 +278,8 @@ async fn check_schema(
 async fn restore_into(
     source: &Source<'_>,
     data: &Path,
-    fsync: bool,
-    blobs: Option<BlobStore>,
+    target: &RestoreTarget,
+    postgres: Option<PostgresStore>,
     progress: &dyn Progress,
     manifest: super::BackupManifest,
 ) -> Result<RestoreReport, BackupError> {
@@ -267,6 +290,8 @@ async fn restore_into(
         .digest
         .parse()
         .map_err(|e| BackupError::Corrupt(format!("backup.json: {e}")))?;
+    // The snapshot becomes the restored SQLite database; with PostgreSQL it is only where the
+    // rows are read from, and is removed once they are written.
     write_verified(
         read_file(&source.snapshot(&manifest)).await?,
         &paths.metadata,
@@ -279,7 +304,7 @@ async fn restore_into(
     let store = Arc::new(SqliteStore::open(&paths.metadata).await?);
     let forgotten = store.forget_transient_state().await?;
     progress.start(manifest.counts.blobs, manifest.counts.bytes);
-    let target = match &blobs {
+    let blob_target = match &target.blobs {
         None => BlobTarget::Folder(&paths.storage),
         Some(blobs) => BlobTarget::Store {
             blobs,
@@ -294,21 +319,43 @@ async fn restore_into(
             .map_err(wharf_registry::RegistryError::from)?,
         },
     };
-    let counts = restore_blobs(&store, source, &target, &scratch, progress).await;
-    drop(target);
-    store.close().await;
-    let (restored_blobs, bytes) = counts?;
-    let _ = std::fs::remove_dir_all(&scratch);
-
-    let registry = match blobs {
-        None => {
-            Registry::open_local(&paths, fsync, Limits::default(), DrainSettings::default()).await?
-        }
-        Some(blobs) => {
-            Registry::open_with_blobs(&paths, blobs, Limits::default(), DrainSettings::default())
-                .await?
+    let counts = restore_blobs(&store, source, &blob_target, &scratch, progress).await;
+    drop(blob_target);
+    let (restored_blobs, bytes) = match counts {
+        Ok(counts) => counts,
+        Err(error) => {
+            store.close().await;
+            return Err(error);
         }
     };
+    if let Some(postgres) = postgres {
+        let copied = copy_to_postgres(&store, &postgres).await;
+        store.close().await;
+        postgres.close().await;
+        copied?;
+        for file in ["", "-wal", "-shm"] {
+            let mut path = paths.metadata.clone().into_os_string();
+            path.push(file);
+            let _ = std::fs::remove_file(path);
+        }
+    } else {
+        store.close().await;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let blobs = match &target.blobs {
+        None => BlobStore::filesystem(&paths.storage, target.fsync)
+            .map_err(wharf_registry::RegistryError::from)?,
+        Some(blobs) => blobs.clone(),
+    };
+    let registry = Registry::open(
+        &target.metadata,
+        &paths,
+        blobs,
+        Limits::default(),
+        DrainSettings::default(),
+    )
+    .await?;
     let fsck = registry.fsck(true).await;
     registry.close().await;
     Ok(RestoreReport {
@@ -318,6 +365,22 @@ async fn restore_into(
         forgotten,
         fsck: fsck?,
     })
+}
+
+/// Writes the restored snapshot's rows into the empty PostgreSQL database, in one transaction.
+async fn copy_to_postgres(
+    snapshot: &SqliteStore,
+    postgres: &PostgresStore,
+) -> Result<(), BackupError> {
+    let mut import = postgres.begin_import().await?;
+    snapshot
+        .begin_export()
+        .await?
+        .copy_into(&mut import)
+        .await?;
+    wharf_core::failpoint::hit("restore-rows-written");
+    import.commit().await?;
+    Ok(())
 }
 
 /// Where a restore places blobs.

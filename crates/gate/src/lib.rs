@@ -195,6 +195,10 @@ struct Inner {
     others: Vec<ReplicaState>,
     /// Where this replica serves, as it advertises itself.
     address: String,
+    /// Whether this process serves the registry and so is one of its replicas (heartbeats are
+    /// being published). A command acting on the database in process (`wharf backup`, `gc`)
+    /// follows the holds but serves nobody: it never appears among the replicas.
+    serving: bool,
 }
 
 impl Inner {
@@ -285,6 +289,7 @@ impl WriteGate {
                     cluster: ClusterSettings::default(),
                     others: Vec::new(),
                     address: String::new(),
+                    serving: false,
                 }),
                 published,
                 wake: Notify::new(),

@@ -199,9 +199,10 @@ impl WriteGate {
         }
     }
 
-    /// Writes this replica's row now, if other replicas share the store (else nobody reads it).
+    /// Writes this replica's row now, if other replicas share the store (else nobody reads it)
+    /// and this process serves ([`WriteGate::publish_heartbeats`] runs).
     pub(crate) async fn publish_state(&self) -> Result<(), StoreError> {
-        if !self.shared.store.shared_by_replicas() {
+        if !self.shared.store.shared_by_replicas() || !self.lock().serving {
             return Ok(());
         }
         let state = self.replica_state();
@@ -249,15 +250,23 @@ impl WriteGate {
             })
             .collect();
         // This replica's entry and status from one look, so a report never mixes two modes.
-        let (this, state) = {
+        let (this, state, serving) = {
             let inner = self.lock();
-            (self.status_of(&inner), self.replica_state_of(&inner))
+            (
+                self.status_of(&inner),
+                self.replica_state_of(&inner),
+                inner.serving,
+            )
         };
-        replicas.push(ReplicaReport {
-            state,
-            live: true,
-            this: true,
-        });
+        // A process that serves nobody (a command acting on the database in process) is not a
+        // replica; it stands for the registry only when no replica is live.
+        if serving || !store.shared_by_replicas() || !replicas.iter().any(|r| r.live) {
+            replicas.push(ReplicaReport {
+                state,
+                live: true,
+                this: true,
+            });
+        }
         replicas.sort_by(|a, b| a.state.name.cmp(&b.state.name));
         let live = replicas.iter().filter(|r| r.live).count();
         let read_only = replicas
@@ -307,7 +316,11 @@ impl WriteGate {
     /// is where it serves. A store no other process shares has no other replica to tell: then
     /// this only waits for `stop`.
     pub async fn publish_heartbeats(&self, address: String, stop: CancellationToken) {
-        self.lock().address = address;
+        {
+            let mut inner = self.lock();
+            inner.address = address;
+            inner.serving = true;
+        }
         if !self.shared.store.shared_by_replicas() {
             stop.cancelled().await;
             return;
@@ -333,6 +346,8 @@ impl WriteGate {
                 () = tokio::time::sleep(every) => {}
             }
         }
+        // No draining look may write the row again once it is removed.
+        self.lock().serving = false;
         let forget_before = now_millis() - duration_millis(FORGET_LOST_AFTER);
         if let Err(error) = self
             .shared

@@ -19,6 +19,8 @@
 //! - [`locks`]: the advisory locks, and why each exists.
 //! - `notifications`: LISTEN/NOTIFY, so that every replica hears of a hold change at once.
 //! - `accounts`: the [`AccountStore`](wharf_metadata::AccountStore) part.
+//! - `transfer`: backups of the database (one consistent read of its rows) and restores into
+//!   an empty one.
 //! - `testing` (feature `testing`): a fresh database per test on the test server.
 
 mod accounts;
@@ -27,6 +29,9 @@ mod notifications;
 pub mod options;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod transfer;
+
+pub use transfer::Import;
 
 use std::path::Path;
 
@@ -52,7 +57,7 @@ use wharf_metadata::rows::{
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
     ManifestRejection, MetadataError, MetadataStore, Names, NewManifest, Page, Referrer, Result,
-    StoredManifest, UploadCompletion, UploadSession, sql,
+    Snapshot, StoredManifest, UploadCompletion, UploadSession, sql,
 };
 
 // A page of a listing is one row, its names joined with newlines (`string_agg` where SQLite has
@@ -734,14 +739,8 @@ impl MetadataStore for PostgresStore {
         Ok(())
     }
 
-    fn supports_snapshots(&self) -> bool {
-        false
-    }
-
-    async fn snapshot(&self, _path: &Path) -> Result<()> {
-        Err(MetadataError::Unsupported(
-            "a backup snapshot of PostgreSQL metadata",
-        ))
+    async fn snapshot(&self, _path: &Path) -> Result<Snapshot> {
+        Ok(Snapshot::Begun(self.begin_export().await?))
     }
 
     async fn claim_job_lease(

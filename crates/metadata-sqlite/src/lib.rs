@@ -7,6 +7,9 @@
 
 mod accounts;
 mod stable_plans;
+mod transfer;
+
+pub use transfer::SnapshotFile;
 
 use std::path::Path;
 use std::time::Duration;
@@ -31,8 +34,8 @@ use wharf_metadata::rows::{
 };
 use wharf_metadata::{
     BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
-    ManifestRejection, MetadataStore, Names, NewManifest, Page, Referrer, Result, StoredManifest,
-    UploadCompletion, UploadSession, sql,
+    ManifestRejection, MetadataStore, Names, NewManifest, Page, Referrer, Result, Snapshot,
+    StoredManifest, UploadCompletion, UploadSession, sql,
 };
 
 /// A statement with its parameters bound.
@@ -698,7 +701,7 @@ impl MetadataStore for SqliteStore {
         Ok(deleted == 1)
     }
 
-    async fn snapshot(&self, path: &Path) -> Result<()> {
+    async fn snapshot(&self, path: &Path) -> Result<Snapshot> {
         let path = path
             .to_str()
             .ok_or_else(|| corrupt(format!("snapshot path {} is not UTF-8", path.display())))?;
@@ -707,7 +710,7 @@ impl MetadataStore for SqliteStore {
             .bind(path)
             .execute(&self.reader)
             .await?;
-        Ok(())
+        Ok(Snapshot::Written)
     }
 
     async fn claim_job_lease(

@@ -13,6 +13,7 @@ pub mod rows;
 pub mod sql;
 #[cfg(feature = "suite")]
 pub mod suite;
+pub mod transfer;
 
 use async_trait::async_trait;
 
@@ -29,6 +30,14 @@ use wharf_core::unavailable::Unavailable;
 use wharf_core::upload_id::UploadId;
 use wharf_gate::store::GateStore;
 use wharf_gate::{ControlWrite, WritePermit};
+
+/// A backup's snapshot of the metadata, as [`MetadataStore::snapshot`] took it.
+pub enum Snapshot {
+    /// Written to the file it was given.
+    Written,
+    /// Begun: a consistent read of the rows, to be copied into the file.
+    Begun(Box<dyn transfer::RowSource>),
+}
 
 /// A failure of the metadata store itself (not a "not found", which methods return as `None`).
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +64,6 @@ pub enum MetadataError {
     /// The settings to reach the database are unusable (a malformed URL, say).
     #[error("invalid metadata database settings: {0}")]
     Settings(String),
-    /// This backend cannot do what was asked (yet): what it was.
-    #[error("{0} is not supported on this metadata database yet")]
-    Unsupported(&'static str),
 }
 
 /// SQLite's `SQLITE_FULL` and PostgreSQL's `disk_full`: the codes a database answers a write
@@ -503,8 +509,12 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
 
     // ---- Backups ----
 
-    /// Writes a consistent copy of the whole database to the new file `path`.
-    async fn snapshot(&self, path: &std::path::Path) -> Result<()>;
+    /// Takes a consistent snapshot of the whole database for a backup, as of now. SQLite
+    /// writes it to the new file `path` at once ([`Snapshot::Written`]); PostgreSQL begins a
+    /// read of its rows in one transaction and returns it ([`Snapshot::Begun`]) for the caller
+    /// to copy into `path` (`wharf_metadata_sqlite::SnapshotFile`) once the registry is writable
+    /// again, since what it copies stays that of this moment.
+    async fn snapshot(&self, path: &std::path::Path) -> Result<Snapshot>;
 
     /// Claims upload session `id` for `writer` (a request) until `until`, if it is open and no
     /// other request's claim holds at `now`; returns whether it did. A store no other process
@@ -534,12 +544,6 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
     async fn release_upload_claim(&self, id: &UploadId, writer: &str) -> Result<()> {
         let _ = (id, writer);
         Ok(())
-    }
-
-    /// Whether [`MetadataStore::snapshot`] works on this backend (PostgreSQL's does not yet), so
-    /// that a backup is refused before it holds the registry read-only.
-    fn supports_snapshots(&self) -> bool {
-        true
     }
 
     /// Claims, or renews, the lease of background job `name` (garbage collection) for `holder`

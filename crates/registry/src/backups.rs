@@ -8,7 +8,9 @@
 //! 1. takes a hold `backup-<id>` with a TTL (a backup that dies never leaves the registry
 //!    read-only for longer) and waits until read-only is in effect — the drain lets pushes in
 //!    progress finish first;
-//! 2. snapshots the metadata consistently (`VACUUM INTO`);
+//! 2. snapshots the metadata consistently: SQLite with `VACUUM INTO`; PostgreSQL by beginning
+//!    one `REPEATABLE READ` read of its rows, which are written into a SQLite file of the same
+//!    schema (every backup's format) once the hold is released;
 //! 3. takes a [lease](wharf_metadata::BackupLease) so garbage collection keeps every blob the
 //!    snapshot can reference, and releases the hold ([`Registry::take_backup_snapshot`]);
 //! 4. copies the snapshot and the blobs it references to a destination (`wharf-backup`), verifying
@@ -27,8 +29,8 @@ use wharf_core::digest::{Algorithm, ContentHasher, Digest};
 use wharf_core::time::{Millis, now_millis};
 use wharf_gate::holds::HoldNameError;
 use wharf_gate::{HoldError, HoldName, HoldRequest, HoldSource};
-use wharf_metadata::{BackupLease, MetadataError};
-use wharf_metadata_sqlite::{SnapshotCounts, SqliteSnapshot};
+use wharf_metadata::{BackupLease, MetadataError, Snapshot};
+use wharf_metadata_sqlite::{SnapshotCounts, SnapshotFile, SqliteSnapshot};
 
 /// A backup's identifier: its start time and a random suffix, such as `20261122-020000-3fa1c2`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -167,9 +169,6 @@ pub enum BackupError {
         "read-only was not in effect after {0:?}: writes under way did not finish; the hold was released, try again"
     )]
     DrainTimeout(Duration),
-    /// The registry cannot be backed up this way (its metadata is in PostgreSQL).
-    #[error("{0}")]
-    Unsupported(String),
     /// No such backup (or its lease expired).
     #[error("no backup {0} is in progress (or its lease expired)")]
     UnknownBackup(String),
@@ -233,12 +232,6 @@ impl Registry {
                 "the hold's TTL must be longer than the wait for read-only".to_owned(),
             ));
         }
-        if !self.metadata().supports_snapshots() {
-            return Err(BackupError::Unsupported(
-                "backups of a registry whose metadata is in PostgreSQL are not supported yet"
-                    .to_owned(),
-            ));
-        }
         let id = BackupId::generate();
         let hold = id.hold_name();
         let gate = self.gate();
@@ -258,10 +251,13 @@ impl Registry {
             .release_hold(&hold, &options.actor, options.source)
             .await;
         let described = match (taken, released) {
-            (Ok(times), Ok(_)) => {
-                self.describe_snapshot(&id, hold_taken_at, read_only_until, times)
-                    .await
-            }
+            (Ok((times, snapshot)), Ok(_)) => match self.write_snapshot(&id, snapshot).await {
+                Ok(()) => {
+                    self.describe_snapshot(&id, hold_taken_at, read_only_until, times)
+                        .await
+                }
+                Err(error) => Err(error),
+            },
             (Err(error), released) => {
                 if let Err(release) = released {
                     tracing::error!(backup = %id, error = %release, "cannot release the backup's hold; its TTL will");
@@ -283,13 +279,13 @@ impl Registry {
     }
 
     /// Takes the lease, waits for read-only, snapshots, narrows the lease to the snapshot;
-    /// returns when read-only was in effect and when the snapshot was taken.
+    /// returns when read-only was in effect and when the snapshot was taken, and the snapshot.
     async fn snapshot_while_held(
         &self,
         id: &BackupId,
         options: &SnapshotOptions,
         hold_taken_at: Millis,
-    ) -> Result<(Millis, Millis), BackupError> {
+    ) -> Result<((Millis, Millis), Snapshot), BackupError> {
         // The lease comes first and keeps every blob until the snapshot is taken: should the
         // hold end early (its TTL, an administrator), nothing the snapshot lists is collected.
         let mut lease = BackupLease {
@@ -312,7 +308,7 @@ impl Registry {
         let folder = path.parent().unwrap_or(&self.backups_dir);
         std::fs::create_dir_all(folder)
             .map_err(BackupError::io(format!("creating {}", folder.display())))?;
-        self.metadata.snapshot(&path).await?;
+        let snapshot = self.metadata.snapshot(&path).await?;
         // The copy starts now: the lease's TTL counts from here, not from before the drain.
         lease.snapshot_at = now_millis();
         lease.expires_at = lease
@@ -322,7 +318,21 @@ impl Registry {
             .put_backup_lease(&self.gate().control_write(), &lease)
             .await?;
         wharf_core::failpoint::hit("backup-lease-taken");
-        Ok((read_only_from, lease.snapshot_at))
+        Ok(((read_only_from, lease.snapshot_at), snapshot))
+    }
+
+    /// Writes a snapshot that was only begun (PostgreSQL's: a consistent read of its rows) into
+    /// the backup's SQLite file. It runs with the registry writable again: what it copies is
+    /// what the database held when the snapshot was begun, under the hold.
+    async fn write_snapshot(&self, id: &BackupId, snapshot: Snapshot) -> Result<(), BackupError> {
+        let Snapshot::Begun(rows) = snapshot else {
+            return Ok(());
+        };
+        let mut file = SnapshotFile::create(&self.snapshot_path(id)).await?;
+        rows.copy_into(&mut file).await?;
+        file.finish().await?;
+        wharf_core::failpoint::hit("backup-snapshot-written");
+        Ok(())
     }
 
     /// What a taken snapshot holds.

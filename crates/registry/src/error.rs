@@ -179,9 +179,6 @@ impl From<MetadataError> for RegistryError {
     fn from(error: MetadataError) -> Self {
         match error {
             MetadataError::Refused(refused) => RegistryError::Refused(refused),
-            MetadataError::Unsupported(what) => RegistryError::Unsupported(format!(
-                "{what} is not supported on this registry's metadata database yet"
-            )),
             other => RegistryError::store_failed(other),
         }
     }

@@ -76,12 +76,6 @@ pub enum BackupCommand {
 
 /// Runs a `backup` command; returns whether it succeeded.
 pub async fn run(command: BackupCommand, config: &Config) -> anyhow::Result<bool> {
-    if let BackupCommand::Create {
-        hold_only: false, ..
-    } = command
-    {
-        refuse_postgres(config, "wharf backup create")?;
-    }
     match command {
         BackupCommand::Create {
             to: Some(to),
@@ -516,28 +510,14 @@ fn backup_bucket(
     Ok(Some(settings))
 }
 
-/// Backups and restores copy a SQLite snapshot: refused, in one line, for a registry whose
-/// metadata is in PostgreSQL.
-fn refuse_postgres(config: &Config, command: &str) -> anyhow::Result<()> {
-    if config.metadata.is_postgres() {
-        bail!(
-            "{command} is not supported yet with PostgreSQL metadata (metadata.url is {}); \
-             `wharf backup create --hold-only` holds the registry read-only around a backup of \
-             your own",
-            config.metadata.url.redacted()
-        );
-    }
-    Ok(())
-}
-
-/// `wharf restore`: a backup into an empty data folder, then fsck.
+/// `wharf restore`: a backup into an empty data folder (and, with PostgreSQL metadata, an
+/// empty database), then fsck.
 pub async fn restore(
     from: &Path,
     data: &Path,
     config: &Config,
     json: bool,
 ) -> anyhow::Result<bool> {
-    refuse_postgres(config, "wharf restore")?;
     // With blobs in S3 they are written into the bucket (checked first, as `serve` does).
     let blobs = match config.storage.backend {
         wharf_config::StorageBackend::Filesystem => None,
@@ -545,16 +525,18 @@ pub async fn restore(
             Some(wharf_storage::BlobStore::s3(&config.storage.s3.settings()?).await?)
         }
     };
+    let target = wharf_backup::RestoreTarget {
+        data: data.to_owned(),
+        fsync: config.storage.fsync,
+        blobs,
+        metadata: config.metadata.database(),
+    };
     let progress = ProgressReport::new("restored");
     let report = match backup_bucket(from, config)? {
-        None => {
-            wharf_backup::restore_with_blobs(from, data, config.storage.fsync, blobs, &progress)
-                .await?
-        }
+        None => wharf_backup::restore(from, target, &progress).await?,
         Some(settings) => {
             let backup = wharf_storage::S3Folder::connect(&settings).await?;
-            wharf_backup::restore_from_bucket(&backup, data, config.storage.fsync, blobs, &progress)
-                .await?
+            wharf_backup::restore_from_bucket(&backup, target, &progress).await?
         }
     };
     progress.done();

@@ -40,13 +40,19 @@ pub fn init(config: &LogConfig) -> anyhow::Result<LogLevelSetter> {
     }))
 }
 
-/// The filter of `log.level`. object_store logs every retry it makes (a refused connection, an
-/// S3 `SlowDown`) at `info`: routine for S3, and what outlasts the retries Wharf logs as an
-/// error itself; so object_store's own lines start at `warn` unless the level names it.
+/// Libraries whose `info` lines are routine, so they start at `warn` unless `log.level` names
+/// them: object_store logs every retry it makes (a refused connection, an S3 `SlowDown`), and
+/// what outlasts the retries Wharf logs as an error itself; PostgreSQL's notices include "relation
+/// _sqlx_migrations already exists, skipping" at every start.
+const QUIETED: &[&str] = &["object_store", "sqlx::postgres::notice"];
+
+/// The filter of `log.level`, with [`QUIETED`] applied.
 fn level_filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
-    let filter = EnvFilter::try_new(level)?;
-    if level.contains("object_store") {
-        return Ok(filter);
+    let mut filter = EnvFilter::try_new(level)?;
+    for target in QUIETED {
+        if !level.contains(target) {
+            filter = filter.add_directive(format!("{target}=warn").parse()?);
+        }
     }
-    Ok(filter.add_directive("object_store=warn".parse()?))
+    Ok(filter)
 }

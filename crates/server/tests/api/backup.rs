@@ -6,7 +6,9 @@ use std::path::Path;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wharf_backup::{Destination, LocalSource, Progress, copy_backup, restore, verify};
+use wharf_backup::{
+    Destination, LocalSource, Progress, RestoreTarget, copy_backup, restore, verify,
+};
 use wharf_core::digest::Digest;
 use wharf_registry::backups::BackupSnapshot;
 
@@ -319,7 +321,7 @@ async fn verify_and_restore_refuse_what_is_not_a_complete_intact_backup() {
         verify(&backup, false, &Silent).await.unwrap().is_good(),
         "sizes alone do not see it"
     );
-    let error = restore(&backup, &restored, false, &Silent)
+    let error = restore(&backup, RestoreTarget::folder(&restored, false), &Silent)
         .await
         .unwrap_err();
     assert!(error.to_string().contains(&layer.to_string()), "{error}");
@@ -346,9 +348,13 @@ async fn verify_and_restore_refuse_what_is_not_a_complete_intact_backup() {
     let report = verify(&interrupted, true, &Silent).await.unwrap();
     assert!(report.problems[0].contains("incomplete"), "{report:?}");
     let restored_twice = dir.path().join("restored-twice");
-    let error = restore(&interrupted, &restored_twice, false, &Silent)
-        .await
-        .unwrap_err();
+    let error = restore(
+        &interrupted,
+        RestoreTarget::folder(&restored_twice, false),
+        &Silent,
+    )
+    .await
+    .unwrap_err();
     assert!(error.to_string().contains("incomplete"), "{error}");
     // A backup that committed but crashed before removing the mark is complete.
     std::fs::write(backup.join("INCOMPLETE"), "").unwrap();
@@ -375,13 +381,15 @@ async fn verify_and_restore_refuse_what_is_not_a_complete_intact_backup() {
     let occupied = dir.path().join("occupied");
     std::fs::create_dir_all(&occupied).unwrap();
     std::fs::write(occupied.join("something"), "x").unwrap();
-    let error = restore(&backup, &occupied, false, &Silent)
+    let error = restore(&backup, RestoreTarget::folder(&occupied, false), &Silent)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("not empty"), "{error}");
 
     // Intact again: it restores, and the restored registry starts read-write.
-    let report = restore(&backup, &restored, false, &Silent).await.unwrap();
+    let report = restore(&backup, RestoreTarget::folder(&restored, false), &Silent)
+        .await
+        .unwrap();
     assert!(report.fsck.is_clean(), "{report:?}");
     assert_eq!(report.blobs, 3);
     let mut config = wharf_config::Config::default();
@@ -474,32 +482,100 @@ async fn a_backup_of_a_registry_already_read_only_reports_its_own_window_and_lea
         .await;
 }
 
-/// A registry whose metadata is in PostgreSQL refuses a backup (not supported yet) at once,
-/// with a message saying so, before it takes a hold: it stays writable, and nothing waits.
+/// A registry on PostgreSQL backs up as one on SQLite does, into the same format: the backup
+/// holds the registry as it was under the hold (a push after the snapshot is not in it), and it
+/// restores into an empty PostgreSQL database — where a server then serves it, read-write, and
+/// new rows do not collide with restored ones — and into SQLite alike. A database that holds a
+/// registry already is refused, and nothing is created.
 #[tokio::test]
-async fn a_registry_on_postgresql_refuses_a_backup_before_holding_it() {
-    let database = wharf_metadata_postgres::testing::TestDatabase::create()
-        .await
-        .expect("a PostgreSQL database");
+async fn a_registry_on_postgresql_backs_up_and_restores_into_postgresql_or_sqlite() {
+    use wharf_metadata_postgres::testing::TestDatabase;
+    use wharf_registry::MetadataDatabase;
+
+    let database = TestDatabase::create().await.expect("a PostgreSQL database");
     let app = TestApp::start_with(|config| {
         config.metadata.url = wharf_config::DatabaseUrl(database.url().to_owned());
+        config.drain.push_grace =
+            wharf_config::HumanDuration(std::time::Duration::from_millis(100));
     })
     .await;
-    let response = app
-        .request(Method::POST, "/api/v1/backups")
+    let image = app.push_image("team/app", "v1", 2).await;
+    let taken = snapshot(&app).await;
+    assert_eq!(taken.counts.tags, 1, "{taken:?}");
+    assert_eq!(app.state().await["effective"], "read-write");
+    // Pushed after the snapshot, while its rows are still to be copied: not in the backup.
+    app.push_image("team/later", "v1", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let manifest = copy(&app, &taken, &backup).await;
+    app.delete(&format!("/api/v1/backups/{}", taken.id)).await;
+    assert_eq!(manifest.counts.blobs, 3);
+    assert!(verify(&backup, true, &Silent).await.unwrap().is_good());
+
+    let target = TestDatabase::create().await.expect("a PostgreSQL database");
+    let into_postgres = |data: &Path| RestoreTarget {
+        data: data.to_owned(),
+        fsync: false,
+        blobs: None,
+        metadata: MetadataDatabase::Postgres(target.options()),
+    };
+    let restored = dir.path().join("restored-on-postgres");
+    let report = restore(&backup, into_postgres(&restored), &Silent)
+        .await
+        .unwrap();
+    assert!(report.fsck.is_clean(), "{report:?}");
+    assert_eq!((report.blobs, report.forgotten[0]), (3, 1), "{report:?}");
+    assert!(
+        !restored.join("metadata.db").exists(),
+        "the snapshot is not left in the data folder"
+    );
+
+    let again = dir.path().join("restored-again");
+    let error = restore(&backup, into_postgres(&again), &Silent)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("already holds a registry"),
+        "{error}"
+    );
+    assert!(!again.exists(), "a refused restore creates nothing");
+
+    let served = TestApp::start_with(|config| {
+        config.metadata.url = wharf_config::DatabaseUrl(target.url().to_owned());
+        config.storage.data_dir = restored.clone();
+        config.storage.backend = wharf_config::StorageBackend::Filesystem;
+    })
+    .await;
+    let pulled = served
+        .request(Method::GET, "/v2/team/app/manifests/v1")
+        .header("accept", crate::app::OCI_MANIFEST)
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errors"][0]["code"], "UNSUPPORTED");
-    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("PostgreSQL are not supported yet"),
-        "{message}"
+    assert_eq!(pulled.status(), StatusCode::OK);
+    assert_eq!(
+        pulled.bytes().await.unwrap().as_ref(),
+        image.manifest.as_slice()
     );
-    let state = app.state().await;
+    for blob in image.blobs() {
+        let digest = Digest::sha256_of(blob);
+        let got = served.get(&format!("/v2/team/app/blobs/{digest}")).await;
+        assert_eq!(got.bytes().await.unwrap().as_ref(), blob.as_slice());
+    }
+    let later = served.get("/v2/team/later/manifests/v1").await;
+    assert_eq!(later.status(), StatusCode::NOT_FOUND);
+    let state = served.state().await;
     assert_eq!(state["effective"], "read-write", "{state}");
     assert_eq!(state["holds"], json!([]), "{state}");
-    app.push_image("team/app", "v1", 1).await;
+    // New repositories get ids after the restored ones'.
+    served.push_image("team/new", "v1", 1).await;
+    served.push_image("team/app", "v2", 1).await;
+
+    let into_sqlite = dir.path().join("restored-on-sqlite");
+    let report = restore(&backup, RestoreTarget::folder(&into_sqlite, false), &Silent)
+        .await
+        .unwrap();
+    assert!(report.fsck.is_clean(), "{report:?}");
+    assert_eq!(report.blobs, 3);
+    assert!(into_sqlite.join("metadata.db").is_file());
 }

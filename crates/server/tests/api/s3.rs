@@ -443,15 +443,13 @@ async fn a_backup_from_s3_restores_into_a_bucket() {
     let blobs = BlobStore::s3(&config.storage.s3.settings().unwrap())
         .await
         .unwrap();
-    let report = wharf_backup::restore_with_blobs(
-        &backup,
-        &config.storage.data_dir,
-        false,
-        Some(blobs),
-        &crate::backup::Silent,
-    )
-    .await
-    .unwrap();
+    let target = wharf_backup::RestoreTarget {
+        blobs: Some(blobs),
+        ..wharf_backup::RestoreTarget::folder(&config.storage.data_dir, false)
+    };
+    let report = wharf_backup::restore(&backup, target, &crate::backup::Silent)
+        .await
+        .unwrap();
     assert!(report.fsck.is_clean(), "{report:?}");
     assert_eq!(report.blobs, 3);
     assert!(

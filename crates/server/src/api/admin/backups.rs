@@ -48,11 +48,6 @@ fn backup_error(error: BackupError) -> AdminError {
                 error.to_string(),
             )
         },
-        BackupError::Unsupported(_) => AdminError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            error.to_string(),
-        ),
         BackupError::UnknownBackup(_) => {
             AdminError::new(StatusCode::NOT_FOUND, "NOT_FOUND", error.to_string())
         }
