@@ -579,3 +579,56 @@ async fn a_registry_on_postgresql_backs_up_and_restores_into_postgresql_or_sqlit
     assert_eq!(report.blobs, 3);
     assert!(into_sqlite.join("metadata.db").is_file());
 }
+
+/// A backup of a registry on SQLite restores into an empty PostgreSQL database: the way to
+/// move a registry to replicas.
+#[tokio::test]
+async fn a_registry_on_sqlite_moves_to_postgresql_through_a_backup() {
+    use wharf_metadata_postgres::testing::TestDatabase;
+    use wharf_registry::MetadataDatabase;
+
+    let app = TestApp::start_with(|config| {
+        config.metadata.url = wharf_config::DatabaseUrl(String::new());
+        config.drain.push_grace =
+            wharf_config::HumanDuration(std::time::Duration::from_millis(100));
+    })
+    .await;
+    let image = app.push_image("team/app", "v1", 1).await;
+    let taken = snapshot(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    copy(&app, &taken, &backup).await;
+    app.delete(&format!("/api/v1/backups/{}", taken.id)).await;
+
+    let target = TestDatabase::create().await.expect("a PostgreSQL database");
+    let restored = dir.path().join("restored");
+    let report = restore(
+        &backup,
+        RestoreTarget {
+            metadata: MetadataDatabase::Postgres(target.options()),
+            ..RestoreTarget::folder(&restored, false)
+        },
+        &Silent,
+    )
+    .await
+    .unwrap();
+    assert!(report.fsck.is_clean(), "{report:?}");
+    assert_eq!(report.blobs, 2);
+    let served = TestApp::start_with(|config| {
+        config.metadata.url = wharf_config::DatabaseUrl(target.url().to_owned());
+        config.storage.data_dir = restored.clone();
+        config.storage.backend = wharf_config::StorageBackend::Filesystem;
+    })
+    .await;
+    let pulled = served
+        .request(Method::GET, "/v2/team/app/manifests/v1")
+        .header("accept", crate::app::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pulled.status(), StatusCode::OK);
+    assert_eq!(
+        pulled.bytes().await.unwrap().as_ref(),
+        image.manifest.as_slice()
+    );
+}
