@@ -3,7 +3,8 @@
 //! refuses new pushes on the others at once (LISTEN/NOTIFY), a push under way continues through
 //! any replica until its tagged manifest, `?wait` returns only once every live replica is
 //! read-only with the latest holds, a replica killed with SIGKILL is reported lost and not
-//! waited for, and a restart of PostgreSQL is followed by every replica.
+//! waited for, and a restart of PostgreSQL is followed by every replica. With blobs in S3, an
+//! upload continues across all three.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -639,4 +640,103 @@ async fn a_thousand_toggles_through_the_replicas_fail_no_pull_through_nginx() {
     let (code, stdout, stderr) = support::wharf(&servers[0].config_file, &["fsck"]);
     assert_eq!(code, 0, "wharf fsck found problems:\n{stdout}\n{stderr}");
     assert!(stdout.contains("no problems found"), "{stdout}\n{stderr}");
+}
+
+/// With blobs in S3 (s3s-fs, signatures checked, parts of at least 5 MiB) an upload whose
+/// `POST`, `PATCH`es and `PUT` each go to another of three replicas completes: a part recorded
+/// by one replica, bytes short of a part staged by another, and the multipart upload completed
+/// by a third; the blob pulls byte-identical through any of them, and so does its manifest.
+#[tokio::test]
+async fn an_upload_spread_over_three_replicas_completes_with_blobs_in_s3() {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: this test needs the S3 test servers. Run scripts/test, or \
+                 start them with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
+            )
+        })
+    };
+    let database = TestDatabase::create().await.expect("a PostgreSQL database");
+    let dir = tempfile::tempdir().unwrap();
+    let (id_file, secret_file) = (dir.path().join("key-id"), dir.path().join("secret"));
+    std::fs::write(&id_file, var("S3_TEST_ACCESS_KEY_ID")).unwrap();
+    std::fs::write(&secret_file, var("S3_TEST_SECRET_ACCESS_KEY")).unwrap();
+    let prefix = format!("replicas-{}", std::process::id());
+    let yaml = format!(
+        "  backend: s3\n  s3:\n    bucket: {}\n    prefix: {prefix}\n    endpoint: {}\n    \
+         path_style: true\n    allow_http: true\n    access_key_id_file: {}\n    \
+         secret_access_key_file: {}\n    part_size: 5MiB\nmetadata:\n  url: {:?}\n{CLUSTER_YAML}",
+        var("S3_TEST_BUCKET"),
+        var("S3_TEST_ENDPOINT"),
+        id_file.display(),
+        secret_file.display(),
+        database.url()
+    );
+    // Each replica has a data folder of its own: with blobs in S3 nothing is shared on disk.
+    let servers: Vec<WharfServer> = (0..3)
+        .map(|i| {
+            let own = dir.path().join(format!("replica-{i}"));
+            WharfServer::start_config(&own, &own.join("data"), &yaml)
+        })
+        .collect();
+    let registry = Registry::new();
+    let opened = registry.open_upload(&servers[0], "team/app").await;
+    assert_eq!(opened.status(), StatusCode::ACCEPTED);
+    let mut location = opened.headers()["location"].to_str().unwrap().to_owned();
+    let chunks: Vec<Vec<u8>> = [6 << 20, 3 << 20, 6 << 20, 1 << 20]
+        .iter()
+        .enumerate()
+        .map(|(i, len)| (0..*len).map(|b| (b * 7 + i * 13) as u8).collect())
+        .collect();
+    let mut content = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        location = registry
+            .patch(
+                &servers[(i + 1) % 3],
+                &location,
+                content.len() as u64,
+                chunk,
+            )
+            .await;
+        content.extend_from_slice(chunk);
+    }
+    let digest = sha256(&content);
+    assert_eq!(
+        registry.finish(&servers[2], &location, &digest).await,
+        StatusCode::CREATED
+    );
+    let config = b"{\"os\":\"linux\"}";
+    assert_eq!(
+        registry.push_blob(&servers[0], "team/app", config).await,
+        StatusCode::CREATED
+    );
+    let manifest = manifest(config, &content);
+    assert_eq!(
+        registry
+            .put_manifest(&servers[1], "team/app", "v1", &manifest)
+            .await,
+        StatusCode::CREATED
+    );
+    for server in &servers {
+        let pulled = registry
+            .http
+            .get(format!("{}/v2/team/app/blobs/{digest}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pulled.status(), StatusCode::OK);
+        assert!(
+            pulled.bytes().await.unwrap().as_ref() == content.as_slice(),
+            "the blob through {} is the bytes pushed",
+            server.url
+        );
+        let pulled = registry
+            .http
+            .get(format!("{}/v2/team/app/manifests/v1", server.url))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pulled.bytes().await.unwrap().as_ref(), manifest.as_slice());
+    }
 }
