@@ -22,4 +22,5 @@ mod read_only;
 mod s3;
 mod shutdown;
 mod tls;
+mod ui;
 mod uploads;
