@@ -3,7 +3,7 @@
 //!
 //! Pages continue after a key (keyset pagination), never at an offset, so the thousandth page of
 //! 100,000 repositories reads as few rows as the first: the sorts read the indexes of
-//! `repository_stats` (migration 0100, kept up to date by triggers). The SQL reads the same on
+//! `repository_stats` (migration 0009, kept up to date by triggers). The SQL reads the same on
 //! both backends and lives here once.
 
 use wharf_core::digest::Digest;

@@ -1,7 +1,6 @@
 -- What the web UI lists repositories by: the last push and the size, kept up to date by
 -- triggers so that sorting and paging 100,000 repositories reads an index, not every
--- manifest. Numbered 0100 (sqlx allows gaps) so that it collides with no migration added
--- meanwhile for other reasons.
+-- manifest.
 --
 -- `size` is the repository's manifests plus each blob they reference, counted once per
 -- repository however many of its manifests share it. `manifests` counts its manifests: a

@@ -1,7 +1,6 @@
 -- What the web UI lists repositories by: the last push and the size, kept up to date by
 -- triggers so that sorting and paging 100,000 repositories reads an index, not every
--- manifest. The same table and rules as SQLite's migration of the same number (see there);
--- numbered 0100 (sqlx allows gaps) so that it collides with no migration added meanwhile.
+-- manifest. The same table and rules as SQLite's migration of the same number (see there).
 -- Writers of one repository's manifests are serialised by the lock on its row
 -- (`REPOSITORY_ID`), so "the first reference to a blob in this repository" is decided alike.
 CREATE TABLE repository_stats (
