@@ -2647,25 +2647,6 @@ pub async fn grants_and_visibility_rules<S: MetadataStore>(store: Arc<S>) {
     assert_eq!(rules().await, [rule("acme/*", false)]);
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    /// A behaviour the macro does not list would silently run for no backend.
-    #[test]
-    fn the_macro_runs_every_behaviour() {
-        let defined: BTreeSet<&str> = include_str!("suite.rs")
-            .lines()
-            .filter_map(|line| line.strip_prefix("pub async fn "))
-            .filter_map(|rest| rest.split(['<', '(']).next())
-            .collect();
-        let listed: BTreeSet<&str> = crate::store_suite!(@with_behaviours names)
-            .into_iter()
-            .collect();
-        assert_eq!(listed, defined);
-    }
-}
-
 /// The UI's listing: only repositories holding a manifest; sizes count each blob once per
 /// repository and drop what a deleted manifest alone referenced; sorted by name, last push and
 /// size, searched with `LIKE`'s wildcards taken literally, and paged after a cursor without
@@ -2805,4 +2786,23 @@ pub async fn repositories_are_browsed_by_name_push_and_size_in_pages<S: Metadata
             .await
             .is_empty()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// A behaviour the macro does not list would silently run for no backend.
+    #[test]
+    fn the_macro_runs_every_behaviour() {
+        let defined: BTreeSet<&str> = include_str!("suite.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub async fn "))
+            .filter_map(|rest| rest.split(['<', '(']).next())
+            .collect();
+        let listed: BTreeSet<&str> = crate::store_suite!(@with_behaviours names)
+            .into_iter()
+            .collect();
+        assert_eq!(listed, defined);
+    }
 }

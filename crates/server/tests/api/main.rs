@@ -23,4 +23,6 @@ mod s3;
 mod shutdown;
 mod tls;
 mod ui;
+mod ui_browser;
 mod uploads;
+mod webdriver;
