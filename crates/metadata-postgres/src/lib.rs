@@ -24,6 +24,7 @@
 //! - `testing` (feature `testing`): a fresh database per test on the test server.
 
 mod accounts;
+mod browse;
 pub mod locks;
 mod notifications;
 pub mod options;
@@ -963,6 +964,29 @@ impl MetadataStore for PostgresStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn browse_repositories(
+        &self,
+        query: &wharf_metadata::browse::RepositoryQuery<'_>,
+    ) -> Result<Vec<wharf_metadata::browse::RepositorySummary>> {
+        browse::repositories(&self.pool, query).await
+    }
+
+    async fn browse_tags(
+        &self,
+        repository: &RepositoryName,
+        page: Page<'_>,
+    ) -> Result<Option<Vec<wharf_metadata::browse::TagSummary>>> {
+        browse::tags(&self.pool, repository, page).await
+    }
+
+    async fn manifest_blobs(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<(Digest, u64)>> {
+        browse::manifest_blobs(&self.pool, repository, digest).await
     }
 }
 

@@ -6,6 +6,7 @@
 //! PostgreSQL store can share it.
 
 mod accounts;
+mod browse;
 mod stable_plans;
 mod transfer;
 
@@ -924,6 +925,29 @@ impl MetadataStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?)
+    }
+
+    async fn browse_repositories(
+        &self,
+        query: &wharf_metadata::browse::RepositoryQuery<'_>,
+    ) -> Result<Vec<wharf_metadata::browse::RepositorySummary>> {
+        browse::repositories(&self.reader, query).await
+    }
+
+    async fn browse_tags(
+        &self,
+        repository: &RepositoryName,
+        page: Page<'_>,
+    ) -> Result<Option<Vec<wharf_metadata::browse::TagSummary>>> {
+        browse::tags(&self.reader, repository, page).await
+    }
+
+    async fn manifest_blobs(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<(Digest, u64)>> {
+        browse::manifest_blobs(&self.reader, repository, digest).await
     }
 }
 

@@ -7,6 +7,7 @@
 //! makes visible becomes visible all at once, or not at all.
 
 pub mod accounts;
+pub mod browse;
 pub mod connections;
 mod names;
 pub mod rows;
@@ -645,4 +646,27 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
 
     /// Tags that point at no manifest (`repository`, `tag`), which the schema should prevent.
     async fn dangling_tags(&self, limit: u32) -> Result<Vec<(String, String)>>;
+
+    // ---- Browsing (the web UI; see [`browse`]) ----
+
+    /// A page of the repositories that hold a manifest, searched and sorted as `query` asks.
+    async fn browse_repositories(
+        &self,
+        query: &browse::RepositoryQuery<'_>,
+    ) -> Result<Vec<browse::RepositorySummary>>;
+
+    /// A page of `repository`'s tags after `page.last`, with their manifests; `None` if the
+    /// repository does not exist.
+    async fn browse_tags(
+        &self,
+        repository: &RepositoryName,
+        page: Page<'_>,
+    ) -> Result<Option<Vec<browse::TagSummary>>>;
+
+    /// The blobs manifest `digest` of `repository` references, with their sizes.
+    async fn manifest_blobs(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<(Digest, u64)>>;
 }

@@ -92,6 +92,7 @@ macro_rules! store_suite {
             users_are_created_updated_and_deleted,
             organizations_teams_and_robots,
             grants_and_visibility_rules,
+            repositories_are_browsed_by_name_push_and_size_in_pages,
         }
     };
     (@tests [$open:path] $($name:ident),* $(,)?) => {
@@ -2644,6 +2645,147 @@ pub async fn grants_and_visibility_rules<S: MetadataStore>(store: Arc<S>) {
     assert!(s.delete_visibility(&permit, "acme/app").await.unwrap());
     assert!(!s.delete_visibility(&permit, "acme/app").await.unwrap());
     assert_eq!(rules().await, [rule("acme/*", false)]);
+}
+
+/// The UI's listing: only repositories holding a manifest; sizes count each blob once per
+/// repository and drop what a deleted manifest alone referenced; sorted by name, last push and
+/// size, searched with `LIKE`'s wildcards taken literally, and paged after a cursor without
+/// skipping or repeating; tags come with their manifest's size.
+pub async fn repositories_are_browsed_by_name_push_and_size_in_pages<S: MetadataStore>(
+    store: Arc<S>,
+) {
+    use crate::browse::{RepositoryQuery, RepositorySort};
+    let fx = Fixture::new(store).await;
+    let config = fx.push_blob("browse/big", b"config").await;
+    let layer = fx.push_blob("browse/big", &[7u8; 1000]).await;
+    let one = manifest(r#"{"big":1}"#, &[&config, &layer], Some("v1"));
+    let two = manifest(r#"{"big":2}"#, &[&config, &layer], Some("v2"));
+    assert_eq!(fx.put("browse/big", &one).await, Ok(()));
+    assert_eq!(fx.put("browse/big", &two).await, Ok(()));
+    let small = manifest(r#"{"s":1}"#, &[], Some("latest"));
+    assert_eq!(fx.put("browse/sm_all", &small).await, Ok(()));
+    let later = manifest(r#"{"later":1}"#, &[], Some("x"));
+    assert_eq!(fx.put("browse/later", &later).await, Ok(()));
+    // Uploaded into, never pushed to: not listed.
+    fx.push_blob("browse/empty", b"alone").await;
+
+    let store = Arc::clone(&fx.store);
+    let browse =
+        |sort, search: &'static str, after: Option<crate::browse::RepositoryCursor>, limit| {
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .browse_repositories(&RepositoryQuery {
+                        sort,
+                        search,
+                        after: after.as_ref(),
+                        limit,
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+    let names = |list: &[crate::browse::RepositorySummary]| {
+        list.iter().map(|r| r.name.clone()).collect::<Vec<_>>()
+    };
+    let all = browse(RepositorySort::Name, "browse/", None, 10).await;
+    assert_eq!(names(&all), ["browse/big", "browse/later", "browse/sm_all"]);
+    let big = &all[0];
+    let manifests_size = (one.content.len() + two.content.len()) as u64;
+    assert_eq!(
+        big.size,
+        manifests_size + 6 + 1000,
+        "each blob counted once"
+    );
+    assert_eq!((big.manifests, big.tags), (2, 2));
+
+    let by_size = browse(RepositorySort::Size, "browse/", None, 10).await;
+    assert_eq!(by_size[0].name, "browse/big");
+    // Pages of one, each after the last, give the same order as one page.
+    for sort in [
+        RepositorySort::Name,
+        RepositorySort::LastPush,
+        RepositorySort::Size,
+    ] {
+        let whole = browse(sort, "browse/", None, 10).await;
+        let mut paged = Vec::new();
+        let mut cursor = None;
+        for _ in 0..MAX_PAGES {
+            let page = browse(sort, "browse/", cursor.clone(), 1).await;
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.cursor(sort));
+            paged.extend(page);
+        }
+        assert_eq!(names(&paged), names(&whole), "{sort:?}");
+    }
+    let pushes: Vec<_> = browse(RepositorySort::LastPush, "browse/", None, 10)
+        .await
+        .iter()
+        .map(|r| r.last_push_at)
+        .collect();
+    assert!(pushes.windows(2).all(|w| w[0] >= w[1]), "{pushes:?}");
+
+    // `_` is a character, not a wildcard.
+    assert_eq!(
+        names(&browse(RepositorySort::Name, "sm_a", None, 10).await),
+        ["browse/sm_all"]
+    );
+    assert!(
+        browse(RepositorySort::Name, "m_a_", None, 10)
+            .await
+            .is_empty()
+    );
+
+    let tags = fx
+        .store
+        .browse_tags(
+            &repo("browse/big"),
+            Page {
+                last: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tags.len(), 2);
+    assert_eq!(tags[0].name, "v1");
+    assert_eq!(tags[0].digest, one.digest);
+    assert_eq!(tags[0].size, one.content.len() as u64 + 1006);
+    assert!(
+        fx.store
+            .browse_tags(
+                &repo("browse/none"),
+                Page {
+                    last: None,
+                    limit: 10
+                }
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let blobs = fx
+        .store
+        .manifest_blobs(&repo("browse/big"), &one.digest)
+        .await
+        .unwrap();
+    assert_eq!(blobs.len(), 2);
+
+    // Deleting one manifest keeps the shared blobs counted; deleting both leaves it unlisted.
+    let permit = fx.permit().await;
+    let big_repo = repo("browse/big");
+    let deletion = fx.store.delete_manifest(&permit, &big_repo, &one.digest);
+    assert_eq!(deletion.await.unwrap(), ManifestDeletion::Deleted);
+    let big = browse(RepositorySort::Name, "browse/big", None, 10).await;
+    assert_eq!(big[0].size, two.content.len() as u64 + 1006);
+    let deletion = fx.store.delete_manifest(&permit, &big_repo, &two.digest);
+    assert_eq!(deletion.await.unwrap(), ManifestDeletion::Deleted);
+    assert!(
+        browse(RepositorySort::Name, "browse/big", None, 10)
+            .await
+            .is_empty()
+    );
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod backups;
 mod blobs;
+mod browse;
 mod error;
 mod fsck;
 mod gc;

@@ -1,5 +1,5 @@
 //! The HTTP API: the OCI Distribution API under `/v2/`, the token endpoint (`/auth/token`), the
-//! admin API (`/api/v1`), health endpoints and metrics.
+//! admin API (`/api/v1`), health endpoints and metrics; and the web UI (`wharf_ui`) under `/ui/`.
 //!
 //! Handlers are thin: parse the request, call the [`Registry`], map the result. Every error is a
 //! [`RegistryError`], which [`errors`] turns into the OCI error body; a panic, which is a bug,
@@ -55,9 +55,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/{*path}", any(v2::dispatch))
         .layer(axum::middleware::map_response(api_version));
     let admin = admin::routes(state.clone());
+    let ui = wharf_ui::Ui::new(
+        state.registry.clone(),
+        state.auth.authenticator.clone(),
+        wharf_ui::UiSettings {
+            title: "Wharf".to_owned(),
+            https: state.auth.scheme == "https",
+            gc: state.admin.gc,
+        },
+    );
     Router::new()
         .merge(distribution)
         .merge(admin)
+        .nest_service("/ui", ui.routes())
+        .route("/", get(root))
         .route(auth::TOKEN_PATH, get(token::get).post(token::post))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
@@ -70,6 +81,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
+}
+
+/// A browser asking for `/` is sent to the UI; anything else gets the API's "no such endpoint".
+async fn root(headers: axum::http::HeaderMap) -> Response {
+    let html = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if html {
+        axum::response::Redirect::to("/ui/").into_response()
+    } else {
+        OciError(RegistryError::EndpointUnknown).into_response()
+    }
 }
 
 /// Prometheus metrics, in the text exposition format.

@@ -22,4 +22,7 @@ mod read_only;
 mod s3;
 mod shutdown;
 mod tls;
+mod ui;
+mod ui_browser;
 mod uploads;
+mod webdriver;
