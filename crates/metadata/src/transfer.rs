@@ -14,7 +14,9 @@ use crate::{MetadataError, Result};
 
 /// The tables a backup carries, parents before the children whose foreign keys name them.
 /// Not carried: `replicas` and `job_leases` (the state of the processes running now),
-/// `hold_changes` (a counter each database starts for itself) and the migrations' own table.
+/// `hold_changes` (a counter each database starts for itself), `repository_stats` (derived:
+/// the schema's triggers compute it again as the rows are written) and the migrations' own
+/// table.
 pub const CARRIED_TABLES: &[&str] = &[
     "repositories",
     "blobs",
