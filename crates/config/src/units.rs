@@ -20,36 +20,10 @@ impl FromStr for HumanDuration {
     }
 }
 
-/// The units a duration is printed in, largest first: the ones the documentation writes. Not
-/// humantime's own printing, which spells days `30days` and goes on to months and years of
-/// 30.44 and 365.25 days (so `60d` would print as a month, 29 days and some hours).
-const DURATION_UNITS: [(&str, u128); 7] = [
-    ("d", 86_400_000_000_000),
-    ("h", 3_600_000_000_000),
-    ("m", 60_000_000_000),
-    ("s", 1_000_000_000),
-    ("ms", 1_000_000),
-    ("us", 1_000),
-    ("ns", 1),
-];
-
 impl fmt::Display for HumanDuration {
-    /// One number per unit that is not zero, as the documentation writes durations: `30d`,
-    /// `5m`, `1h 30m`, `1s 500ms`; `0s` for nothing. It parses back to the same duration.
+    /// As [`wharf_core::time::format_duration`] writes it: it parses back to the same duration.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0.as_nanos();
-        if rest == 0 {
-            return f.write_str("0s");
-        }
-        let mut separator = "";
-        for (unit, size) in DURATION_UNITS {
-            if rest >= size {
-                write!(f, "{separator}{}{unit}", rest / size)?;
-                rest %= size;
-                separator = " ";
-            }
-        }
-        Ok(())
+        f.write_str(&wharf_core::time::format_duration(self.0))
     }
 }
 

@@ -37,6 +37,45 @@ pub fn serialize_optional_time<S: Serializer>(
     }
 }
 
+/// The units a duration is written in, largest first: the ones the documentation writes. Not
+/// humantime's own printing, which spells days `30days` and goes on to months and years of
+/// 30.44 and 365.25 days (so `60d` would print as a month, 29 days and some hours).
+const DURATION_UNITS: [(&str, u128); 7] = [
+    ("d", 86_400_000_000_000),
+    ("h", 3_600_000_000_000),
+    ("m", 60_000_000_000),
+    ("s", 1_000_000_000),
+    ("ms", 1_000_000),
+    ("us", 1_000),
+    ("ns", 1),
+];
+
+/// A duration as the documentation and the configuration write it: one number per unit that
+/// is not zero, `30d`, `5m`, `1h 30m`, `1s 500ms`; `0s` for nothing. humantime parses it back
+/// to the same duration.
+pub fn format_duration(duration: Duration) -> String {
+    let mut rest = duration.as_nanos();
+    if rest == 0 {
+        return "0s".to_owned();
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in DURATION_UNITS {
+        if rest >= size {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    parts.join(" ")
+}
+
+/// Serialises a duration as [`format_duration`] writes it.
+pub fn serialize_duration<S: Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_duration(*duration))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

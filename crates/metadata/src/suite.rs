@@ -2788,6 +2788,93 @@ pub async fn repositories_are_browsed_by_name_push_and_size_in_pages<S: Metadata
     );
 }
 
+// ---- Browsing at scale (not part of `store_suite!`: the caller fills the store) ----
+
+/// How many repositories [`FILL_REPOSITORIES`] makes: the scale the web UI promises pages at.
+pub const SCALE_REPOSITORIES: i64 = 100_000;
+
+/// SQL both backends run to fill an empty store with [`SCALE_REPOSITORIES`] repositories
+/// (`team-100001/app` …) and their statistics, as the triggers would keep them, in
+/// milliseconds where pushing them through the store would take minutes. The last push and the
+/// size are scrambled by [`scale_key`], so that the three orders differ.
+pub const FILL_REPOSITORIES: [&str; 2] = [
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+     INSERT INTO repositories (name, created_at) SELECT 'team-' || (100000 + i) || '/app', i FROM n",
+    "INSERT INTO repository_stats (repository_id, last_push_at, size, manifests)
+     SELECT id, (id * 7919) % 100003, (id * 104729) % 1000003, 1 FROM repositories",
+];
+
+/// The last push (`multiplier` 7919, modulus 100003) or size (104729, 1000003) that
+/// [`FILL_REPOSITORIES`] gives repository `id`.
+pub fn scale_key(id: i64, multiplier: i64, modulus: i64) -> i64 {
+    (id * multiplier) % modulus
+}
+
+/// Walks every page of the [`FILL_REPOSITORIES`] store in each order, 1,000 at a time, and
+/// checks that the pages continue exactly: every repository once, in the order asked for, each
+/// page starting right after the last one's cursor. Returns the cursor of the last full page
+/// of each order, for the caller to look at the plan of a deep page.
+pub async fn deep_repository_pages_continue_exactly<S: MetadataStore>(
+    store: &S,
+) -> Vec<(
+    crate::browse::RepositorySort,
+    crate::browse::RepositoryCursor,
+)> {
+    use crate::browse::{RepositoryQuery, RepositorySort};
+    let mut deep = Vec::new();
+    for sort in [
+        RepositorySort::Name,
+        RepositorySort::LastPush,
+        RepositorySort::Size,
+    ] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut last_full = None;
+        loop {
+            let page = store
+                .browse_repositories(&RepositoryQuery {
+                    sort,
+                    search: "",
+                    after: after.as_ref(),
+                    limit: 1000,
+                })
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            let cursor = last.cursor(sort);
+            if page.len() == 1000 && seen.len() + 1000 < SCALE_REPOSITORIES as usize {
+                last_full = Some(cursor.clone());
+            }
+            seen.extend(
+                page.into_iter()
+                    .map(|r| (r.id, r.name, r.last_push_at, r.size)),
+            );
+            after = Some(cursor);
+        }
+        assert_eq!(seen.len(), SCALE_REPOSITORIES as usize, "{sort:?}");
+        let mut expected = seen.clone();
+        match sort {
+            RepositorySort::Name => expected.sort_by(|a, b| a.1.cmp(&b.1)),
+            // The greatest first, ties by id, greatest first.
+            _ => expected.sort_by_key(|r| {
+                let key = if sort == RepositorySort::LastPush {
+                    r.2
+                } else {
+                    r.3 as i64
+                };
+                std::cmp::Reverse((key, r.0))
+            }),
+        }
+        assert!(seen == expected, "{sort:?}: the pages are out of order");
+        for (id, _, last_push, size) in &seen {
+            assert_eq!(*last_push, scale_key(*id, 7919, 100_003));
+            assert_eq!(*size as i64, scale_key(*id, 104_729, 1_000_003));
+        }
+        deep.push((sort, last_full.unwrap()));
+    }
+    deep
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -2806,3 +2893,4 @@ mod tests {
         assert_eq!(listed, defined);
     }
 }
+

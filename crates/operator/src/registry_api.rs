@@ -58,6 +58,9 @@ pub struct StateReport {
     pub writes_in_flight: u64,
     /// Upload sessions open (absent when the database did not answer).
     pub uploads_open: Option<u64>,
+    /// While draining: the drain's progress in words, as the registry words it.
+    #[serde(default)]
+    pub progress: Option<String>,
     /// The last change of state.
     pub last_transition: Option<TransitionReport>,
     /// Each replica's mode.

@@ -126,33 +126,15 @@ pub fn from_state(url: &str, state: &StateReport, want_read_only: bool) -> Vec<O
     vec![available, read_only]
 }
 
+/// The registry's own account of the drain, which names what is in flight and where.
 fn draining_message(state: &StateReport) -> String {
-    let mut message = format!(
-        "draining: {}",
-        count(state.writes_in_flight, "write", "writes")
-    );
-    message.push_str(" in flight");
-    if let Some(uploads) = state.uploads_open {
-        message.push_str(&format!(", {} open", count(uploads, "upload", "uploads")));
+    match &state.progress {
+        Some(progress) => format!("draining: {progress}"),
+        None => format!(
+            "draining: read-only on {} replicas",
+            state.replicas_read_only
+        ),
     }
-    let draining: Vec<&str> = state
-        .replicas
-        .iter()
-        .filter(|r| r.live && r.mode != "read-only")
-        .map(|r| r.name.as_str())
-        .collect();
-    message.push_str(&format!(
-        "; read-only on {} replicas",
-        state.replicas_read_only
-    ));
-    if !draining.is_empty() && state.replicas.len() > 1 {
-        message.push_str(&format!(" (still draining: {})", draining.join(", ")));
-    }
-    message
-}
-
-fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The conditions when the registry did not answer (`refused: false`) or refused the operator.

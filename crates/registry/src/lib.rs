@@ -13,6 +13,7 @@ mod gc;
 mod listing;
 mod manifests;
 mod sessions;
+mod state;
 mod upload_claims;
 mod uploads;
 mod write_health;
@@ -25,6 +26,7 @@ pub use fsck::{FsckProblem, FsckReport};
 pub use gc::{GcReport, GcSettings};
 pub use listing::ListPage;
 pub use manifests::StoredManifestInfo;
+pub use state::{DrainReport, StateReport};
 pub use uploads::{ChunkRange, MountOutcome};
 pub use write_health::{WriteFailure, WriteHealth, WritesFailing};
 

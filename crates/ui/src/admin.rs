@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::pages::form;
 use super::{Viewer, human_size, see_other};
-use wharf_core::time::{format_time, now_millis};
+use wharf_core::time::{format_duration, format_time, now_millis};
 use wharf_gate::{HoldError, HoldName, HoldRequest, HoldSource};
 use wharf_registry::RegistryError;
 
@@ -38,10 +38,9 @@ pub(crate) async fn page(viewer: Viewer) -> Response {
 }
 
 async fn render(viewer: &Viewer, status: StatusCode, notice: Option<&str>) -> Response {
-    let gate = viewer.registry().gate();
-    let state = gate.status();
-    let snapshot = &state.snapshot;
-    let events = match gate.events(50).await {
+    let registry = viewer.registry();
+    let state = registry.state_report().await;
+    let events = match registry.gate().events(50).await {
         Ok(events) => events,
         Err(error) => return viewer.registry_error(RegistryError::store_failed(error)),
     };
@@ -55,35 +54,75 @@ async fn render(viewer: &Viewer, status: StatusCode, notice: Option<&str>) -> Re
     let gc_disabled = viewer.read_only().map(|reason| {
         format!("Disabled: garbage collection writes, and the registry is read-only ({reason}).")
     });
-    let read_only = if snapshot.mode == wharf_gate::Mode::ReadOnly {
-        1
-    } else {
-        0
-    };
     let body = html! {
         @if let Some(notice) = notice { p.notice role="status" { (notice) } }
         h2 { "State" }
+        // ui.js refreshes the fields with an id from state.json, the same report.
         dl id="live-state" data-src="/ui/admin/state.json" {
-            dt { "Mode" } dd id="live-mode" { (snapshot.mode.as_str()) }
-            dt { "Desired" } dd { @if snapshot.desired_read_only() { "read-only" } @else { "read-write" } }
-            dt { "Since" } dd { (format_time(snapshot.since)) }
-            dt { "Replicas read-only" } dd { (read_only) "/1 (" (state.replica) ")" }
-            dt { "Writes in flight" } dd id="live-in-flight" { (state.in_flight) }
-            @if let Some(started) = state.drain_started {
-                dt { "Draining since" } dd { (format_time(started)) }
-                dt { "Drain deadline" } dd { (format_time(started + state.settings.timeout.as_millis() as i64)) }
+            dt { "Mode" } dd id="live-mode" { (state.effective.as_str()) }
+            dt { "Desired" } dd id="live-desired" { (state.desired) }
+            dt { "Since" } dd { (format_time(state.since)) }
+            dt { "Read-only on replicas" } dd id="live-replicas" { (state.replicas_read_only) }
+            dt { "Writes in flight" } dd id="live-in-flight" { (state.writes_in_flight) }
+            dt { "Uploads open" } dd id="live-uploads" {
+                @match state.uploads_open { Some(n) => (n), None => "unknown (the database did not answer)" }
             }
-            @if let Some(transition) = &snapshot.last_transition {
-                dt { "Last transition" } dd { (format!("{transition:?}")) }
+            dt { "Drain" } dd id="live-progress" { (state.progress.as_deref().unwrap_or("none under way")) }
+            @if let Some(drain) = &state.drain {
+                dt { "Draining since" } dd { (format_time(drain.started_at)) }
+                dt { "Drain deadline" } dd {
+                    (format_time(drain.deadline)) " (timeout " (format_duration(drain.timeout))
+                    ", push grace " (format_duration(drain.push_grace)) ")"
+                }
+            }
+            @if let Some(transition) = &state.last_transition {
+                dt { "Last transition" } dd {
+                    (transition.from.as_str()) " → " (transition.to.as_str()) " at " (format_time(transition.at))
+                    " (" (transition.reason) ")"
+                    @if let Some(ms) = transition.drain_ms {
+                        "; the drain took " (format_duration(Duration::from_millis(ms))) ": "
+                        (transition.pushes_completed) " push(es) completed, "
+                        (transition.pushes_cut_off) " cut off, "
+                        (transition.cancelled_writes) " write(s) cancelled, "
+                        (transition.abandoned_uploads) " upload(s) abandoned"
+                    }
+                }
             }
         }
+        @if let Some(why) = &state.replicas_unknown { p.error role="alert" { (why) } }
+        @if let Some(failing) = &state.writes_failing {
+            p.error role="alert" {
+                "Writes have been failing since " (format_time(failing.since)) " ("
+                (failing.failures) " failure(s)): " (failing.message)
+            }
+        }
+        h2 { "Replicas" }
+        table {
+            thead { tr { th scope="col" { "Replica" } th scope="col" { "Address" } th scope="col" { "Mode" }
+                th scope="col" { "Writes in flight" } th scope="col" { "Pushes running" }
+                th scope="col" { "Holds applied" } th scope="col" { "Last seen" } } }
+            tbody { @for replica in &state.replicas {
+                tr {
+                    td { (replica.state.name) @if replica.this { " (this one)" } }
+                    td { (replica.state.address) }
+                    td { (replica.state.mode.as_str()) @if !replica.live { " (lost)" } }
+                    td { (replica.state.writes_in_flight) }
+                    td {
+                        @if replica.state.pushes_running.is_empty() { "—" }
+                        @for push in &replica.state.pushes_running { div { (push.repository) " from " (push.client) } }
+                    }
+                    td { (replica.state.holds_applied) }
+                    td { (format_time(replica.state.last_seen)) }
+                }
+            } }
+        }
         h2 { "Holds" }
-        @if snapshot.holds.is_empty() { p { "No holds: the registry is writable." } }
+        @if state.holds.is_empty() { p { "No holds: the registry is writable." } }
         @else {
             table {
                 thead { tr { th scope="col" { "Name" } th scope="col" { "Reason" } th scope="col" { "Who" }
                     th scope="col" { "Since" } th scope="col" { "Expires" } th scope="col" { "Release" } } }
-                tbody { @for hold in &snapshot.holds {
+                tbody { @for hold in &state.holds {
                     tr {
                         td { (hold.name.as_str()) }
                         td { (hold.reason) }
@@ -154,16 +193,12 @@ async fn render(viewer: &Viewer, status: StatusCode, notice: Option<&str>) -> Re
     viewer.page(status, "Administration", body)
 }
 
+/// The state report the page shows (the admin API's), for ui.js to refresh it.
 pub(crate) async fn state_json(viewer: Viewer) -> Response {
     if !viewer.admin {
         return forbidden(&viewer);
     }
-    let status = viewer.registry().gate().status();
-    axum::Json(serde_json::json!({
-        "mode": status.snapshot.mode.as_str(),
-        "writes_in_flight": status.in_flight,
-    }))
-    .into_response()
+    axum::Json(viewer.registry().state_report().await).into_response()
 }
 
 #[derive(Deserialize)]

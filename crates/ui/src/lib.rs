@@ -348,19 +348,32 @@ impl Viewer {
         )
     }
 
+    /// A write the gate refused because the registry is read-only: the read-only message, what
+    /// became of the write (`outcome`), and the way back; 503 with `Retry-After`, for clients
+    /// that read statuses, but a page in the banner's words, not an error page.
+    fn read_only_refusal(&self, outcome: &str) -> Response {
+        let reason = self.read_only().unwrap_or_default();
+        let body = html! {
+            p.notice role="status" id="read-only-refusal" {
+                strong { (self.title()) " " (READ_ONLY_MESSAGE) }
+            }
+            @if !reason.is_empty() { p { "Reason: " (reason) } }
+            p { (outcome) }
+            p { a href="/ui/" { "Back to the repositories" } }
+        };
+        let mut response = self.page(StatusCode::SERVICE_UNAVAILABLE, "Read-only mode", body);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        response
+    }
+
     /// The answer to a registry error: the read-only message for a write the gate refused, a
     /// 4xx for what the caller can fix, and a 5xx whose details go to the log only.
     fn registry_error(&self, error: RegistryError) -> Response {
         match error {
             RegistryError::Refused(WriteRefused::ReadOnly { .. }) => {
-                let mut response = self.error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("{} {READ_ONLY_MESSAGE}", self.title()),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-                response
+                self.read_only_refusal("Nothing was changed.")
             }
             RegistryError::Refused(WriteRefused::Cancelled) => self.error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -21,7 +21,9 @@ use wharf_core::digest::Digest;
 use wharf_core::reference::{Reference, RepositoryName, Tag};
 use wharf_core::role::Action;
 use wharf_core::time::{format_time, now_millis};
+use wharf_gate::WriteRefused;
 use wharf_metadata::browse::{RepositoryCursor, RepositoryQuery, RepositorySort};
+use wharf_registry::RegistryError;
 
 /// Repositories and tags a page shows.
 const PAGE_SIZE: u32 = 50;
@@ -580,7 +582,19 @@ pub(crate) async fn delete_matching(viewer: Viewer, body: Bytes) -> Response {
             .delete_manifest(&repository, &Reference::Tag(tag))
             .await
         {
-            Ok(()) | Err(wharf_registry::RegistryError::ManifestUnknown) => deleted += 1,
+            Ok(()) | Err(RegistryError::ManifestUnknown) => deleted += 1,
+            // A hold taken part-way: say how far the deletion got.
+            Err(RegistryError::Refused(WriteRefused::ReadOnly { .. })) if deleted == 0 => {
+                return viewer.read_only_refusal("Nothing was deleted.");
+            }
+            Err(RegistryError::Refused(WriteRefused::ReadOnly { .. })) => {
+                return viewer.read_only_refusal(&format!(
+                    "{deleted} of the {} matching tag(s) of {} were deleted before the \
+                     registry turned read-only; the others are still there.",
+                    doomed.len(),
+                    repository.as_str()
+                ));
+            }
             Err(error) => return viewer.registry_error(error),
         }
     }

@@ -7,16 +7,28 @@ document.querySelectorAll("button[data-copy]").forEach(function (button) {
     button.textContent = "Copied";
   });
 });
-// The administration page: the mode and the writes in flight, every two seconds.
+// The administration page: its state fields, from the same report, every two seconds.
 var live = document.getElementById("live-state");
 if (live) {
+  var fields = {
+    "live-mode": "effective",
+    "live-desired": "desired",
+    "live-replicas": "replicas_read_only",
+    "live-in-flight": "writes_in_flight",
+    "live-uploads": "uploads_open",
+    "live-progress": "progress"
+  };
   setInterval(function () {
     fetch(live.dataset.src, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (s) {
         if (!s) { return; }
-        document.getElementById("live-mode").textContent = s.mode;
-        document.getElementById("live-in-flight").textContent = s.writes_in_flight;
+        Object.keys(fields).forEach(function (id) {
+          var value = s[fields[id]];
+          if (id === "live-progress" && value === null) { value = "none under way"; }
+          if (id === "live-uploads" && value === null) { value = "unknown (the database did not answer)"; }
+          document.getElementById(id).textContent = String(value);
+        });
       });
   }, 2000);
 }

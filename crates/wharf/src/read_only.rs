@@ -170,6 +170,9 @@ fn print_state(registry: &str, state: &Value) {
         "writes in flight: {}, uploads open: {}",
         state["writes_in_flight"], state["uploads_open"]
     );
+    if let Some(progress) = state["progress"].as_str() {
+        println!("draining: {progress}");
+    }
     if let Some(drain) = state["drain"].as_object() {
         println!(
             "draining since {} (timeout {}, deadline {})",

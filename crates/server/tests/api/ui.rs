@@ -4,7 +4,11 @@
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
 
-use crate::app::{ADMIN_PASSWORD, OCI_MANIFEST, TestApp, descriptor};
+use std::time::Duration;
+
+use wharf_config::HumanDuration;
+
+use crate::app::{ADMIN_PASSWORD, HeldBody, OCI_MANIFEST, TestApp, descriptor, with_database};
 
 /// A browser: its own cookie, no redirects followed (tests look at them).
 struct Browser {
@@ -396,7 +400,16 @@ async fn the_banner_is_on_every_page_while_read_only_and_a_refused_write_says_wh
         )
         .await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(refused.body.contains(BANNER));
+    assert_read_only_refusal(&refused, "Nothing was changed.");
+    let refused = browser
+        .post(
+            "/ui/tags/delete-matching",
+            &[("csrf", &csrf), ("name", "team/app"), ("matching", "v*")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_read_only_refusal(&refused, "Nothing was deleted.");
+    assert_eq!(tags_of(&app, "team/app").await, json!(["v1"]));
     let refused = browser.post("/ui/admin/gc", &[("csrf", &csrf)]).await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
 
@@ -421,12 +434,51 @@ async fn the_banner_is_on_every_page_while_read_only_and_a_refused_write_says_wh
     assert!(browser.get("/ui/admin").await.body.contains("Last run"));
 }
 
+/// A write the gate refused: the read-only message in the banner's words, on a page of its own
+/// (not an error page), saying what became of the write.
+fn assert_read_only_refusal(page: &Page, outcome: &str) {
+    assert!(
+        page.body.contains("<h1>Read-only mode</h1>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Service Unavailable"), "{}", page.body);
+    assert!(!page.body.contains("role=\"alert\""), "{}", page.body);
+    let refusal = page
+        .body
+        .find("id=\"read-only-refusal\"")
+        .expect("the refusal's notice");
+    assert!(page.body[refusal..].contains(BANNER), "{}", page.body);
+    assert!(page.body.contains(outcome), "{outcome}: {}", page.body);
+}
+
+async fn tags_of(app: &TestApp, repository: &str) -> serde_json::Value {
+    let tags: serde_json::Value = app
+        .get(&format!("/v2/{repository}/tags/list"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    tags["tags"].clone()
+}
+
 #[tokio::test]
 async fn tags_are_deleted_by_filter_and_a_filter_is_required() {
     let app = TestApp::start().await;
-    for tag in ["pr-1", "pr-2", "v1"] {
+    for tag in ["pr-1", "pr-2", "pr-old", "v-old", "v1"] {
         app.push_image("team/app", tag, 1).await;
     }
+    // Two tags pushed a month ago.
+    let month_ago = wharf_core::time::now_millis() - 30 * 86_400_000;
+    let backdated = with_database!(app, |database| sqlx::query(
+        "UPDATE tags SET updated_at = $1 WHERE name IN ('pr-old', 'v-old')"
+    )
+    .bind(month_ago)
+    .execute(&database)
+    .await
+    .unwrap()
+    .rows_affected());
+    assert_eq!(backdated, 2);
     let mut browser = Browser::new(&app);
     let csrf = browser.csrf("/ui/repository?name=team/app").await;
     let page = browser
@@ -439,30 +491,202 @@ async fn tags_are_deleted_by_filter_and_a_filter_is_required() {
     let page = browser
         .post(
             "/ui/tags/delete-matching",
-            &[("csrf", &csrf), ("name", "team/app"), ("matching", "pr-*")],
-        )
-        .await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("Deleted 2 tag(s)"));
-    let tags: serde_json::Value = app
-        .get("/v2/team/app/tags/list")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tags["tags"], json!(["v1"]));
-    // Nothing is older than ten days.
-    let page = browser
-        .post(
-            "/ui/tags/delete-matching",
             &[
                 ("csrf", &csrf),
                 ("name", "team/app"),
-                ("older_than_days", "10"),
+                ("older_than_days", "ten"),
             ],
         )
         .await;
-    assert!(page.body.contains("Deleted 0 tag(s)"));
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert_eq!(tags_of(&app, "team/app").await.as_array().unwrap().len(), 5);
+
+    // Both filters: matching and older.
+    let page = delete_matching(&mut browser, &csrf, "pr-*", "10").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Deleted 1 tag(s)"), "{}", page.body);
+    assert_eq!(
+        tags_of(&app, "team/app").await,
+        json!(["pr-1", "pr-2", "v-old", "v1"])
+    );
+    let page = delete_matching(&mut browser, &csrf, "pr-*", "").await;
+    assert!(page.body.contains("Deleted 2 tag(s)"), "{}", page.body);
+    assert_eq!(tags_of(&app, "team/app").await, json!(["v-old", "v1"]));
+    let page = delete_matching(&mut browser, &csrf, "", "10").await;
+    assert!(page.body.contains("Deleted 1 tag(s)"), "{}", page.body);
+    assert_eq!(tags_of(&app, "team/app").await, json!(["v1"]));
+    // Nothing is older than forty days, and nothing else matches.
+    assert!(
+        delete_matching(&mut browser, &csrf, "", "40")
+            .await
+            .body
+            .contains("Deleted 0 tag(s)")
+    );
+    assert!(
+        delete_matching(&mut browser, &csrf, "pr-*", "")
+            .await
+            .body
+            .contains("Deleted 0 tag(s)")
+    );
+    assert_eq!(tags_of(&app, "team/app").await, json!(["v1"]));
+}
+
+async fn delete_matching(browser: &mut Browser, csrf: &str, matching: &str, days: &str) -> Page {
+    browser
+        .post(
+            "/ui/tags/delete-matching",
+            &[
+                ("csrf", csrf),
+                ("name", "team/app"),
+                ("matching", matching),
+                ("older_than_days", days),
+            ],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_reader_browses_but_has_no_delete_control_and_no_deletion() {
+    let app = TestApp::start_with_auth(|_| {}).await;
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/users",
+            json!({ "name": "reader", "password": "reader-password-1234" }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/organizations",
+            json!({ "name": "acme" }),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/organizations/acme/teams/readers",
+            json!({ "role": "read" }),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/organizations/acme/teams/readers/members/reader",
+            json!({}),
+        ),
+    ] {
+        let response = app.request(method, path).json(&body).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+    app.push_image("acme/app", "v1", 1).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("reader", "reader-password-1234").await;
+    let page = browser.get("/ui/repository?name=acme/app").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("podman pull"), "{}", page.body);
+    assert!(!page.body.contains("Delete tag v1"), "{}", page.body);
+    assert!(
+        !page.body.contains("Delete tags by filter"),
+        "{}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+    let refused = browser
+        .post(
+            "/ui/tags/delete",
+            &[("csrf", &csrf), ("name", "acme/app"), ("tag", "v1")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let refused = browser
+        .post(
+            "/ui/tags/delete-matching",
+            &[("csrf", &csrf), ("name", "acme/app"), ("matching", "*")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(tags_of(&app, "acme/app").await, json!(["v1"]));
+}
+
+#[tokio::test]
+async fn the_admin_page_follows_a_drain_and_names_each_replica() {
+    let app = TestApp::start_with(|c| {
+        c.drain.push_grace = HumanDuration(Duration::from_millis(300));
+    })
+    .await;
+    let session = app.open_upload("team/app").await;
+    let (body, request_body) = HeldBody::new();
+    let patch = tokio::spawn(
+        app.request(Method::PATCH, &session)
+            .body(request_body)
+            .send(),
+    );
+    body.send(b"the first bytes of a layer").await;
+    let mut state = app.state().await;
+    for _ in 0..1000 {
+        if state["writes_in_flight"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        state = app.state().await;
+    }
+    assert_eq!(state["writes_in_flight"], 1, "{state}");
+    app.hold_read_only("backup", "nightly backup").await;
+
+    let mut browser = Browser::new(&app);
+    let admin = browser.get("/ui/admin").await;
+    assert_eq!(admin.status, StatusCode::OK);
+    assert!(
+        admin.body.contains("id=\"live-mode\">draining<"),
+        "{}",
+        admin.body
+    );
+    assert!(
+        admin.body.contains("id=\"live-replicas\">0/1<"),
+        "{}",
+        admin.body
+    );
+    assert!(
+        admin.body.contains(
+            "id=\"live-progress\">1 write in flight (pushes to team/app), 1 upload open; \
+             read-only on 0/1 replicas<"
+        ),
+        "{}",
+        admin.body
+    );
+    let state = app.state().await;
+    let replica = state["replicas"][0]["name"].as_str().unwrap();
+    assert!(
+        admin.body.contains(&format!("{replica} (this one)")),
+        "{}",
+        admin.body
+    );
+    // The live refresh reads the same report as the admin API.
+    let live = browser.get("/ui/admin/state.json").await;
+    let live: serde_json::Value = serde_json::from_str(&live.body).unwrap();
+    assert_eq!(live["progress"], state["progress"]);
+    assert_eq!(live["replicas_read_only"], "0/1");
+
+    // The chunk ends; the push pauses past its grace and is cut off, and read-only follows.
+    body.finish();
+    assert_eq!(patch.await.unwrap().unwrap().status(), StatusCode::ACCEPTED);
+    app.wait_for_mode("read-only").await;
+    let admin = browser.get("/ui/admin").await;
+    assert!(
+        admin.body.contains("id=\"live-mode\">read-only<"),
+        "{}",
+        admin.body
+    );
+    assert!(
+        admin.body.contains("id=\"live-replicas\">1/1<"),
+        "{}",
+        admin.body
+    );
+    assert!(admin.body.contains("id=\"live-progress\">none under way<"));
+    assert!(
+        admin.body.contains("0 push(es) completed, 1 cut off"),
+        "{}",
+        admin.body
+    );
 }
 
 #[tokio::test]

@@ -7,143 +7,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{Actor, AdminError};
 use crate::api::AppState;
 use wharf_config::HumanDuration;
-use wharf_core::time::Millis;
-use wharf_core::time::{serialize_optional_time, serialize_time};
-use wharf_gate::{
-    Hold, HoldError, HoldName, HoldRequest, HoldSource, Mode, ReplicaReport, Transition, WriteGate,
-};
-use wharf_registry::{Registry, WritesFailing};
+use wharf_gate::{HoldError, HoldName, HoldRequest, HoldSource};
 
 /// The longest `?wait=` honoured.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
-
-/// The registry's state as `GET /api/v1/state` reports it.
-#[derive(Debug, Serialize)]
-pub struct StateReport {
-    /// `read-only` while a hold exists, else `read-write`.
-    desired: &'static str,
-    /// The registry's effective mode: `read-only` only once it is in effect on every replica,
-    /// `draining` while a replica drains or has yet to apply the holds.
-    effective: Mode,
-    /// Whether read-only is in effect on every live replica: each is read-only and has applied
-    /// the latest change of the holds.
-    read_only_in_effect: bool,
-    /// Live replicas read-only (with the latest holds) over all live replicas, such as `3/3`.
-    replicas_read_only: String,
-    /// Since when the effective mode holds (on the replica answering).
-    #[serde(serialize_with = "serialize_time")]
-    since: Millis,
-    holds: Vec<Hold>,
-    /// The latest change of the holds, which each replica says it has applied.
-    holds_version: Option<u64>,
-    /// Writes holding a permit, over every live replica.
-    writes_in_flight: u64,
-    uploads_open: Option<u64>,
-    /// While draining: when it started, and the settings.
-    drain: Option<DrainReport>,
-    last_transition: Option<Transition>,
-    /// Every replica with a row in the database, live or lost.
-    replicas: Vec<ReplicaReport>,
-    /// Set when the other replicas' state could not be read: the report covers this replica
-    /// only, and says nothing is in effect everywhere.
-    replicas_unknown: Option<String>,
-    /// Set while writes fail inside the registry (its storage full, say): since when and why.
-    writes_failing: Option<WritesFailing>,
-}
-
-#[derive(Debug, Serialize)]
-struct DrainReport {
-    #[serde(serialize_with = "serialize_time")]
-    started_at: Millis,
-    #[serde(serialize_with = "serialize_optional_time")]
-    hold_at: Option<Millis>,
-    timeout: String,
-    push_grace: String,
-    #[serde(serialize_with = "serialize_time")]
-    deadline: Millis,
-}
-
-/// Builds the state report of `registry`.
-async fn report(registry: &Registry) -> StateReport {
-    let gate: &WriteGate = registry.gate();
-    // The rest of the report is in memory: a database that does not answer only loses this.
-    let uploads_open = match registry.open_uploads().await {
-        Ok(open) => Some(open),
-        Err(error) => {
-            tracing::warn!(%error, "cannot count the open uploads for the state report");
-            None
-        }
-    };
-    let (status, replicas, in_effect, replicas_read_only, holds_version, replicas_unknown) =
-        match gate.cluster_status().await {
-            Ok(cluster) => (
-                cluster.this.clone(),
-                cluster.replicas.clone(),
-                cluster.read_only_in_effect(),
-                format!("{}/{}", cluster.read_only, cluster.live),
-                Some(cluster.holds_version),
-                None,
-            ),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the replicas' state for the state report");
-                let own = ReplicaReport {
-                    state: gate.replica_state(),
-                    live: true,
-                    this: true,
-                };
-                (
-                    gate.status(),
-                    vec![own],
-                    false,
-                    "?".to_owned(),
-                    None,
-                    Some(format!("cannot read the replicas' state: {error}")),
-                )
-            }
-        };
-    let snapshot = &status.snapshot;
-    let live = || replicas.iter().filter(|r| r.live);
-    let effective = if in_effect {
-        Mode::ReadOnly
-    } else if snapshot.desired_read_only() || live().any(|r| r.state.mode == Mode::Draining) {
-        Mode::Draining
-    } else {
-        Mode::ReadWrite
-    };
-    let millis = |d: Duration| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX);
-    StateReport {
-        desired: if snapshot.desired_read_only() {
-            "read-only"
-        } else {
-            "read-write"
-        },
-        effective,
-        read_only_in_effect: in_effect,
-        replicas_read_only,
-        since: snapshot.since,
-        holds: snapshot.holds.clone(),
-        holds_version,
-        writes_in_flight: live().map(|r| r.state.writes_in_flight).sum(),
-        uploads_open,
-        drain: status.drain_started.map(|started| DrainReport {
-            started_at: started,
-            hold_at: snapshot.hold_at,
-            timeout: HumanDuration(status.settings.timeout).to_string(),
-            push_grace: HumanDuration(status.settings.push_grace).to_string(),
-            deadline: started + millis(status.settings.timeout),
-        }),
-        last_transition: snapshot.last_transition.clone(),
-        replicas,
-        replicas_unknown,
-        writes_failing: registry.write_health().failing(),
-    }
-}
 
 /// `GET /api/v1/state`; with `?wait=DURATION`, answers once read-only is in effect on every
 /// replica or the wait is over (`202` then, if it is not).
@@ -163,7 +36,7 @@ pub(super) async fn show(
         }
         _ => StatusCode::OK,
     };
-    Ok((status, axum::Json(report(&state.registry).await)).into_response())
+    Ok((status, axum::Json(state.registry.state_report().await)).into_response())
 }
 
 /// The `?wait=` of a request, at most [`MAX_WAIT`].
@@ -231,7 +104,8 @@ pub(super) async fn set_hold(
         Some(wait) if !gate.wait_for_read_only_everywhere(wait).await => StatusCode::ACCEPTED,
         _ => StatusCode::OK,
     };
-    let body = json!({ "hold": hold, "created": created, "state": report(&state.registry).await });
+    let body =
+        json!({ "hold": hold, "created": created, "state": state.registry.state_report().await });
     Ok((status, axum::Json(body)).into_response())
 }
 
@@ -254,7 +128,7 @@ pub(super) async fn release_hold(
             format!("there is no hold named {name}"),
         ));
     };
-    let body = json!({ "released": hold, "state": report(&state.registry).await });
+    let body = json!({ "released": hold, "state": state.registry.state_report().await });
     Ok(axum::Json(body).into_response())
 }
 
