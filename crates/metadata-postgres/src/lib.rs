@@ -56,9 +56,9 @@ use wharf_metadata::rows::{
     size_mismatch, to_i64, to_u64,
 };
 use wharf_metadata::{
-    BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
-    ManifestRejection, MetadataError, MetadataStore, Names, NewManifest, Page, Referrer, Result,
-    Snapshot, StoredManifest, UploadCompletion, UploadSession, sql,
+    BackupLease, BlobRecord, BlobUnlink, DanglingReference, JobRun, ManifestDeletion,
+    ManifestRecord, ManifestRejection, MetadataError, MetadataStore, Names, NewManifest, Page,
+    Referrer, Result, Snapshot, StoredManifest, UploadCompletion, UploadSession, sql,
 };
 
 // A page of a listing is one row, its names joined with newlines (`string_agg` where SQLite has
@@ -778,6 +778,26 @@ impl MetadataStore for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn record_job_run(&self, control: &ControlWrite, run: &JobRun) -> Result<()> {
+        let _ = control;
+        // One statement, committed by itself (see `put_replica_in_db`).
+        sqlx::query(sql::RECORD_JOB_RUN)
+            .bind(&run.name)
+            .bind(&run.replica)
+            .bind(run.finished_at)
+            .bind(&run.outcome)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn last_job_run(&self, name: &str) -> Result<Option<JobRun>> {
+        Ok(sqlx::query_as(sql::LAST_JOB_RUN)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()> {

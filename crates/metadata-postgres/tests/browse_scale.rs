@@ -8,7 +8,7 @@ use sqlx::{PgPool, Row};
 
 use wharf_metadata::MetadataStore;
 use wharf_metadata::browse::{RepositoryParams, RepositoryQuery};
-use wharf_metadata::suite::{FILL_REPOSITORIES, deep_repository_pages_continue_exactly};
+use wharf_metadata::suite::scale::{FILL_REPOSITORIES, deep_repository_pages_continue_exactly};
 use wharf_metadata_postgres::PostgresStore;
 use wharf_metadata_postgres::testing::TestDatabase;
 

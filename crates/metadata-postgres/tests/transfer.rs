@@ -158,6 +158,7 @@ async fn every_table_is_carried_or_named_as_transient() {
         "_sqlx_migrations",
         "hold_changes",
         "job_leases",
+        "job_runs",
         "replicas",
         "repository_stats",
     ];

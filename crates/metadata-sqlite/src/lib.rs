@@ -34,9 +34,9 @@ use wharf_metadata::rows::{
     to_u64,
 };
 use wharf_metadata::{
-    BackupLease, BlobRecord, BlobUnlink, DanglingReference, ManifestDeletion, ManifestRecord,
-    ManifestRejection, MetadataStore, Names, NewManifest, Page, Referrer, Result, Snapshot,
-    StoredManifest, UploadCompletion, UploadSession, sql,
+    BackupLease, BlobRecord, BlobUnlink, DanglingReference, JobRun, ManifestDeletion,
+    ManifestRecord, ManifestRejection, MetadataStore, Names, NewManifest, Page, Referrer, Result,
+    Snapshot, StoredManifest, UploadCompletion, UploadSession, sql,
 };
 
 /// A statement with its parameters bound.
@@ -749,6 +749,26 @@ impl MetadataStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_job_run(&self, control: &ControlWrite, run: &JobRun) -> Result<()> {
+        let mut tx = self.control_write(control).await?;
+        sqlx::query(sql::RECORD_JOB_RUN)
+            .bind(&run.name)
+            .bind(&run.replica)
+            .bind(run.finished_at)
+            .bind(&run.outcome)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn last_job_run(&self, name: &str) -> Result<Option<JobRun>> {
+        Ok(sqlx::query_as(sql::LAST_JOB_RUN)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     async fn put_backup_lease(&self, control: &ControlWrite, lease: &BackupLease) -> Result<()> {

@@ -295,6 +295,19 @@ pub struct StoredManifest {
     pub manifest: ManifestRecord,
 }
 
+/// The last run of a background job, as [`MetadataStore::record_job_run`] keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JobRun {
+    /// The job (`gc`).
+    pub name: String,
+    /// The replica or command that ran it.
+    pub replica: String,
+    /// When it finished.
+    pub finished_at: Millis,
+    /// What it did or why it failed, as the job writes it (JSON).
+    pub outcome: String,
+}
+
 /// A backup lease: while it is active, garbage collection keeps every blob created at or before
 /// `snapshot_at`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -567,6 +580,13 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
         name: &str,
         holder: &str,
     ) -> Result<()>;
+
+    /// Records the run of a background job in place of the one before (a control-plane write:
+    /// it says what a job did, and writes nothing of the registry's content).
+    async fn record_job_run(&self, control: &ControlWrite, run: &JobRun) -> Result<()>;
+
+    /// The last run of job `name`, if one was recorded.
+    async fn last_job_run(&self, name: &str) -> Result<Option<JobRun>>;
 
     /// Takes or updates a backup lease (a control-plane write: it is taken while the registry
     /// is read-only).

@@ -321,6 +321,17 @@ pub const CLAIM_JOB_LEASE: &str = "INSERT INTO job_leases (name, holder, until) 
 /// Ends `$2`'s lease of job `$1`.
 pub const RELEASE_JOB_LEASE: &str = "DELETE FROM job_leases WHERE name = $1 AND holder = $2";
 
+/// Records the run of job `$1` by replica `$2`, finished at `$3` with outcome `$4`, in place of
+/// the one before.
+pub const RECORD_JOB_RUN: &str = "INSERT INTO job_runs (name, replica, finished_at, outcome)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (name) DO UPDATE SET replica = excluded.replica,
+         finished_at = excluded.finished_at, outcome = excluded.outcome";
+
+/// The last run of job `$1`.
+pub const LAST_JOB_RUN: &str =
+    "SELECT name, replica, finished_at, outcome FROM job_runs WHERE name = $1";
+
 /// Claims open session `$1` for writer `$2` until `$3`, unless another writer's claim holds at
 /// `$4`.
 pub const CLAIM_UPLOAD: &str = "UPDATE upload_sessions SET writer = $2, writer_until = $3

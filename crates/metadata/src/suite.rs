@@ -86,6 +86,7 @@ macro_rules! store_suite {
             a_push_begun_before_the_hold_is_told_from_its_writes,
             a_drain_lists_every_push_begun_before_the_hold,
             backup_leases_are_taken_renewed_and_released,
+            a_job_run_replaces_the_one_before,
             garbage_collection_claims_only_unreferenced_blobs,
             a_blob_revived_by_a_new_placement_is_not_forgotten,
             a_cancelled_write_fails_and_commits_nothing,
@@ -1891,6 +1892,35 @@ pub async fn a_drain_lists_every_push_begun_before_the_hold<S: MetadataStore>(st
 
 // ---- Backups ----
 
+/// A job's run is kept until the next one of the same job replaces it; other jobs' are apart.
+pub async fn a_job_run_replaces_the_one_before<S: MetadataStore>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    let control = fx.gate.control_write();
+    assert_eq!(fx.store.last_job_run("gc").await.unwrap(), None);
+    let first = crate::JobRun {
+        name: "gc".to_owned(),
+        replica: "web-1".to_owned(),
+        finished_at: 1_000,
+        outcome: r#"{"report":{"deleted_blobs":2}}"#.to_owned(),
+    };
+    fx.store.record_job_run(&control, &first).await.unwrap();
+    assert_eq!(fx.store.last_job_run("gc").await.unwrap(), Some(first));
+    let second = crate::JobRun {
+        name: "gc".to_owned(),
+        replica: "web-2".to_owned(),
+        finished_at: 2_000,
+        outcome: r#"{"error":"the disk is full"}"#.to_owned(),
+    };
+    fx.store.record_job_run(&control, &second).await.unwrap();
+    let other = crate::JobRun {
+        name: "fsck".to_owned(),
+        ..second.clone()
+    };
+    fx.store.record_job_run(&control, &other).await.unwrap();
+    assert_eq!(fx.store.last_job_run("gc").await.unwrap(), Some(second));
+    assert_eq!(fx.store.last_job_run("fsck").await.unwrap(), Some(other));
+}
+
 /// A lease is taken, updated by id, renewed only while active (until `expires_at` exclusive),
 /// released once, and listed with expired ones.
 pub async fn backup_leases_are_taken_renewed_and_released<S: MetadataStore>(store: Arc<S>) {
@@ -2788,91 +2818,95 @@ pub async fn repositories_are_browsed_by_name_push_and_size_in_pages<S: Metadata
     );
 }
 
-// ---- Browsing at scale (not part of `store_suite!`: the caller fills the store) ----
+/// Browsing at scale: not part of [`store_suite!`](crate::store_suite), since the caller fills
+/// the store with its own SQL connection and then looks at its query plans.
+pub mod scale {
+    use crate::MetadataStore;
 
-/// How many repositories [`FILL_REPOSITORIES`] makes: the scale the web UI promises pages at.
-pub const SCALE_REPOSITORIES: i64 = 100_000;
+    /// How many repositories [`FILL_REPOSITORIES`] makes: the scale the web UI promises pages at.
+    pub const SCALE_REPOSITORIES: i64 = 100_000;
 
-/// SQL both backends run to fill an empty store with [`SCALE_REPOSITORIES`] repositories
-/// (`team-100001/app` …) and their statistics, as the triggers would keep them, in
-/// milliseconds where pushing them through the store would take minutes. The last push and the
-/// size are scrambled by [`scale_key`], so that the three orders differ.
-pub const FILL_REPOSITORIES: [&str; 2] = [
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
-     INSERT INTO repositories (name, created_at) SELECT 'team-' || (100000 + i) || '/app', i FROM n",
-    "INSERT INTO repository_stats (repository_id, last_push_at, size, manifests)
-     SELECT id, (id * 7919) % 100003, (id * 104729) % 1000003, 1 FROM repositories",
-];
+    /// SQL both backends run to fill an empty store with [`SCALE_REPOSITORIES`] repositories
+    /// (`team-100001/app` …) and their statistics, as the triggers would keep them, in
+    /// milliseconds where pushing them through the store would take minutes. The last push and the
+    /// size are scrambled by [`scale_key`], so that the three orders differ.
+    pub const FILL_REPOSITORIES: [&str; 2] = [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+         INSERT INTO repositories (name, created_at) SELECT 'team-' || (100000 + i) || '/app', i FROM n",
+        "INSERT INTO repository_stats (repository_id, last_push_at, size, manifests)
+         SELECT id, (id * 7919) % 100003, (id * 104729) % 1000003, 1 FROM repositories",
+    ];
 
-/// The last push (`multiplier` 7919, modulus 100003) or size (104729, 1000003) that
-/// [`FILL_REPOSITORIES`] gives repository `id`.
-pub fn scale_key(id: i64, multiplier: i64, modulus: i64) -> i64 {
-    (id * multiplier) % modulus
-}
-
-/// Walks every page of the [`FILL_REPOSITORIES`] store in each order, 1,000 at a time, and
-/// checks that the pages continue exactly: every repository once, in the order asked for, each
-/// page starting right after the last one's cursor. Returns the cursor of the last full page
-/// of each order, for the caller to look at the plan of a deep page.
-pub async fn deep_repository_pages_continue_exactly<S: MetadataStore>(
-    store: &S,
-) -> Vec<(
-    crate::browse::RepositorySort,
-    crate::browse::RepositoryCursor,
-)> {
-    use crate::browse::{RepositoryQuery, RepositorySort};
-    let mut deep = Vec::new();
-    for sort in [
-        RepositorySort::Name,
-        RepositorySort::LastPush,
-        RepositorySort::Size,
-    ] {
-        let mut seen = Vec::new();
-        let mut after = None;
-        let mut last_full = None;
-        loop {
-            let page = store
-                .browse_repositories(&RepositoryQuery {
-                    sort,
-                    search: "",
-                    after: after.as_ref(),
-                    limit: 1000,
-                })
-                .await
-                .unwrap();
-            let Some(last) = page.last() else { break };
-            let cursor = last.cursor(sort);
-            if page.len() == 1000 && seen.len() + 1000 < SCALE_REPOSITORIES as usize {
-                last_full = Some(cursor.clone());
-            }
-            seen.extend(
-                page.into_iter()
-                    .map(|r| (r.id, r.name, r.last_push_at, r.size)),
-            );
-            after = Some(cursor);
-        }
-        assert_eq!(seen.len(), SCALE_REPOSITORIES as usize, "{sort:?}");
-        let mut expected = seen.clone();
-        match sort {
-            RepositorySort::Name => expected.sort_by(|a, b| a.1.cmp(&b.1)),
-            // The greatest first, ties by id, greatest first.
-            _ => expected.sort_by_key(|r| {
-                let key = if sort == RepositorySort::LastPush {
-                    r.2
-                } else {
-                    r.3 as i64
-                };
-                std::cmp::Reverse((key, r.0))
-            }),
-        }
-        assert!(seen == expected, "{sort:?}: the pages are out of order");
-        for (id, _, last_push, size) in &seen {
-            assert_eq!(*last_push, scale_key(*id, 7919, 100_003));
-            assert_eq!(*size as i64, scale_key(*id, 104_729, 1_000_003));
-        }
-        deep.push((sort, last_full.unwrap()));
+    /// The last push (`multiplier` 7919, modulus 100003) or size (104729, 1000003) that
+    /// [`FILL_REPOSITORIES`] gives repository `id`.
+    pub fn scale_key(id: i64, multiplier: i64, modulus: i64) -> i64 {
+        (id * multiplier) % modulus
     }
-    deep
+
+    /// Walks every page of the [`FILL_REPOSITORIES`] store in each order, 1,000 at a time, and
+    /// checks that the pages continue exactly: every repository once, in the order asked for, each
+    /// page starting right after the last one's cursor. Returns the cursor of the last full page
+    /// of each order, for the caller to look at the plan of a deep page.
+    pub async fn deep_repository_pages_continue_exactly<S: MetadataStore>(
+        store: &S,
+    ) -> Vec<(
+        crate::browse::RepositorySort,
+        crate::browse::RepositoryCursor,
+    )> {
+        use crate::browse::{RepositoryQuery, RepositorySort};
+        let mut deep = Vec::new();
+        for sort in [
+            RepositorySort::Name,
+            RepositorySort::LastPush,
+            RepositorySort::Size,
+        ] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            let mut last_full = None;
+            loop {
+                let page = store
+                    .browse_repositories(&RepositoryQuery {
+                        sort,
+                        search: "",
+                        after: after.as_ref(),
+                        limit: 1000,
+                    })
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                let cursor = last.cursor(sort);
+                if page.len() == 1000 && seen.len() + 1000 < SCALE_REPOSITORIES as usize {
+                    last_full = Some(cursor.clone());
+                }
+                seen.extend(
+                    page.into_iter()
+                        .map(|r| (r.id, r.name, r.last_push_at, r.size)),
+                );
+                after = Some(cursor);
+            }
+            assert_eq!(seen.len(), SCALE_REPOSITORIES as usize, "{sort:?}");
+            let mut expected = seen.clone();
+            match sort {
+                RepositorySort::Name => expected.sort_by(|a, b| a.1.cmp(&b.1)),
+                // The greatest first, ties by id, greatest first.
+                _ => expected.sort_by_key(|r| {
+                    let key = if sort == RepositorySort::LastPush {
+                        r.2
+                    } else {
+                        r.3 as i64
+                    };
+                    std::cmp::Reverse((key, r.0))
+                }),
+            }
+            assert!(seen == expected, "{sort:?}: the pages are out of order");
+            for (id, _, last_push, size) in &seen {
+                assert_eq!(*last_push, scale_key(*id, 7919, 100_003));
+                assert_eq!(*size as i64, scale_key(*id, 104_729, 1_000_003));
+            }
+            deep.push((sort, last_full.unwrap()));
+        }
+        deep
+    }
 }
 
 #[cfg(test)]
@@ -2893,4 +2927,3 @@ mod tests {
         assert_eq!(listed, defined);
     }
 }
-

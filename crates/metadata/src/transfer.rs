@@ -13,7 +13,7 @@ use futures_util::{Stream, TryStreamExt};
 use crate::{MetadataError, Result};
 
 /// The tables a backup carries, parents before the children whose foreign keys name them.
-/// Not carried: `replicas` and `job_leases` (the state of the processes running now),
+/// Not carried: `replicas`, `job_leases` and `job_runs` (the state of the processes running now),
 /// `hold_changes` (a counter each database starts for itself), `repository_stats` (derived:
 /// the schema's triggers compute it again as the rows are written) and the migrations' own
 /// table.

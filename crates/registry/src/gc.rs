@@ -67,10 +67,74 @@ fn before(now: Millis, age: Duration) -> Millis {
     now.saturating_sub(Millis::try_from(age.as_millis()).unwrap_or(Millis::MAX))
 }
 
+/// The last garbage collection, whichever replica or command ran it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcRun {
+    /// The replica (or command) that ran it.
+    pub replica: String,
+    /// When it finished.
+    pub finished_at: Millis,
+    /// What it did, or why it failed.
+    pub outcome: Result<GcReport, String>,
+}
+
+/// A run's outcome as the metadata database keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoredOutcome {
+    Report(GcReport),
+    Error(String),
+}
+
 impl Registry {
     /// Collects garbage as of `now` (milliseconds since the Unix epoch; tests pass a later time
-    /// to age things without waiting).
+    /// to age things without waiting), and records the run's outcome for [`Registry::last_gc`].
+    /// A collection the write gate refused (read-only) did nothing, and is not recorded.
     pub async fn collect_garbage(
+        &self,
+        settings: GcSettings,
+        now: Millis,
+    ) -> Result<GcReport, RegistryError> {
+        let outcome = self.collect_garbage_once(settings, now).await;
+        let stored = match &outcome {
+            Ok(report) => StoredOutcome::Report(report.clone()),
+            Err(RegistryError::Refused(_)) => return outcome,
+            Err(error) => StoredOutcome::Error(error.to_string()),
+        };
+        let run = wharf_metadata::JobRun {
+            name: GC_JOB.to_owned(),
+            replica: self.gate.replica().to_owned(),
+            finished_at: now_millis(),
+            outcome: serde_json::to_string(&stored).unwrap_or_default(),
+        };
+        if let Err(error) = self
+            .metadata
+            .record_job_run(&self.gate.control_write(), &run)
+            .await
+        {
+            tracing::warn!(%error, "cannot record garbage collection's run");
+        }
+        outcome
+    }
+
+    /// The last garbage collection recorded, if any.
+    pub async fn last_gc(&self) -> Result<Option<GcRun>, RegistryError> {
+        let Some(run) = self.metadata.last_job_run(GC_JOB).await? else {
+            return Ok(None);
+        };
+        let outcome = match serde_json::from_str(&run.outcome) {
+            Ok(StoredOutcome::Report(report)) => Ok(report),
+            Ok(StoredOutcome::Error(error)) => Err(error),
+            Err(error) => Err(format!("its record cannot be read ({error})")),
+        };
+        Ok(Some(GcRun {
+            replica: run.replica,
+            finished_at: run.finished_at,
+            outcome,
+        }))
+    }
+
+    async fn collect_garbage_once(
         &self,
         settings: GcSettings,
         now: Millis,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use error::RegistryError;
 pub use fsck::{FsckProblem, FsckReport};
-pub use gc::{GcReport, GcSettings};
+pub use gc::{GcReport, GcRun, GcSettings};
 pub use listing::ListPage;
 pub use manifests::StoredManifestInfo;
 pub use state::{DrainReport, StateReport};

@@ -44,13 +44,10 @@ async fn render(viewer: &Viewer, status: StatusCode, notice: Option<&str>) -> Re
         Ok(events) => events,
         Err(error) => return viewer.registry_error(RegistryError::store_failed(error)),
     };
-    let last_gc = viewer
-        .ui
-        .0
-        .last_gc
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let last_gc = match registry.last_gc().await {
+        Ok(run) => run,
+        Err(error) => return viewer.registry_error(error),
+    };
     let gc_disabled = viewer.read_only().map(|reason| {
         format!("Disabled: garbage collection writes, and the registry is read-only ({reason}).")
     });
@@ -159,12 +156,20 @@ async fn render(viewer: &Viewer, status: StatusCode, notice: Option<&str>) -> Re
         }
         h2 { "Garbage collection" }
         @match &last_gc {
-            None => { p { "Not run from this page since the server started." } }
-            Some((at, Ok(report))) => {
-                p { "Last run " (format_time(*at)) ": deleted " (report.deleted_blobs) " blob(s), "
-                    (human_size(report.deleted_bytes)) "; expired " (report.expired_uploads) " upload(s)." }
+            None => { p { "Garbage collection has not run yet." } }
+            Some(run) => {
+                @match &run.outcome {
+                    Ok(report) => {
+                        p id="last-gc" { "Last run " (format_time(run.finished_at)) " on " (run.replica) ": deleted "
+                            (report.deleted_blobs) " blob(s), " (human_size(report.deleted_bytes)) "; expired "
+                            (report.expired_uploads) " upload(s); pruned " (report.pruned_links) " link(s); removed "
+                            (report.orphan_objects + report.orphan_staging) " leftover(s)." }
+                    }
+                    Err(why) => {
+                        p.error id="last-gc" { "Last run " (format_time(run.finished_at)) " on " (run.replica) " failed: " (why) }
+                    }
+                }
             }
-            Some((at, Err(why))) => { p.error { "Last run " (format_time(*at)) " failed: " (why) } }
         }
         form method="post" action="/ui/admin/gc" {
             (viewer.csrf_field())
@@ -321,21 +326,14 @@ pub(crate) async fn collect_garbage(viewer: Viewer, body: Bytes) -> Response {
         return refused;
     }
     let settings = viewer.ui.0.settings.gc;
-    let recorded = match viewer
+    // The registry records the run's outcome, which the page shows; a refusal (read-only)
+    // answers with the read-only notice.
+    match viewer
         .registry()
         .collect_garbage(settings, now_millis())
         .await
     {
-        Ok(report) => Ok(report),
-        // Refused by the gate: the read-only message, and no run to record.
-        Err(error @ RegistryError::Refused(_)) => return viewer.registry_error(error),
-        Err(error) => Err(error.to_string()),
-    };
-    *viewer
-        .ui
-        .0
-        .last_gc
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some((now_millis(), recorded));
-    see_other("/ui/admin")
+        Err(error @ RegistryError::Refused(_)) => viewer.registry_error(error),
+        _ => see_other("/ui/admin"),
+    }
 }

@@ -17,7 +17,7 @@ mod pages;
 mod session;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -29,9 +29,9 @@ use maud::{DOCTYPE, Markup, html};
 
 use wharf_auth::{Authenticator, Permissions, Principal};
 use wharf_core::role::Action;
-use wharf_core::time::{Millis, format_time};
+use wharf_core::time::format_time;
 use wharf_gate::{Mode, WriteRefused};
-use wharf_registry::{GcReport, GcSettings, Registry, RegistryError};
+use wharf_registry::{GcSettings, Registry, RegistryError};
 
 pub use session::COOKIE;
 use session::{Session, Sessions};
@@ -58,8 +58,6 @@ struct Inner {
     authenticator: Option<Arc<Authenticator>>,
     settings: UiSettings,
     sessions: Sessions,
-    /// The last garbage collection started here: when, and what it did or why it failed.
-    last_gc: Mutex<Option<(Millis, Result<GcReport, String>)>>,
 }
 
 impl Ui {
@@ -74,7 +72,6 @@ impl Ui {
             authenticator,
             settings,
             sessions: Sessions::default(),
-            last_gc: Mutex::new(None),
         }))
     }
 

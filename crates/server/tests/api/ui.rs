@@ -709,3 +709,33 @@ async fn a_browser_asking_for_the_root_is_sent_to_the_ui() {
     let page = browser.get("/ui/manifest?name=team/app&digest=nope").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_admin_page_shows_the_last_garbage_collection_whoever_ran_it() {
+    let app = TestApp::start().await;
+    let mut browser = Browser::new(&app);
+    let admin = browser.get("/ui/admin").await;
+    assert!(
+        admin.body.contains("Garbage collection has not run yet."),
+        "{}",
+        admin.body
+    );
+    // Run through the admin API, as `wharf gc` or a cron job would: the page shows it.
+    let response = app
+        .request(Method::POST, "/api/v1/gc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let replica = app.state().await["replicas"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = browser.get("/ui/admin").await;
+    let at = admin.body.find("id=\"last-gc\"").expect("the last run");
+    let line = &admin.body[at..at + admin.body[at..].find("</p>").unwrap()];
+    assert!(
+        line.contains(&format!(" on {replica}: deleted 0 blob(s)")),
+        "{line}"
+    );
+}
