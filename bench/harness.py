@@ -78,18 +78,19 @@ class Plan:
     drain_rate: int                  # bytes/s each of those uploads is limited to
     fsync_variant: bool              # also time the pushes with Wharf's default fsync: true
     s3_sizes: tuple[int, ...]        # blobs pushed (monolithic and chunked) and pulled on S3
+    moto_sizes: tuple[int, ...]      # the same on moto, where Distribution's S3 driver runs
 
 
 FULL = Plan(runs=5, mono_sizes=(256 * MiB, GiB), chunked_sizes=(256 * MiB, GiB), chunk=8 * MiB,
             pull_size=256 * MiB, pull_seconds=10, small_seconds=10, connections=32, tags=50,
             big_tags=1000, catalog_repos=10_000, referrers=20, skopeo_layers=20, skopeo_bytes=200 * MiB, toggles=100, toggle_seconds=12,
             idle_holds=10, drain_uploads=16, drain_upload_size=64 * MiB, drain_rate=16 * MiB,
-            fsync_variant=True, s3_sizes=(256 * MiB, GiB))
+            fsync_variant=True, s3_sizes=(256 * MiB, GiB), moto_sizes=(256 * MiB,))
 SMOKE = Plan(runs=1, mono_sizes=(4 * MiB, 8 * MiB), chunked_sizes=(8 * MiB,), chunk=MiB,
              pull_size=4 * MiB, pull_seconds=1, small_seconds=1, connections=32, tags=3,
              big_tags=30, catalog_repos=30, referrers=3, skopeo_layers=3, skopeo_bytes=3 * MiB, toggles=5, toggle_seconds=2, idle_holds=2,
              drain_uploads=2, drain_upload_size=2 * MiB, drain_rate=2 * MiB, fsync_variant=True,
-             s3_sizes=(12 * MiB,))
+             s3_sizes=(12 * MiB,), moto_sizes=(12 * MiB,))
 
 MANIFEST_ACCEPT = rc.OCI_MANIFEST
 
@@ -886,7 +887,7 @@ def reference(plan: Plan, inputs: Inputs, work: Path, run: int, bare_bin: str) -
 
 class S3Server:
     """An s3s-fs on loopback with a bucket `wharf` and access keys (signatures checked), its
-    data under the work directory: the one S3 server every S3 figure of a run is taken on."""
+    data under the work directory: the S3 server Wharf and the plain client are measured on."""
 
     def __init__(self, binary: str, work: Path, name: str):
         self.port = free_port()
@@ -908,7 +909,29 @@ class S3Server:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
-def start_wharf_s3(binary: str, work: Path, name: str, s3: S3Server) -> Server:
+class MotoServer:
+    """moto's S3 server on loopback with a bucket `wharf`: where Distribution's S3 driver runs
+    (it lists multipart uploads, which s3s-fs 0.14 answers with 501 — the peer then fails every
+    monolithic push). moto keeps objects in memory and checks no signature; its keys are any."""
+
+    def __init__(self, moto_path: str, work: Path, name: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.access, self.secret = "bench", "bench-secret"
+        self.log_path = work / f"{name}.log"
+        with open(self.log_path, "ab") as out:
+            self.proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(self.port)], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": moto_path})
+        wait_ready(self.proc, self.url + "/", name, log_path=self.log_path, any_answer=True)
+        urllib.request.urlopen(urllib.request.Request(self.url + "/wharf", method="PUT"),
+                               timeout=30).read()
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def start_wharf_s3(binary: str, work: Path, name: str, s3: "S3Server | MotoServer") -> Server:
     """Wharf with its blobs in `s3` (default part size, 8 MiB), warn-level logs."""
     port = free_port()
     data = work / f"data-{name}"
@@ -943,9 +966,10 @@ def start_wharf_s3(binary: str, work: Path, name: str, s3: S3Server) -> Server:
     return Server(proc, url, data, log_path, config)
 
 
-def start_peer_s3(work: Path, name: str, s3: S3Server) -> Server:
+def start_peer_s3(work: Path, name: str, s3: "S3Server | MotoServer") -> Server:
     """Distribution with its S3 driver on `s3` (path-style, as it addresses a regionendpoint),
-    8 MiB chunks like Wharf's parts, its other defaults as in start_peer."""
+    8 MiB chunks like Wharf's parts, pulls served through it, its other defaults as in
+    start_peer."""
     port = free_port()
     data = work / f"data-{name}"
     config = work / f"{name}.yml"
@@ -970,6 +994,9 @@ def start_peer_s3(work: Path, name: str, s3: S3Server) -> Server:
         "    enabled: true\n"
         "  cache:\n"
         "    blobdescriptor: inmemory\n"
+        # Pulls through the registry, as Wharf serves them by default (not a redirect to S3).
+        "  redirect:\n"
+        "    disable: true\n"
         "http:\n"
         f"  addr: 127.0.0.1:{port}\n")
     log_path = work / f"{name}.log"
@@ -984,17 +1011,17 @@ def start_peer_s3(work: Path, name: str, s3: S3Server) -> Server:
     return Server(proc, url, data, log_path)
 
 
-def s3_pushes_and_pulls(server: Server, plan: Plan, inputs: "S3Inputs", run: int,
-                        memory: bool) -> dict:
-    """Monolithic and chunked pushes of each S3 size, then one pull of each monolithic blob;
+def s3_pushes_and_pulls(server: Server, sizes: tuple[int, ...], chunk: int,
+                        inputs: "S3Inputs", run: int, memory: bool) -> dict:
+    """Monolithic and chunked pushes of each size, then one pull of each monolithic blob;
     MiB/s. With `memory`, the server's peak RSS during the largest monolithic push."""
     m = {}
     with rc.Client(server.url) as client:
-        for size in plan.s3_sizes:
+        for size in sizes:
             mono, chunked = inputs.mono[size], inputs.chunked[size]
             key = size_key(size)
             warm(mono.path)
-            largest = memory and size == max(plan.s3_sizes)
+            largest = memory and size == max(sizes)
             if largest:
                 reset_peak(server.pid)
             repo = f"bench/s3-mono-{key}-r{run}"
@@ -1005,9 +1032,26 @@ def s3_pushes_and_pulls(server: Server, plan: Plan, inputs: "S3Inputs", run: int
             warm(chunked.path)
             m[f"push_chunked_{key}"] = size / MiB / timed(
                 client.push_chunked, f"bench/s3-chunked-{key}-r{run}", str(chunked.path),
-                chunked.digest, plan.chunk)
+                chunked.digest, chunk)
             m[f"pull_{key}"] = size / MiB / timed(client.read_through,
                                                    f"/v2/{repo}/blobs/{mono.digest}")
+    return m
+
+
+def plain_client(s3, sizes: tuple[int, ...], inputs: "S3Inputs", boto_path: str) -> dict:
+    """The S3 server's own speed with boto3 (bench/s3_client.py), MiB/s."""
+    m = {}
+    for size in sizes:
+        blob = inputs.mono[size]
+        warm(blob.path)
+        out = subprocess.run(
+            [sys.executable, str(BENCH / "s3_client.py"), s3.url, s3.access, s3.secret,
+             "wharf", f"plain/{size_key(size)}", str(blob.path)],
+            capture_output=True, text=True, check=True, timeout=3600,
+            env={**os.environ, "PYTHONPATH": boto_path}).stdout
+        r = json.loads(out)
+        m[f"plain_push_{size_key(size)}"] = size / MiB / r["put_s"]
+        m[f"plain_pull_{size_key(size)}"] = size / MiB / r["get_s"]
     return m
 
 
@@ -1017,55 +1061,68 @@ class S3Inputs:
     def __init__(self, plan: Plan, work: Path):
         folder = work / "inputs-s3"
         folder.mkdir()
-        self.mono = {s: random_file(folder / f"mono-{size_key(s)}", s) for s in plan.s3_sizes}
-        self.chunked = {s: random_file(folder / f"chunked-{size_key(s)}", s)
-                        for s in plan.s3_sizes}
+        sizes = sorted(set(plan.s3_sizes) | set(plan.moto_sizes))
+        self.mono = {s: random_file(folder / f"mono-{size_key(s)}", s) for s in sizes}
+        self.chunked = {s: random_file(folder / f"chunked-{size_key(s)}", s) for s in sizes}
         settle()
 
 
 def s3_session(plan: Plan, inputs: S3Inputs, work: Path, run: int, wharf_bin: str,
                s3_bin: str, boto_path: str) -> dict:
-    """Wharf, Distribution and a plain client, each on a fresh s3s-fs of the same build."""
+    """Wharf and the plain client, each on a fresh s3s-fs of the same build (`wharf_…`,
+    `plain_…`: the target against the plain client, and Wharf's memory); then Wharf,
+    Distribution and the plain client each on a fresh moto (`moto_…`: the target against the
+    peer, which cannot run on s3s-fs)."""
     m: dict = {}
-    for kind in ["wharf", "peer"]:
-        s3 = S3Server(s3_bin, work, f"s3-{kind}-r{run}")
+    s3 = S3Server(s3_bin, work, f"s3-wharf-r{run}")
+    try:
+        server = start_wharf_s3(wharf_bin, work, f"wharf-s3-r{run}", s3)
         try:
-            name = f"{kind}-s3-r{run}"
-            server = (start_wharf_s3(wharf_bin, work, name, s3) if kind == "wharf"
-                      else start_peer_s3(work, name, s3))
+            log(f"run {run}: wharf on S3 (s3s-fs): pushes and pulls")
+            m.update({f"wharf_{k}": v for k, v in s3_pushes_and_pulls(
+                server, plan.s3_sizes, plan.chunk, inputs, run, memory=True).items()})
+        finally:
+            server.stop()
+    finally:
+        s3.stop()
+    s3 = S3Server(s3_bin, work, f"s3-plain-r{run}")
+    try:
+        log(f"run {run}: the plain S3 client (s3s-fs)")
+        m.update(plain_client(s3, plan.s3_sizes, inputs, boto_path))
+    finally:
+        s3.stop()
+    for kind in ["wharf", "peer"]:
+        moto = MotoServer(boto_path, work, f"moto-{kind}-r{run}")
+        try:
+            name = f"{kind}-moto-r{run}"
+            server = (start_wharf_s3(wharf_bin, work, name, moto) if kind == "wharf"
+                      else start_peer_s3(work, name, moto))
             try:
-                log(f"run {run}: {kind} on S3: pushes and pulls")
-                m.update({f"{kind}_{k}": v for k, v in
-                          s3_pushes_and_pulls(server, plan, inputs, run,
-                                              memory=(kind == "wharf")).items()})
+                log(f"run {run}: {kind} on S3 (moto): pushes and pulls")
+                m.update({f"moto_{kind}_{k}": v for k, v in s3_pushes_and_pulls(
+                    server, plan.moto_sizes, plan.chunk, inputs, run, memory=False).items()})
             finally:
                 server.stop()
         finally:
-            s3.stop()
-    s3 = S3Server(s3_bin, work, f"s3-plain-r{run}")
+            moto.stop()
+    moto = MotoServer(boto_path, work, f"moto-plain-r{run}")
     try:
-        log(f"run {run}: the plain S3 client")
-        for size in plan.s3_sizes:
-            blob = inputs.mono[size]
-            warm(blob.path)
-            out = subprocess.run(
-                [sys.executable, str(BENCH / "s3_client.py"), s3.url, s3.access, s3.secret,
-                 "wharf", f"plain/{size_key(size)}", str(blob.path)],
-                capture_output=True, text=True, check=True, timeout=3600,
-                env={**os.environ, "PYTHONPATH": boto_path}).stdout
-            r = json.loads(out)
-            m[f"plain_push_{size_key(size)}"] = size / MiB / r["put_s"]
-            m[f"plain_pull_{size_key(size)}"] = size / MiB / r["get_s"]
+        log(f"run {run}: the plain S3 client (moto)")
+        m.update({f"moto_{k}": v for k, v in plain_client(moto, plan.moto_sizes, inputs,
+                                                          boto_path).items()})
     finally:
-        s3.stop()
+        moto.stop()
     for size in plan.s3_sizes:
         key = size_key(size)
         for push in ["push_mono", "push_chunked"]:
-            m[f"ratio_peer_{push}_{key}"] = m[f"wharf_{push}_{key}"] / m[f"peer_{push}_{key}"]
             m[f"ratio_plain_{push}_{key}"] = (m[f"wharf_{push}_{key}"]
                                               / m[f"plain_push_{key}"])
-        m[f"ratio_peer_pull_{key}"] = m[f"wharf_pull_{key}"] / m[f"peer_pull_{key}"]
         m[f"ratio_plain_pull_{key}"] = m[f"wharf_pull_{key}"] / m[f"plain_pull_{key}"]
+    for size in plan.moto_sizes:
+        key = size_key(size)
+        for what in ["push_mono", "push_chunked", "pull"]:
+            m[f"ratio_moto_peer_{what}_{key}"] = (m[f"moto_wharf_{what}_{key}"]
+                                                  / m[f"moto_peer_{what}_{key}"])
     return m
 
 
