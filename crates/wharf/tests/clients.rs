@@ -3489,6 +3489,40 @@ fn a_client_that_keeps_opening_uploads_is_cut_off_at_the_drain_timeout() {
 /// the balancer and from each replica directly, and `wharf fsck` is clean.
 #[test]
 fn podman_and_skopeo_push_and_pull_through_nginx_in_front_of_three_replicas() {
+    through_nginx_in_front_of_three_replicas(oci_image(), |_| String::new());
+}
+
+/// The same with a 300 MiB layer and every blob in S3 (s3s-fs, signatures checked, 5 MiB
+/// parts), each replica with a data folder of its own: an upload's `POST`, `PATCH` (podman
+/// sends a layer in one) and `PUT` land on different replicas, which carry one multipart upload
+/// between them, and the layer streams back through any of them.
+#[test]
+fn podman_and_skopeo_push_and_pull_a_300_mib_layer_through_nginx_with_blobs_in_s3() {
+    through_nginx_in_front_of_three_replicas(large_image(), |folder| {
+        support::s3_storage_yaml(folder, &format!("nginx-{}", std::process::id()))
+    });
+}
+
+/// An image with a 300 MiB layer (random bytes: compression keeps it as large).
+fn large_image() -> &'static Image {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        build_image(
+            "large-oci",
+            "oci",
+            &[("/large.bin", 300 << 20), ("/small.bin", 100_000)],
+            &["--arch", "amd64", "--os", "linux"],
+        )
+    })
+}
+
+/// Pushes `fixture` with podman through nginx in front of three replicas on one PostgreSQL
+/// database, whose storage is `storage(folder)` (more `storage` lines; none: one shared data
+/// folder), and pulls it back with skopeo through nginx and from each replica.
+fn through_nginx_in_front_of_three_replicas(
+    fixture: &'static Image,
+    storage: impl Fn(&Path) -> String,
+) {
     use support::nginx::Nginx;
     use wharf_metadata_postgres::testing::TestDatabase;
 
@@ -3504,22 +3538,26 @@ fn podman_and_skopeo_push_and_pull_through_nginx_in_front_of_three_replicas() {
         .prefix("wharf-replicas-")
         .tempdir()
         .unwrap();
+    let storage = storage(folder.path());
     let yaml = format!(
-        "log:\n  level: tower_http=debug,info\nmetadata:\n  url: {:?}\n",
+        "{storage}log:\n  level: tower_http=debug,info\nmetadata:\n  url: {:?}\n",
         database.url()
     );
-    let data = folder.path().join("data");
+    // One data folder for all, unless the blobs are elsewhere (S3: nothing shared on disk).
+    let data = |i: usize| match storage.is_empty() {
+        true => folder.path().join("data"),
+        false => folder.path().join(format!("data-{i}")),
+    };
     let replicas: Vec<WharfServer> = (0..3)
         .map(|i| {
-            WharfServer::start_config(&folder.path().join(format!("replica-{i}")), &data, &yaml)
+            WharfServer::start_config(&folder.path().join(format!("replica-{i}")), &data(i), &yaml)
         })
         .collect();
     let upstreams: Vec<&str> = replicas.iter().map(|r| r.address.as_str()).collect();
     let nginx = Nginx::start(&folder.path().join("nginx"), &upstreams);
     let clients = Clients::new(&folder.path().join("clients"), &[&nginx.address]);
 
-    let fixture = oci_image();
-    let local = "localhost/wharf-test/multi:oci";
+    let local = "localhost/wharf-test/behind-nginx:latest";
     let imported = clients.run(
         "skopeo",
         &[

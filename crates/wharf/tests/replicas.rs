@@ -648,28 +648,12 @@ async fn a_thousand_toggles_through_the_replicas_fail_no_pull_through_nginx() {
 /// by a third; the blob pulls byte-identical through any of them, and so does its manifest.
 #[tokio::test]
 async fn an_upload_spread_over_three_replicas_completes_with_blobs_in_s3() {
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!(
-                "{name} is not set: this test needs the S3 test servers. Run scripts/test, or \
-                 start them with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
-            )
-        })
-    };
     let database = TestDatabase::create().await.expect("a PostgreSQL database");
     let dir = tempfile::tempdir().unwrap();
-    let (id_file, secret_file) = (dir.path().join("key-id"), dir.path().join("secret"));
-    std::fs::write(&id_file, var("S3_TEST_ACCESS_KEY_ID")).unwrap();
-    std::fs::write(&secret_file, var("S3_TEST_SECRET_ACCESS_KEY")).unwrap();
     let prefix = format!("replicas-{}", std::process::id());
     let yaml = format!(
-        "  backend: s3\n  s3:\n    bucket: {}\n    prefix: {prefix}\n    endpoint: {}\n    \
-         path_style: true\n    allow_http: true\n    access_key_id_file: {}\n    \
-         secret_access_key_file: {}\n    part_size: 5MiB\nmetadata:\n  url: {:?}\n{CLUSTER_YAML}",
-        var("S3_TEST_BUCKET"),
-        var("S3_TEST_ENDPOINT"),
-        id_file.display(),
-        secret_file.display(),
+        "{}metadata:\n  url: {:?}\n{CLUSTER_YAML}",
+        support::s3_storage_yaml(dir.path(), &prefix),
         database.url()
     );
     // Each replica has a data folder of its own: with blobs in S3 nothing is shared on disk.

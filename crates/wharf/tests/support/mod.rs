@@ -268,3 +268,32 @@ pub fn wharf_with(
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The variable `name`, which `scripts/s3 start` sets for the S3 test servers; a test that needs
+/// it fails, with a message saying how to start them, when it is unset.
+pub fn s3_variable(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: this test needs the S3 test servers. Run scripts/test, or \
+             start them with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
+        )
+    })
+}
+
+/// The `storage` lines (after `data_dir`) that keep blobs in the s3s-fs test server under
+/// `prefix`, with 5 MiB parts and its keys in files under `dir`.
+pub fn s3_storage_yaml(dir: &Path, prefix: &str) -> String {
+    let (id_file, secret_file) = (dir.join("s3-key-id"), dir.join("s3-secret"));
+    std::fs::write(&id_file, s3_variable("S3_TEST_ACCESS_KEY_ID")).expect("write the key id");
+    std::fs::write(&secret_file, s3_variable("S3_TEST_SECRET_ACCESS_KEY"))
+        .expect("write the secret");
+    format!(
+        "  backend: s3\n  s3:\n    bucket: {}\n    prefix: {prefix}\n    endpoint: {}\n    \
+         path_style: true\n    allow_http: true\n    access_key_id_file: {}\n    \
+         secret_access_key_file: {}\n    part_size: 5MiB\n",
+        s3_variable("S3_TEST_BUCKET"),
+        s3_variable("S3_TEST_ENDPOINT"),
+        id_file.display(),
+        secret_file.display(),
+    )
+}
