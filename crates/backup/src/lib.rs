@@ -17,4 +17,4 @@ pub use destination::Destination;
 pub use manifest::{BackupManifest, FORMAT_VERSION, MetadataFile, ReadOnlyWindow};
 pub use restore::{RestoreReport, RestoreTarget, restore, restore_from_bucket};
 pub use source::{BackupSource, LocalSource};
-pub use verify::{VerifyReport, verify};
+pub use verify::{VerifyReport, verify, verify_bucket};

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Progress;
-use super::destination::{INCOMPLETE, MANIFEST};
 use super::files::{blob_key, blob_path, read_file, write_verified};
-use super::verify::{check_metadata, metadata_path, parse_manifest, read_manifest};
-use futures_util::TryStreamExt;
+use super::verify::{
+    check_metadata, download_snapshot, metadata_path, read_bucket_manifest, read_manifest,
+};
 use std::sync::Arc;
 use wharf_core::digest::Digest;
 use wharf_storage::S3Folder;
@@ -93,60 +93,14 @@ pub async fn restore_from_bucket(
 ) -> Result<RestoreReport, BackupError> {
     let data = target.data.clone();
     let data = data.as_path();
-    let url = backup.url();
-    let unreadable =
-        |e: wharf_storage::StorageError| BackupError::Destination(format!("reading {url}: {e}"));
-    let manifest = match backup.read(MANIFEST).await.map_err(unreadable)? {
-        Some(stream) => {
-            let bytes: Vec<u8> = stream
-                .try_fold(Vec::new(), |mut all, chunk| async move {
-                    all.extend_from_slice(&chunk);
-                    Ok(all)
-                })
-                .await
-                .map_err(|e| BackupError::Destination(format!("reading {url}: {e}")))?;
-            parse_manifest(&bytes).map_err(BackupError::Destination)?
-        }
-        None => {
-            let incomplete = backup.size(INCOMPLETE).await.map_err(unreadable)?.is_some();
-            return Err(BackupError::Destination(if incomplete {
-                format!(
-                    "{url} holds an incomplete backup: it was interrupted ({INCOMPLETE} is present); take a new one"
-                )
-            } else {
-                format!("{url} is not a backup: it has no {MANIFEST}")
-            }));
-        }
-    };
+    let manifest = read_bucket_manifest(backup).await?;
     let name = data
         .file_name()
         .ok_or_else(|| BackupError::NotEmpty(format!("{} names no folder", data.display())))?;
     let snapshot = data.with_file_name(format!(".{}.snapshot", name.to_string_lossy()));
-    let digest: Digest = manifest
-        .metadata
-        .digest
-        .parse()
-        .map_err(|e| BackupError::Corrupt(format!("{MANIFEST}: {e}")))?;
-    let content = backup
-        .read(&manifest.metadata.file)
-        .await
-        .map_err(unreadable)?
-        .ok_or_else(|| {
-            BackupError::Destination(format!(
-                "{url} lacks its metadata snapshot {}",
-                manifest.metadata.file
-            ))
-        })?;
     let scratch = data.with_file_name(format!(".{}.snapshot-scratch", name.to_string_lossy()));
     let restored = async {
-        write_verified(
-            content,
-            &snapshot,
-            &scratch,
-            &digest,
-            manifest.metadata.size,
-        )
-        .await?;
+        download_snapshot(backup, &manifest, &snapshot, &scratch).await?;
         let source = Source::Bucket {
             bucket: backup,
             snapshot: snapshot.clone(),

@@ -63,7 +63,7 @@ pub enum BackupCommand {
     },
     /// Check that a backup is complete and intact (every blob re-hashed).
     Verify {
-        /// The backup folder.
+        /// The backup: a folder, or a bucket's prefix (`s3://bucket/prefix`).
         dir: PathBuf,
         /// Check presence and sizes only, without hashing.
         #[arg(long)]
@@ -111,15 +111,14 @@ pub async fn run(command: BackupCommand, config: &Config) -> anyhow::Result<bool
         } => hold_only(url.as_deref(), config, ttl.0, wait.0).await,
         BackupCommand::Create { .. } => bail!("give --to <folder>, or --hold-only"),
         BackupCommand::Verify { dir, quick, json } => {
-            if backup_bucket(&dir, config)?.is_some() {
-                bail!(
-                    "verifying a backup in a bucket is not supported yet; `wharf restore --from \
-                     {}` verifies every blob as it places it",
-                    dir.display()
-                );
-            }
             let progress = ProgressReport::new("checked");
-            let report = wharf_backup::verify(&dir, !quick, &progress).await?;
+            let report = match backup_bucket(&dir, config)? {
+                None => wharf_backup::verify(&dir, !quick, &progress).await?,
+                Some(settings) => {
+                    let backup = wharf_storage::S3Folder::connect(&settings).await?;
+                    wharf_backup::verify_bucket(&backup, !quick, &progress).await?
+                }
+            };
             progress.done();
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

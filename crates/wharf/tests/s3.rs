@@ -17,14 +17,7 @@ use support::proxy::HoldingProxy;
 use support::{WharfServer, wharf_binary};
 use wharf_core::digest::Digest;
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: this test needs the S3 test servers. Run scripts/test, or start \
-             them with: eval \"$(scripts/s3 start /tmp/wharf-s3)\""
-        )
-    })
-}
+use support::s3_variable as var;
 
 /// A free loopback port (nothing listens on it once this returns).
 fn free_port() -> u16 {
@@ -101,19 +94,6 @@ impl Drop for PrivateS3 {
 
 /// The `storage` keys after `data_dir` for blobs in bucket `wharf` at `endpoint`, the keys in
 /// files in `dir`.
-fn s3_yaml(dir: &Path, endpoint: &str, prefix: &str, access: &str, secret: &str) -> String {
-    let (id_file, secret_file) = (dir.join("access-key-id"), dir.join("secret-access-key"));
-    std::fs::write(&id_file, access).unwrap();
-    std::fs::write(&secret_file, secret).unwrap();
-    format!(
-        "  backend: s3\n  s3:\n    bucket: wharf\n    prefix: {prefix}\n    endpoint: {endpoint}\n    \
-         path_style: true\n    allow_http: true\n    access_key_id_file: {}\n    \
-         secret_access_key_file: {}\n    part_size: 5MiB\n",
-        id_file.display(),
-        secret_file.display()
-    )
-}
-
 /// Blob storage that is unavailable: `503`, `Retry-After`, `UNAVAILABLE` and a message that
 /// says so.
 async fn assert_storage_unavailable(response: reqwest::Response, what: &str) {
@@ -166,7 +146,8 @@ fn blob(seed: u8, len: usize) -> Vec<u8> {
 async fn while_s3_is_down_requests_get_503_and_the_registry_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let mut s3 = PrivateS3::start(&dir.path().join("s3"));
-    let yaml = s3_yaml(dir.path(), &s3.endpoint(), "down", &s3.access, &s3.secret);
+    let yaml =
+        support::s3_storage_yaml_at(dir.path(), &s3.endpoint(), "down", &s3.access, &s3.secret);
     let server = WharfServer::start(&dir.path().join("data"), &yaml);
     let http = reqwest::Client::new();
     let (before, during) = (blob(1, 1000), blob(2, 6 * 1024 * 1024));
@@ -213,7 +194,7 @@ async fn throttling_is_retried_and_when_it_goes_on_answered_503() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = var("S3_TEST_ENDPOINT");
     let proxy = HoldingProxy::start(endpoint.trim_start_matches("http://"));
-    let yaml = s3_yaml(
+    let yaml = support::s3_storage_yaml_at(
         dir.path(),
         &format!("http://{}", proxy.address),
         "slow",
@@ -290,7 +271,7 @@ fn start_error(dir: &Path, storage_yaml: &str) -> String {
 fn a_failed_startup_check_prints_one_line_naming_the_bucket_and_what_failed() {
     let dir = tempfile::tempdir().unwrap();
     let nowhere = format!("http://127.0.0.1:{}", free_port());
-    let yaml = s3_yaml(dir.path(), &nowhere, "p", "id", "secret-never-shown");
+    let yaml = support::s3_storage_yaml_at(dir.path(), &nowhere, "p", "id", "secret-never-shown");
     assert_eq!(
         start_error(dir.path(), &yaml),
         "wharf: cannot open the registry: S3 bucket \"wharf\" (prefix \"p\"): cannot list \
@@ -299,7 +280,7 @@ fn a_failed_startup_check_prints_one_line_naming_the_bucket_and_what_failed() {
     );
 
     let secret = "a-wrong-secret-never-shown";
-    let yaml = s3_yaml(
+    let yaml = support::s3_storage_yaml_at(
         dir.path(),
         &var("S3_TEST_ENDPOINT"),
         "p",
@@ -373,7 +354,8 @@ async fn backup_into_a_bucket_and_restore(endpoint: &str) {
         var("S3_TEST_ACCESS_KEY_ID"),
         var("S3_TEST_SECRET_ACCESS_KEY"),
     );
-    let registry = s3_yaml(dir.path(), endpoint, &unique("r"), &access, &secret);
+    let registry =
+        support::s3_storage_yaml_at(dir.path(), endpoint, &unique("r"), &access, &secret);
     let server = WharfServer::start(&dir.path().join("data"), &registry);
     let http = reqwest::Client::new();
     let (manifest, blobs) = push_image(&http, &server.url, 10).await;
@@ -407,6 +389,9 @@ async fn backup_into_a_bucket_and_restore(endpoint: &str) {
         "{stderr}"
     );
     assert!(!elsewhere.exists());
+    let (code, stdout, _) = support::wharf(&server.config_file, &["backup", "verify", &to]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("holds an incomplete backup"), "{stdout}");
 
     // Run again, it completes the backup, copying nothing the killed one had placed.
     let first = wharf_json(
@@ -441,6 +426,14 @@ async fn backup_into_a_bucket_and_restore(endpoint: &str) {
     );
     assert_eq!(second["copy"]["copied"], 1, "{second}");
     assert_eq!(second["copy"]["reused"], 3, "{second}");
+    let verified = wharf_json(&server.config_file, &["backup", "verify", &to, "--json"]);
+    assert_eq!(verified["problems"], serde_json::json!([]), "{verified}");
+    assert_eq!(verified["blobs_checked"], 4, "{verified}");
+    let total: usize = blobs.iter().map(Vec::len).sum();
+    assert!(
+        verified["bytes_checked"].as_u64().unwrap() >= total as u64,
+        "every blob hashed: {verified}"
+    );
 
     // Bad destinations: refused in one line, nothing written.
     let (code, _, stderr) = support::wharf(
@@ -468,7 +461,8 @@ async fn backup_into_a_bucket_and_restore(endpoint: &str) {
     // Restored into a prefix of its own, with a data folder of its own.
     let restored_dir = dir.path().join("restored");
     std::fs::create_dir_all(&restored_dir).unwrap();
-    let restored_yaml = s3_yaml(&restored_dir, endpoint, &unique("t"), &access, &secret);
+    let restored_yaml =
+        support::s3_storage_yaml_at(&restored_dir, endpoint, &unique("t"), &access, &secret);
     let config = restored_dir.join("restore.yaml");
     let data = restored_dir.join("data");
     std::fs::write(
@@ -505,6 +499,46 @@ async fn backup_into_a_bucket_and_restore(endpoint: &str) {
     for content in &blobs {
         assert_pulls(&http, &server.url, content).await;
     }
+
+    // A blob of the backup replaced by other bytes of the same size: a quick check (sizes)
+    // passes, the full one names the blob.
+    let (bucket, prefix) = to["s3://".len()..].split_once('/').unwrap();
+    let backup = wharf_storage::S3Folder::connect(&wharf_storage::S3Settings {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        region: "us-east-1".to_owned(),
+        endpoint: Some(endpoint.to_owned()),
+        path_style: true,
+        allow_http: true,
+        credentials: Some(wharf_storage::S3Credentials {
+            access_key_id: access.clone(),
+            secret_access_key: secret.clone(),
+        }),
+        part_size: 5 << 20,
+        redirect: None,
+    })
+    .await
+    .unwrap();
+    let damaged = Digest::sha256_of(&blobs[3]);
+    let key = format!("blobs/sha256/{}/{}", &damaged.hex()[..2], damaged.hex());
+    assert!(backup.size(&key).await.unwrap().is_some(), "{key}");
+    backup
+        .put(&key, vec![b'x'; blobs[3].len()].into())
+        .await
+        .unwrap();
+    let quick = wharf_json(&config, &["backup", "verify", &to, "--quick", "--json"]);
+    assert_eq!(quick["problems"], serde_json::json!([]), "{quick}");
+    let (code, stdout, stderr) = support::wharf(&config, &["backup", "verify", &to, "--json"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let full: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        full["problems"],
+        serde_json::json!([format!(
+            "blob {damaged} holds content with digest {}",
+            Digest::sha256_of(&vec![b'x'; blobs[3].len()])
+        )]),
+        "{full}"
+    );
 }
 
 #[tokio::test]
@@ -589,7 +623,8 @@ async fn kill_9_during_uploads_of_every_shape_on_s3() {
     let moto = var("S3_MOTO_TEST_ENDPOINT");
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique("k");
-    let yaml = s3_yaml(dir.path(), &moto, &prefix, "moto", "moto-checks-no-secret");
+    let yaml =
+        support::s3_storage_yaml_at(dir.path(), &moto, &prefix, "moto", "moto-checks-no-secret");
     let data = dir.path().join("data");
     let mut server = WharfServer::start(&data, &yaml);
     let http = reqwest::Client::new();

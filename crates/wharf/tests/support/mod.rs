@@ -283,16 +283,31 @@ pub fn s3_variable(name: &str) -> String {
 /// The `storage` lines (after `data_dir`) that keep blobs in the s3s-fs test server under
 /// `prefix`, with 5 MiB parts and its keys in files under `dir`.
 pub fn s3_storage_yaml(dir: &Path, prefix: &str) -> String {
+    s3_storage_yaml_at(
+        dir,
+        &s3_variable("S3_TEST_ENDPOINT"),
+        prefix,
+        &s3_variable("S3_TEST_ACCESS_KEY_ID"),
+        &s3_variable("S3_TEST_SECRET_ACCESS_KEY"),
+    )
+}
+
+/// The same on the S3 server at `endpoint` (s3s-fs or moto; its bucket `wharf`), with these
+/// keys.
+pub fn s3_storage_yaml_at(
+    dir: &Path,
+    endpoint: &str,
+    prefix: &str,
+    access: &str,
+    secret: &str,
+) -> String {
     let (id_file, secret_file) = (dir.join("s3-key-id"), dir.join("s3-secret"));
-    std::fs::write(&id_file, s3_variable("S3_TEST_ACCESS_KEY_ID")).expect("write the key id");
-    std::fs::write(&secret_file, s3_variable("S3_TEST_SECRET_ACCESS_KEY"))
-        .expect("write the secret");
+    std::fs::write(&id_file, access).expect("write the key id");
+    std::fs::write(&secret_file, secret).expect("write the secret");
     format!(
-        "  backend: s3\n  s3:\n    bucket: {}\n    prefix: {prefix}\n    endpoint: {}\n    \
+        "  backend: s3\n  s3:\n    bucket: wharf\n    prefix: {prefix}\n    endpoint: {endpoint}\n    \
          path_style: true\n    allow_http: true\n    access_key_id_file: {}\n    \
          secret_access_key_file: {}\n    part_size: 5MiB\n",
-        s3_variable("S3_TEST_BUCKET"),
-        s3_variable("S3_TEST_ENDPOINT"),
         id_file.display(),
         secret_file.display(),
     )
