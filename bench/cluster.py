@@ -1,0 +1,356 @@
+"""Wharf as a cluster: the read paths on SQLite and on PostgreSQL, with one replica and with
+two behind nginx; and how fast a hold reaches three replicas — the moment every replica
+refuses a write, and the moment read-only is in effect cluster-wide — idle and under a pull
+load. Writes bench/results/cluster.json and the section "Replicas" of docs/cluster.md.
+
+    cluster.py --wharf-bin PATH [--rounds N] [--seconds S] [--smoke]
+
+bench/run-cluster builds Wharf and runs it (Debian's python3, which has matplotlib; a
+PostgreSQL from scripts/postgres, nginx from Debian). Not part of bench/run: it needs its own
+PostgreSQL, and its figures are of the cluster, not against the peer.
+
+How a hold's arrival is seen: one prober per replica sends `DELETE /v2/probe/manifests/<a
+digest no manifest has>` over a keep-alive connection, one after another (a millisecond
+apart). A writable replica answers 404 (the deletion is admitted, finds nothing); a draining or
+read-only one 405 (DENIED). A deletion is no push, so the probes never hold the drain open
+(uploads would: each would count as a push under way). "Refused everywhere" is the first 405
+of the slowest replica, measured from the moment the hold's PUT was sent to one replica;
+"in effect" is that PUT's answer with `?wait=`, which comes when every live replica is
+read-only with the latest holds applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as h  # noqa: E402
+import registry_client as rc  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = "/v2/probe/manifests/sha256:" + "0" * 64
+
+
+class Postgres:
+    """A throwaway PostgreSQL from scripts/postgres, one database per registry."""
+
+    def __init__(self):
+        out = subprocess.run([str(ROOT / "scripts/postgres"), "start"], check=True,
+                             capture_output=True, text=True).stdout
+        values = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+        self.url, self.dir = values["WHARF_TEST_POSTGRES_URL"], values["WHARF_TEST_POSTGRES_DIR"]
+        self.count = 0
+
+    def database(self) -> str:
+        """A fresh database's URL."""
+        self.count += 1
+        name = f"cluster{self.count}"
+        subprocess.run([psql(), self.url, "-q", "-c", f"CREATE DATABASE {name}"], check=True)
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def stop(self) -> None:
+        subprocess.run([str(ROOT / "scripts/postgres"), "stop", self.dir], check=False)
+
+
+def psql() -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))
+    return str(found[-1]) if found else "psql"
+
+
+def start_wharf(binary: str, work: Path, name: str, data: Path, metadata_url: str | None) -> h.Server:
+    """One Wharf (one replica) on `data`, with its metadata in PostgreSQL when given."""
+    port = h.free_port()
+    config = work / f"{name}.yaml"
+    text = ("server:\n"
+            f"  listen: 127.0.0.1:{port}\n"
+            "storage:\n"
+            f"  data_dir: {data}\n"
+            "  fsync: false\n"
+            "log:\n"
+            "  level: warn\n")
+    if metadata_url:
+        text += f"metadata:\n  url: {metadata_url}\n"
+    config.write_text(text)
+    log_path = work / f"{name}.log"
+    with open(log_path, "ab") as out:
+        proc = h.spawn([binary, "serve", "--config", str(config)], stdout=out, stderr=out,
+                       stdin=subprocess.DEVNULL, env=h.wharf_env())
+    url = f"http://127.0.0.1:{port}"
+    h.wait_ready(proc, url + "/readyz", name, log_path=log_path)
+    # The data folder is shared by replicas: Server.stop would delete it under the others.
+    return h.Server(proc, url, work / f"nothing-{name}", log_path, config)
+
+
+def start_balancer(work: Path, upstreams: list[str]) -> tuple[subprocess.Popen, str]:
+    """nginx round robin over `upstreams` (URLs), keep-alive to them, as docs/scale-out.md
+    configures it."""
+    port = h.free_port()
+    d = work / "nginx"
+    d.mkdir(exist_ok=True)
+    servers = "".join(f"    server {u.removeprefix('http://')} max_fails=0;\n" for u in upstreams)
+    (d / "nginx.conf").write_text(
+        f"daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n"
+        f"error_log {d}/error.log warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n"
+        f"  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n"
+        f"  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n"
+        f"  scgi_temp_path {d}/scgi;\n"
+        f"  upstream wharf {{\n{servers}    keepalive 64;\n  }}\n"
+        f"  server {{\n    listen 127.0.0.1:{port};\n    client_max_body_size 0;\n"
+        "    proxy_request_buffering off;\n    proxy_buffering off;\n"
+        "    location / {\n      proxy_pass http://wharf;\n      proxy_http_version 1.1;\n"
+        "      proxy_set_header Connection \"\";\n      proxy_set_header Host $http_host;\n"
+        "    }\n  }\n}\n")
+    proc = h.spawn(["/usr/sbin/nginx", "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    h.wait_ready(proc, url + "/healthz", "nginx")
+    return proc, url
+
+
+class Front:
+    """What h.small_requests needs of a server: its URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+
+def reads(binary: str, work: Path, postgres: Postgres, plan: h.Plan) -> dict:
+    """Manifest GET, blob HEAD and tags list on SQLite, on PostgreSQL, and on PostgreSQL with
+    two replicas behind nginx."""
+    m = {}
+    for kind in ["sqlite", "postgres", "postgres_2_nginx"]:
+        data = work / f"data-reads-{kind}"
+        data.mkdir()
+        url = None if kind == "sqlite" else postgres.database()
+        count = 2 if kind.endswith("nginx") else 1
+        servers = [start_wharf(binary, work, f"reads-{kind}-{i}", data, url) for i in range(count)]
+        balancer = None
+        try:
+            front = Front(servers[0].url)
+            if count > 1:
+                balancer, front_url = start_balancer(work, [s.url for s in servers])
+                front = Front(front_url)
+            h.log(f"reads: {kind}")
+            m.update({f"{kind}_{k}": v for k, v in h.small_requests(front, plan, 1).items()})
+        finally:
+            if balancer:
+                h.stop(balancer)
+            for server in servers:
+                server.stop()
+            shutil.rmtree(data, ignore_errors=True)
+    return m
+
+
+class Prober(threading.Thread):
+    """Sends probe deletions to one replica until stopped; records when each answer came and
+    what it was."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.answers: list[tuple[float, int]] = []
+        self.lock = threading.Lock()
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            self.conn.request("DELETE", PROBE)
+            resp = self.conn.getresponse()
+            resp.read()
+            with self.lock:
+                self.answers.append((time.perf_counter(), resp.status))
+            time.sleep(0.001)
+
+    def first(self, status: int, after: float) -> float | None:
+        """When the first answer `status` came at or after `after`."""
+        with self.lock:
+            return next((t for t, s in self.answers if t >= after and s == status), None)
+
+    def forget(self) -> None:
+        with self.lock:
+            self.answers.clear()
+
+
+def holds(binary: str, work: Path, postgres: Postgres, rounds: int, seconds: int,
+          plan: h.Plan) -> dict:
+    """Three replicas on one PostgreSQL database and data folder: `rounds` holds taken through
+    the first, each released once in effect, idle and then under a pull load through nginx."""
+    data = work / "data-holds"
+    data.mkdir()
+    url = postgres.database()
+    servers = [start_wharf(binary, work, f"holds-{i}", data, url) for i in range(3)]
+    balancer, front = start_balancer(work, [s.url for s in servers])
+    probers = [Prober(s.url) for s in servers]
+    m: dict = {}
+    try:
+        with rc.Client(front) as client:
+            rc.small_image(client, "bench/pull", ["v0"])
+        for prober in probers:
+            prober.start()
+        for load in ["idle", "pull"]:
+            wrk = None
+            if load == "pull":
+                wrk = h.wrk(f"{front}/v2/bench/pull/manifests/v0", seconds, plan.connections,
+                            "GET", h.MANIFEST_ACCEPT)
+                time.sleep(0.5)
+            refused, in_effect, released = [], [], []
+            with rc.Client(servers[0].url) as admin:
+                for i in range(rounds):
+                    for prober in probers:
+                        prober.forget()
+                    sent = time.perf_counter()
+                    resp = admin.expect(200, "PUT", "/api/v1/state/holds/bench?wait=10s",
+                                        body=json.dumps({"reason": "bench"}).encode(),
+                                        headers={"Content-Type": "application/json"})
+                    in_effect.append((time.perf_counter() - sent) * 1000)
+                    if not json.loads(resp.body)["state"]["read_only_in_effect"]:
+                        raise RuntimeError(f"round {i}: not in effect within 10 s")
+                    firsts = [p.first(405, sent) for p in probers]
+                    if None in firsts:
+                        # In effect, yet a probe has not seen a refusal: wait for its next one.
+                        time.sleep(0.05)
+                        firsts = [p.first(405, sent) for p in probers]
+                    refused.append((max(firsts) - sent) * 1000)
+                    released_at = time.perf_counter()
+                    admin.expect(200, "DELETE", "/api/v1/state/holds/bench")
+                    # Writable everywhere again before the next round.
+                    deadline = time.monotonic() + 10
+                    while any(p.first(404, released_at) is None for p in probers):
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"round {i}: not writable again within 10 s")
+                        time.sleep(0.002)
+                    released.append((max(p.first(404, released_at) for p in probers)
+                                     - released_at) * 1000)
+            if wrk:
+                result = h.wrk_result(wrk)
+                m["pull_errors"], m["pull_rps"] = result["errors"], result["rps"]
+                m["pull_p99_ms"] = result["p99_ms"]
+            for name, values in [("refused", refused), ("in_effect", in_effect),
+                                 ("writable", released)]:
+                values.sort()
+                m[f"{load}_{name}_p50_ms"] = statistics.median(values)
+                m[f"{load}_{name}_p99_ms"] = values[min(len(values) - 1,
+                                                        int(len(values) * 0.99))]
+                m[f"{load}_{name}_max_ms"] = values[-1]
+            h.log(f"holds, {load}: refused everywhere p50 {m[f'{load}_refused_p50_ms']:.1f} ms, "
+                  f"p99 {m[f'{load}_refused_p99_ms']:.1f} ms; in effect p50 "
+                  f"{m[f'{load}_in_effect_p50_ms']:.1f} ms")
+    finally:
+        for prober in probers:
+            prober.running = False
+        for prober in probers:
+            prober.join(timeout=5)
+        h.stop(balancer)
+        for server in servers:
+            server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    m["rounds"] = rounds
+    return m
+
+
+def report(d: dict, md: Path) -> None:
+    r, s = d["reads"], d["holds"]
+    f = h_fmt
+    rows = []
+    for what, key in [("Manifest GET by tag", "manifest_get"), ("Blob HEAD", "blob_head"),
+                      ("Tags list", "tags_list")]:
+        rows.append(f"| {what} | {f(r.get(f'sqlite_{key}_rps'))} | "
+                    f"{f(r.get(f'postgres_{key}_rps'))} | {f(r.get(f'postgres_2_nginx_{key}_rps'))} | "
+                    f"{f(r.get(f'sqlite_{key}_p99_ms'))} / {f(r.get(f'postgres_{key}_p99_ms'))} / "
+                    f"{f(r.get(f'postgres_2_nginx_{key}_p99_ms'))} |")
+    hold_rows = []
+    for load, label in [("idle", "idle"), ("pull", f"under a pull load ({f(s.get('pull_rps'))} "
+                                                   f"requests/s, {s.get('pull_errors')} failed)")]:
+        hold_rows.append(
+            f"| {label} | {f(s[f'{load}_refused_p50_ms'])} | {f(s[f'{load}_refused_p99_ms'])} | "
+            f"{f(s[f'{load}_in_effect_p50_ms'])} | {f(s[f'{load}_in_effect_p99_ms'])} | "
+            f"{f(s[f'{load}_writable_p50_ms'])} |")
+    met = s["idle_refused_p99_ms"] < 100
+    md.write_text(f"""# Wharf as a cluster
+
+Measured by `bench/run-cluster` ({d['machine']}; {d['source']}; {d['when']}), not in CI. Wharf's
+release build; PostgreSQL 15 from Debian on loopback (`scripts/postgres`: fsync off), nginx from
+Debian in front; every figure is of this machine's two cores shared by all the processes.
+
+## Read paths by backend
+
+`{d['plan']['connections']}` connections, {d['plan']['small_seconds']} s each (wrk; ab for
+HEAD). Requests/s, and p99 in ms (SQLite / PostgreSQL / two replicas).
+
+| Request | SQLite | PostgreSQL | PostgreSQL, 2 replicas behind nginx | p99 ms |
+|---|--:|--:|--:|--:|
+{chr(10).join(rows)}
+
+## A hold reaching three replicas
+
+Three `wharf serve` on one PostgreSQL database and data folder; {s['rounds']} holds taken
+through the first replica and released once in effect. *Refused everywhere*: from the hold's
+`PUT` to the first refusal of the slowest replica (probes a millisecond apart, see
+`bench/cluster.py`). *In effect*: the `PUT …?wait=` answer, once every live replica is
+read-only with the latest holds. *Writable*: from the release to the first admitted write on
+the slowest replica. Milliseconds.
+
+| Load | Refused everywhere p50 | p99 | In effect p50 | p99 | Writable again p50 |
+|---|--:|--:|--:|--:|--:|
+{chr(10).join(hold_rows)}
+
+Target: refused everywhere within 100 ms at p99, idle: **{'met' if met else 'not met'}**
+({f(s['idle_refused_p99_ms'])} ms).
+""")
+
+
+def h_fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, (int,)) or abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.1f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--wharf-bin", required=True)
+    ap.add_argument("--source", default="")
+    ap.add_argument("--rounds", type=int, default=100)
+    ap.add_argument("--seconds", type=int, default=0,
+                    help="the pull load's length (default: long enough for the rounds)")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "cluster.md")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "cluster.json")
+    args = ap.parse_args()
+    plan = h.SMOKE if args.smoke else h.FULL
+    rounds = 5 if args.smoke else args.rounds
+    seconds = args.seconds or (5 if args.smoke else max(20, rounds // 2))
+    work = Path(tempfile.mkdtemp(prefix="wharf-cluster-", dir="/var/tmp"))
+    postgres = Postgres()
+    try:
+        d = {"machine": f"{os.cpu_count()} cores", "source": args.source,
+             "when": time.strftime("%Y-%m-%d"), "plan": {"connections": plan.connections,
+                                                        "small_seconds": plan.small_seconds},
+             "reads": reads(args.wharf_bin, work, postgres, plan),
+             "holds": holds(args.wharf_bin, work, postgres, rounds, seconds, plan)}
+    finally:
+        postgres.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(d, indent=1) + "\n")
+    report(d, args.out)
+    h.log(f"wrote {args.out} and {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
