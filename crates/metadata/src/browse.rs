@@ -267,3 +267,69 @@ mod tests {
         assert_eq!(like_pattern(""), "%%");
     }
 }
+
+/// The web UI's reads over a backend's pool, written once: each backend's `browse.rs` expands
+/// it with its pool and database types (`browse_reads!(sqlx::SqlitePool, sqlx::Sqlite)`). A
+/// macro rather than functions generic over `sqlx::Database`: the binding and decoding bounds
+/// such functions need would be longer than the three functions.
+#[macro_export]
+macro_rules! browse_reads {
+    ($pool:ty, $db:ty) => {
+        pub(crate) async fn repositories(
+            pool: &$pool,
+            query: &$crate::browse::RepositoryQuery<'_>,
+        ) -> $crate::Result<Vec<$crate::browse::RepositorySummary>> {
+            use $crate::browse::RepositoryParams;
+            let (statement, params) = RepositoryParams::of(query);
+            let statement =
+                ::sqlx::query_as::<$db, $crate::browse::RepositorySummaryRow>(statement);
+            let rows = match params {
+                RepositoryParams::ByName(pattern, after, limit) => {
+                    statement.bind(pattern).bind(after).bind(limit)
+                }
+                RepositoryParams::ByKey(pattern, key, id, limit) => {
+                    statement.bind(pattern).bind(key).bind(id).bind(limit)
+                }
+            }
+            .fetch_all(pool)
+            .await?;
+            $crate::rows::collect(rows)
+        }
+
+        pub(crate) async fn tags(
+            pool: &$pool,
+            repository: &::wharf_core::reference::RepositoryName,
+            page: $crate::Page<'_>,
+        ) -> $crate::Result<Option<Vec<$crate::browse::TagSummary>>> {
+            let exists: bool = ::sqlx::query_scalar($crate::sql::REPOSITORY_EXISTS)
+                .bind(repository.as_str())
+                .fetch_one(pool)
+                .await?;
+            if !exists {
+                return Ok(None);
+            }
+            let rows: Vec<$crate::browse::TagSummaryRow> =
+                ::sqlx::query_as($crate::browse::TAGS)
+                    .bind(repository.as_str())
+                    .bind(page.last.unwrap_or(""))
+                    .bind(i64::from(page.limit))
+                    .fetch_all(pool)
+                    .await?;
+            $crate::rows::collect(rows).map(Some)
+        }
+
+        pub(crate) async fn manifest_blobs(
+            pool: &$pool,
+            repository: &::wharf_core::reference::RepositoryName,
+            digest: &::wharf_core::digest::Digest,
+        ) -> $crate::Result<Vec<(::wharf_core::digest::Digest, u64)>> {
+            let rows: Vec<(String, i64)> = ::sqlx::query_as($crate::browse::MANIFEST_BLOBS)
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .fetch_all(pool)
+                .await?;
+            $crate::browse::manifest_blobs(rows)
+        }
+    };
+}
+
