@@ -1,7 +1,8 @@
 """Wharf as a cluster: the read paths on SQLite and on PostgreSQL, with one replica and with
 two behind nginx; and how fast a hold reaches three replicas — the moment every replica
 refuses a write, and the moment read-only is in effect cluster-wide — idle and under a pull
-load. Writes bench/results/cluster.json and the section "Replicas" of docs/cluster.md.
+load; and the catalog and tag-list pages as the registry grows to 100,000 repositories and
+1,000,000 tags on each backend. Writes bench/results/cluster.json and docs/cluster.md.
 
     cluster.py --wharf-bin PATH [--rounds N] [--seconds S] [--smoke]
 
@@ -26,6 +27,7 @@ import http.client
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -260,6 +262,110 @@ def holds(binary: str, work: Path, postgres: Postgres, rounds: int, seconds: int
     return m
 
 
+# A manifest's digest and bytes for the growth rows (`{}`: any bytes do, nothing pulls them).
+GROW_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+GROW_STEPS = (10_000, 50_000, 100_000)
+GROW_TAGS = 10
+
+
+def grow_sql(start: int, end: int, content: str) -> list[str]:
+    """SQL (both backends) adding repositories `grow/r<start+1…end>`, each with one manifest and
+    GROW_TAGS tags, as pushes would leave them (the triggers keep `repository_stats`)."""
+    return [
+        f"WITH RECURSIVE n(i) AS (SELECT {start + 1} UNION ALL SELECT i + 1 FROM n WHERE i < {end}) "
+        f"INSERT INTO repositories (name, created_at) SELECT 'grow/r' || (1000000 + i), i FROM n",
+        "INSERT INTO manifests (repository_id, digest, media_type, size, content, created_at) "
+        f"SELECT id, '{GROW_DIGEST}', '{rc.OCI_MANIFEST}', 2, {content}, 1 FROM repositories "
+        f"WHERE name >= 'grow/r{1000000 + start + 1}' AND name <= 'grow/r{1000000 + end}'",
+        f"WITH RECURSIVE k(j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM k WHERE j < {GROW_TAGS}) "
+        "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) "
+        f"SELECT r.id, 't' || k.j, '{GROW_DIGEST}', 1 FROM repositories r, k "
+        f"WHERE r.name >= 'grow/r{1000000 + start + 1}' AND r.name <= 'grow/r{1000000 + end}'",
+    ]
+
+
+def growth(binary: str, work: Path, postgres: Postgres, plan: h.Plan, seconds: int) -> dict:
+    """Catalog and tag-list pages as the registry grows to 100,000 repositories and 1,000,000
+    tags, on each backend: the same pages at each size, which should cost the same."""
+    m: dict = {}
+    for backend in ["sqlite", "postgres"]:
+        data = work / f"data-growth-{backend}"
+        data.mkdir()
+        url = postgres.database() if backend == "postgres" else None
+        server = start_wharf(binary, work, f"growth-{backend}", data, url)
+        try:
+            def run(statements: list[str]) -> None:
+                if url:
+                    for statement in statements:
+                        subprocess.run([psql(), url, "-q", "-c", statement], check=True)
+                else:
+                    with sqlite3.connect(data / "metadata.db", timeout=60) as db:
+                        for statement in statements:
+                            db.execute(statement)
+            content = "'\\x7b7d'::bytea" if url else "X'7b7d'"
+            done = 0
+            for step in GROW_STEPS:
+                h.log(f"growth, {backend}: {step:,} repositories, {step * GROW_TAGS:,} tags")
+                run(grow_sql(done, step, content))
+                done = step
+                middle = f"grow/r{1000000 + step // 2}"
+                loads = {
+                    "catalog_first": "/v2/_catalog?n=100",
+                    "catalog_middle": f"/v2/_catalog?n=100&last={middle}",
+                    "tags_list": f"/v2/{middle}/tags/list",
+                }
+                for name, path in loads.items():
+                    r = h.run_wrk(server.url + path, seconds, plan.connections)
+                    if r["errors"]:
+                        raise RuntimeError(f"{backend} {path}: {r['errors']} failed requests")
+                    m[f"{backend}_{step}_{name}_rps"] = r["rps"]
+                    m[f"{backend}_{step}_{name}_p99_ms"] = r["p99_ms"]
+        finally:
+            server.stop()
+            shutil.rmtree(data, ignore_errors=True)
+    return m
+
+
+GC_STEPS = (2_000, 8_000, 32_000)
+
+
+def gc_growth(binary: str, work: Path, postgres: Postgres, smoke: bool) -> dict:
+    """One garbage-collection pass (`POST /api/v1/gc` with no grace) over a registry holding N
+    blobs no manifest uses, which it deletes: on each backend, N growing fourfold, a fresh
+    registry each time. A pass should grow linearly with the blobs."""
+    m: dict = {}
+    steps = (100, 400) if smoke else GC_STEPS
+    for backend in ["sqlite", "postgres"]:
+        for step in steps:
+            data = work / f"data-gc-{backend}-{step}"
+            data.mkdir()
+            url = postgres.database() if backend == "postgres" else None
+            server = start_wharf(binary, work, f"gc-{backend}-{step}", data, url)
+            try:
+                def push(share: range) -> None:
+                    with rc.Client(server.url) as client:
+                        for i in share:
+                            client.push_bytes(f"gc/r{i % 100}", i.to_bytes(8, "big") * 128)
+                with h.concurrent.futures.ThreadPoolExecutor(4) as pool:
+                    for done in [pool.submit(push, range(k, step, 4)) for k in range(4)]:
+                        done.result()
+                with rc.Client(server.url) as client:
+                    started = time.perf_counter()
+                    resp = client.expect(200, "POST", "/api/v1/gc", body=b'{"grace": "0s"}',
+                                         headers={"Content-Type": "application/json"})
+                    took = time.perf_counter() - started
+                deleted = json.loads(resp.body)["deleted_blobs"]
+                if deleted != step:
+                    raise RuntimeError(f"gc on {backend} deleted {deleted} of {step} blobs")
+                m[f"{backend}_{step}_gc_s"] = took
+                h.log(f"gc, {backend}: {step:,} blobs deleted in {took:.2f} s")
+            finally:
+                server.stop()
+                shutil.rmtree(data, ignore_errors=True)
+    m["steps"] = list(steps)
+    return m
+
+
 def report(d: dict, md: Path) -> None:
     r, s = d["reads"], d["holds"]
     f = h_fmt
@@ -280,14 +386,19 @@ def report(d: dict, md: Path) -> None:
     met = s["idle_refused_p99_ms"] < 100
     md.write_text(f"""# Wharf as a cluster
 
-Measured by `bench/run-cluster` ({d['machine']}; {d['source']}; {d['when']}), not in CI. Wharf's
-release build; PostgreSQL 15 from Debian on loopback (`scripts/postgres`: fsync off), nginx from
-Debian in front; every figure is of this machine's two cores shared by all the processes.
+<!-- Generated by bench/run-cluster; do not edit by hand: run it again. -->
+
+Measured by `bench/run-cluster` on {d['machine']} ({d['source']}, {d['when']}), not in CI:
+PostgreSQL 15 from Debian on loopback (`scripts/postgres`: fsync off), nginx from Debian in
+front, every process on the machine's cores. The figures are of the cluster, not against a
+peer: Distribution leaves read-only to each replica's administrator.
 
 ## Read paths by backend
 
-`{d['plan']['connections']}` connections, {d['plan']['small_seconds']} s each (wrk; ab for
-HEAD). Requests/s, and p99 in ms (SQLite / PostgreSQL / two replicas).
+{d['plan']['connections']} connections, {d['plan']['small_seconds']} s each (wrk; ab for HEAD), as in
+[the benchmarks](benchmarks.md). Requests/s, and p99 in ms (SQLite / PostgreSQL / two
+replicas). On one machine the replicas share its two cores with nginx and PostgreSQL, so two
+replicas measure the cost of the hop through the balancer, not the gain of a second machine.
 
 | Request | SQLite | PostgreSQL | PostgreSQL, 2 replicas behind nginx | p99 ms |
 |---|--:|--:|--:|--:|
@@ -308,7 +419,59 @@ the slowest replica. Milliseconds.
 
 Target: refused everywhere within 100 ms at p99, idle: **{'met' if met else 'not met'}**
 ({f(s['idle_refused_p99_ms'])} ms).
-""")
+{growth_text(d)}""")
+
+
+def growth_text(d: dict) -> str:
+    g = d.get("growth")
+    if not g:
+        return ""
+    f = h_fmt
+    rows = []
+    for backend, label in [("sqlite", "SQLite"), ("postgres", "PostgreSQL")]:
+        for name, what in [("catalog_first", "catalog, first page of 100"),
+                           ("catalog_middle", "catalog, a page of 100 from the middle"),
+                           ("tags_list", "tags list of a repository (10 tags)")]:
+            cells = " | ".join(f"{f(g.get(f'{backend}_{step}_{name}_rps'))} "
+                               f"({f(g.get(f'{backend}_{step}_{name}_p99_ms'))} ms)"
+                               for step in GROW_STEPS)
+            rows.append(f"| {label}: {what} | {cells} |")
+    header = " | ".join(f"{step:,} repositories, {step * GROW_TAGS:,} tags" for step in GROW_STEPS)
+    return f"""
+## Growth
+
+The same pages as the registry grows, each backend on its own: repositories added (each with
+one manifest and {GROW_TAGS} tags) straight into its database between the measures, as pushes
+leave them (`repository_stats` kept by its triggers). Requests/s with 32 connections, p99 in
+brackets. Pages continue after a key, never at an offset, so a page costs the same at the end
+as at the start.
+
+| Page | {header} |
+|---|{"--:|" * len(GROW_STEPS)}
+{chr(10).join(rows)}
+{gc_text(d)}"""
+
+
+def gc_text(d: dict) -> str:
+    g = d.get("gc")
+    if not g:
+        return ""
+    steps = g["steps"]
+    rows = []
+    for backend, label in [("sqlite", "SQLite"), ("postgres", "PostgreSQL")]:
+        times = [g.get(f"{backend}_{step}_gc_s") for step in steps]
+        per = " | ".join(f"{t:.2f} s ({t / step * 1e6:.0f} µs a blob)" for t, step in zip(times, steps))
+        rows.append(f"| {label} | {per} |")
+    header = " | ".join(f"{step:,} blobs" for step in steps)
+    return f"""
+Garbage collection: one pass (`POST /api/v1/gc`, no grace) over a fresh registry holding N
+blobs of 1 KiB that no manifest uses, all of which it deletes. A pass grows linearly with the
+blobs when the time a blob stays the same.
+
+| Backend | {header} |
+|---|{"--:|" * len(steps)}
+{chr(10).join(rows)}
+"""
 
 
 def h_fmt(v) -> str:
@@ -330,7 +493,12 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "cluster.md")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "cluster.json")
+    ap.add_argument("--report-only", type=Path, metavar="JSON",
+                    help="only write the page again from saved results")
     args = ap.parse_args()
+    if args.report_only:
+        report(json.loads(args.report_only.read_text()), args.out)
+        return 0
     plan = h.SMOKE if args.smoke else h.FULL
     rounds = 5 if args.smoke else args.rounds
     seconds = args.seconds or (5 if args.smoke else max(20, rounds // 2))
@@ -341,7 +509,9 @@ def main() -> int:
              "when": time.strftime("%Y-%m-%d"), "plan": {"connections": plan.connections,
                                                         "small_seconds": plan.small_seconds},
              "reads": reads(args.wharf_bin, work, postgres, plan),
-             "holds": holds(args.wharf_bin, work, postgres, rounds, seconds, plan)}
+             "holds": holds(args.wharf_bin, work, postgres, rounds, seconds, plan),
+             "growth": growth(args.wharf_bin, work, postgres, plan, 1 if args.smoke else 5),
+             "gc": gc_growth(args.wharf_bin, work, postgres, args.smoke)}
     finally:
         postgres.stop()
         shutil.rmtree(work, ignore_errors=True)

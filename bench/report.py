@@ -500,7 +500,8 @@ def write(d: dict, md: Path, png: Path, results_json: Path) -> None:
 Wharf and CNCF Distribution 2.8 (the "peer", Debian's `docker-registry`) on the same machine,
 on loopback, with the same storage and the same workload; medians of {len(d['runs'])} run(s)
 taken {mach['date']} (the harness ran for {d['elapsed_s'] // 60} min). {verdict}
-Every run's figures are in {raw_link}.
+Every run's figures are in {raw_link}. Wharf as a cluster (PostgreSQL, replicas behind nginx,
+a hold reaching three replicas, pages as the registry grows) is measured apart: [cluster.md](cluster.md).
 
 ![Wharf against Distribution: pushes, pulls, small requests, memory, skopeo, read-only toggles]({png.name})
 
