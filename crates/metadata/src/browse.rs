@@ -257,17 +257,6 @@ pub fn manifest_blobs(rows: Vec<(String, i64)>) -> Result<Vec<(Digest, u64)>> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_escapes_wildcards() {
-        assert_eq!(like_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
-        assert_eq!(like_pattern(""), "%%");
-    }
-}
-
 /// The web UI's reads over a backend's pool, written once: each backend's `browse.rs` expands
 /// it with its pool and database types (`browse_reads!(sqlx::SqlitePool, sqlx::Sqlite)`). A
 /// macro rather than functions generic over `sqlx::Database`: the binding and decoding bounds
@@ -308,13 +297,12 @@ macro_rules! browse_reads {
             if !exists {
                 return Ok(None);
             }
-            let rows: Vec<$crate::browse::TagSummaryRow> =
-                ::sqlx::query_as($crate::browse::TAGS)
-                    .bind(repository.as_str())
-                    .bind(page.last.unwrap_or(""))
-                    .bind(i64::from(page.limit))
-                    .fetch_all(pool)
-                    .await?;
+            let rows: Vec<$crate::browse::TagSummaryRow> = ::sqlx::query_as($crate::browse::TAGS)
+                .bind(repository.as_str())
+                .bind(page.last.unwrap_or(""))
+                .bind(i64::from(page.limit))
+                .fetch_all(pool)
+                .await?;
             $crate::rows::collect(rows).map(Some)
         }
 
@@ -333,3 +321,13 @@ macro_rules! browse_reads {
     };
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_escapes_wildcards() {
+        assert_eq!(like_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
+        assert_eq!(like_pattern(""), "%%");
+    }
+}
