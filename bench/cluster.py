@@ -2,7 +2,8 @@
 two behind nginx; and how fast a hold reaches three replicas — the moment every replica
 refuses a write, and the moment read-only is in effect cluster-wide — idle and under a pull
 load; and the catalog and tag-list pages as the registry grows to 100,000 repositories and
-1,000,000 tags on each backend. Writes bench/results/cluster.json and docs/cluster.md.
+1,000,000 tags on each backend, and a garbage collection against the blobs it deletes. Writes
+bench/results/cluster.json, docs/cluster.md and docs/cluster.png.
 
     cluster.py --wharf-bin PATH [--rounds N] [--seconds S] [--smoke]
 
@@ -367,6 +368,8 @@ def gc_growth(binary: str, work: Path, postgres: Postgres, smoke: bool) -> dict:
 
 
 def report(d: dict, md: Path) -> None:
+    if d.get("growth") and d.get("gc"):
+        chart(d, md.with_suffix(".png"))
     r, s = d["reads"], d["holds"]
     f = h_fmt
     rows = []
@@ -422,6 +425,35 @@ Target: refused everywhere within 100 ms at p99, idle: **{'met' if met else 'not
 {growth_text(d)}""")
 
 
+def chart(d: dict, png: Path) -> None:
+    """The growth curves: each page's rate against the registry's size, and a garbage
+    collection's time against the blobs it deletes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    g, c = d["growth"], d["gc"]
+    fig, (pages, gc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    sizes = [step / 1000 for step in GROW_STEPS]
+    for backend, label, style in [("sqlite", "SQLite", "-"), ("postgres", "PostgreSQL", "--")]:
+        for name, what, marker in [("catalog_first", "catalog, first page", "o"),
+                                   ("catalog_middle", "catalog, middle page", "s"),
+                                   ("tags_list", "10-tag list", "^")]:
+            pages.plot(sizes, [g[f"{backend}_{step}_{name}_rps"] / 1000 for step in GROW_STEPS],
+                       style, marker=marker, label=f"{label}: {what}")
+        gc.plot([n / 1000 for n in c["steps"]], [c[f"{backend}_{n}_gc_s"] for n in c["steps"]],
+                style, marker="o", label=label)
+    pages.set(title="Pages as the registry grows", xlabel="thousands of repositories (10 tags each)",
+              ylabel="thousands of requests/s (32 connections)")
+    pages.set_ylim(0, pages.get_ylim()[1] * 1.35)
+    pages.legend(fontsize=7, loc="upper center", ncol=2)
+    gc.set(title="One garbage-collection pass", xlabel="thousands of blobs deleted",
+           ylabel="seconds", ylim=(0, None), xlim=(0, None))
+    gc.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
 def growth_text(d: dict) -> str:
     g = d.get("growth")
     if not g:
@@ -443,8 +475,11 @@ def growth_text(d: dict) -> str:
 The same pages as the registry grows, each backend on its own: repositories added (each with
 one manifest and {GROW_TAGS} tags) straight into its database between the measures, as pushes
 leave them (`repository_stats` kept by its triggers). Requests/s with 32 connections, p99 in
-brackets. Pages continue after a key, never at an offset, so a page costs the same at the end
-as at the start.
+brackets. Pages continue after a key, never at an offset, so a page costs no more at the end
+than at the start (a figure lower at the smallest size than later is the first measure after
+the first bulk insert, not a cost of size).
+
+![Pages as the registry grows, and garbage collection against the blobs](cluster.png)
 
 | Page | {header} |
 |---|{"--:|" * len(GROW_STEPS)}
