@@ -35,15 +35,7 @@ async fn a_deep_page_of_100000_repositories_reads_an_index_in_order() {
         });
         let explain = format!("EXPLAIN QUERY PLAN {statement}");
         let query = sqlx::query(sqlx::AssertSqlSafe(explain));
-        let query = match params {
-            RepositoryParams::ByName(pattern, after, limit) => {
-                query.bind(pattern).bind(after).bind(limit)
-            }
-            RepositoryParams::ByKey(pattern, key, id, limit) => {
-                query.bind(pattern).bind(key).bind(id).bind(limit)
-            }
-        };
-        let plan: Vec<String> = query
+        let plan: Vec<String> = wharf_metadata::bind_repository_params!(query, params)
             .fetch_all(&pool)
             .await
             .unwrap()

@@ -257,6 +257,22 @@ pub fn manifest_blobs(rows: Vec<(String, i64)>) -> Result<Vec<(Digest, u64)>> {
         .collect()
 }
 
+/// Binds a [`RepositoryParams`] to `$query` (a `sqlx` query of [`RepositoryParams::of`]'s
+/// statement, or of an `EXPLAIN` of it), whichever backend it is for.
+#[macro_export]
+macro_rules! bind_repository_params {
+    ($query:expr, $params:expr) => {
+        match $params {
+            $crate::browse::RepositoryParams::ByName(pattern, after, limit) => {
+                $query.bind(pattern).bind(after).bind(limit)
+            }
+            $crate::browse::RepositoryParams::ByKey(pattern, key, id, limit) => {
+                $query.bind(pattern).bind(key).bind(id).bind(limit)
+            }
+        }
+    };
+}
+
 /// The web UI's reads over a backend's pool, written once: each backend's `browse.rs` expands
 /// it with its pool and database types (`browse_reads!(sqlx::SqlitePool, sqlx::Sqlite)`). A
 /// macro rather than functions generic over `sqlx::Database`: the binding and decoding bounds
@@ -268,20 +284,12 @@ macro_rules! browse_reads {
             pool: &$pool,
             query: &$crate::browse::RepositoryQuery<'_>,
         ) -> $crate::Result<Vec<$crate::browse::RepositorySummary>> {
-            use $crate::browse::RepositoryParams;
-            let (statement, params) = RepositoryParams::of(query);
+            let (statement, params) = $crate::browse::RepositoryParams::of(query);
             let statement =
                 ::sqlx::query_as::<$db, $crate::browse::RepositorySummaryRow>(statement);
-            let rows = match params {
-                RepositoryParams::ByName(pattern, after, limit) => {
-                    statement.bind(pattern).bind(after).bind(limit)
-                }
-                RepositoryParams::ByKey(pattern, key, id, limit) => {
-                    statement.bind(pattern).bind(key).bind(id).bind(limit)
-                }
-            }
-            .fetch_all(pool)
-            .await?;
+            let rows = $crate::bind_repository_params!(statement, params)
+                .fetch_all(pool)
+                .await?;
             $crate::rows::collect(rows)
         }
 

@@ -286,6 +286,18 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Waits until the gate reports `n` writes in flight (requests the test started; polling
+    /// the state report).
+    pub async fn wait_for_writes_in_flight(&self, n: u64) {
+        for _ in 0..1000 {
+            if self.state().await["writes_in_flight"] == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{n} writes never were in flight: {}", self.state().await);
+    }
+
     /// Waits until the registry's effective mode is `mode` (polling the state report).
     pub async fn wait_for_mode(&self, mode: &str) -> Value {
         for _ in 0..1500 {

@@ -31,17 +31,6 @@ async fn expect_denied(response: reqwest::Response) -> Value {
     body["errors"][0]["detail"].clone()
 }
 
-/// Waits until the gate reports `n` writes in flight (requests the test started).
-async fn wait_for_writes_in_flight(app: &TestApp, n: u64) {
-    for _ in 0..1000 {
-        if app.state().await["writes_in_flight"] == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{n} writes never were in flight: {}", app.state().await);
-}
-
 fn short_grace(config: &mut wharf_config::Config) {
     config.drain.push_grace = HumanDuration(Duration::from_millis(300));
 }
@@ -70,7 +59,7 @@ async fn a_push_under_way_at_the_hold_completes_and_read_only_follows_its_tagged
     );
     let layer = &image.layers[1];
     body.send(&layer[..500]).await;
-    wait_for_writes_in_flight(&app, 1).await;
+    app.wait_for_writes_in_flight(1).await;
 
     let response = app
         .hold(
@@ -362,7 +351,7 @@ async fn a_stalled_upload_is_cancelled_at_the_drain_timeout() {
         .send(),
     );
     whole.send(&content[..2 * MIB]).await;
-    wait_for_writes_in_flight(&app, 2).await;
+    app.wait_for_writes_in_flight(2).await;
 
     app.hold_read_only("maintenance", "storage migration").await;
     let state = app.wait_for_mode("read-only").await;
@@ -919,7 +908,7 @@ async fn a_write_the_database_does_not_show_is_cancelled_at_the_timeout() {
             .send(),
     );
     body.send(&vec![3; 2 * MIB]).await;
-    wait_for_writes_in_flight(&app, 1).await;
+    app.wait_for_writes_in_flight(1).await;
 
     app.hold_read_only("admin", "stalled client").await;
     let state = app.wait_for_mode("read-only").await;

@@ -621,15 +621,7 @@ async fn the_admin_page_follows_a_drain_and_names_each_replica() {
             .send(),
     );
     body.send(b"the first bytes of a layer").await;
-    let mut state = app.state().await;
-    for _ in 0..1000 {
-        if state["writes_in_flight"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        state = app.state().await;
-    }
-    assert_eq!(state["writes_in_flight"], 1, "{state}");
+    app.wait_for_writes_in_flight(1).await;
     app.hold_read_only("backup", "nightly backup").await;
 
     let mut browser = Browser::new(&app);
