@@ -120,9 +120,10 @@ pub(crate) async fn sign_in(
                 viewer.ui.0.sessions.end(&old.id);
             }
             let Some(session) = viewer.ui.0.sessions.create(login.principal) else {
+                tracing::error!("no randomness for a UI session");
                 return viewer.error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many sessions; try again later.",
+                    "The registry cannot make a session now; try again shortly.",
                 );
             };
             let mut response = see_other("/ui/");
@@ -194,13 +195,28 @@ pub(crate) struct ListQuery {
     after: String,
 }
 
+/// The sorts as the page's links and form name them.
+const SORTS: [(&str, RepositorySort); 3] = [
+    ("name", RepositorySort::Name),
+    ("push", RepositorySort::LastPush),
+    ("size", RepositorySort::Size),
+];
+
 fn parse_sort(sort: &str) -> Option<RepositorySort> {
-    match sort {
-        "" | "name" => Some(RepositorySort::Name),
-        "push" => Some(RepositorySort::LastPush),
-        "size" => Some(RepositorySort::Size),
-        _ => None,
+    if sort.is_empty() {
+        return Some(RepositorySort::Name);
     }
+    SORTS
+        .iter()
+        .find(|(name, _)| *name == sort)
+        .map(|(_, s)| *s)
+}
+
+fn sort_name(sort: RepositorySort) -> &'static str {
+    SORTS
+        .iter()
+        .find(|(_, s)| *s == sort)
+        .map_or("name", |(name, _)| *name)
 }
 
 fn parse_cursor(text: &str) -> Option<RepositoryCursor> {
@@ -253,11 +269,6 @@ pub(crate) async fn repositories(
         Ok(listing) => listing,
         Err(error) => return viewer.registry_error(error),
     };
-    let sort_name = match sort {
-        RepositorySort::Name => "name",
-        RepositorySort::LastPush => "push",
-        RepositorySort::Size => "size",
-    };
     let body = html! {
         form method="get" action="/ui/" role="search" {
             label for="q" { "Search repositories" }
@@ -288,7 +299,7 @@ pub(crate) async fn repositories(
             }
         }
         @if let Some(next) = next {
-            p { a rel="next" href={ "/ui/?q=" (encode(&query.q)) "&sort=" (sort_name) "&after="
+            p { a rel="next" href={ "/ui/?q=" (encode(&query.q)) "&sort=" (sort_name(sort)) "&after="
                 (encode(&format!("{}.{}.{}", next.key, next.id, next.name))) } { "Next page" } }
         }
     };

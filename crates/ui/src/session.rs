@@ -5,7 +5,7 @@
 //! get a session too, only to carry the token the sign-in form needs. Sessions live in this
 //! process's memory: a restart signs everyone out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,11 @@ pub const COOKIE: &str = "wharf_session";
 /// How long a session lasts.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// The most sessions kept: past it, expired ones are dropped, then new anonymous ones refused.
-const MAX_SESSIONS: usize = 100_000;
+/// The most anonymous sessions kept: past it, the oldest anonymous one is dropped. Anyone can
+/// make one (a request without a cookie), so they must never crowd out a signed-in session nor
+/// stop a new visitor from getting one: a flood of cookieless requests only ends other
+/// anonymous sessions (their sign-in form asks to be reloaded).
+const MAX_ANONYMOUS: usize = 50_000;
 
 /// A browser's session.
 #[derive(Debug, Clone)]
@@ -35,9 +38,24 @@ pub struct Session {
 }
 
 /// The sessions of this process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sessions {
-    sessions: Mutex<HashMap<String, Session>>,
+    inner: Mutex<Inner>,
+    max_anonymous: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<String, Session>,
+    /// The anonymous sessions' ids, oldest first (some may have ended since: a sign-in ends
+    /// its anonymous session).
+    anonymous: VecDeque<String>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::with_anonymous_limit(MAX_ANONYMOUS)
+    }
 }
 
 fn random_hex() -> Option<String> {
@@ -46,21 +64,33 @@ fn random_hex() -> Option<String> {
 }
 
 impl Sessions {
+    /// Sessions keeping at most `max_anonymous` anonymous ones.
+    fn with_anonymous_limit(max_anonymous: usize) -> Self {
+        Sessions {
+            inner: Mutex::default(),
+            max_anonymous,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The live session the request's cookie names.
     pub fn of(&self, headers: &HeaderMap) -> Option<Session> {
         let id = cookie(headers)?;
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        match sessions.get(&id) {
+        let mut inner = self.lock();
+        match inner.sessions.get(&id) {
             Some(session) if session.expires > Instant::now() => Some(session.clone()),
             Some(_) => {
-                sessions.remove(&id);
+                inner.sessions.remove(&id);
                 None
             }
             None => None,
         }
     }
 
-    /// A new session for `principal`; `None` when full (or without randomness).
+    /// A new session for `principal`; `None` only without randomness.
     pub fn create(&self, principal: Principal) -> Option<Session> {
         let session = Session {
             id: random_hex()?,
@@ -68,24 +98,32 @@ impl Sessions {
             principal,
             expires: Instant::now() + LIFETIME,
         };
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if sessions.len() >= MAX_SESSIONS {
-            let now = Instant::now();
-            sessions.retain(|_, s| s.expires > now);
-            if sessions.len() >= MAX_SESSIONS && session.principal == Principal::Anonymous {
-                return None;
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if session.principal == Principal::Anonymous {
+            while inner.anonymous.len() >= self.max_anonymous {
+                if let Some(oldest) = inner.anonymous.pop_front()
+                    && inner
+                        .sessions
+                        .get(&oldest)
+                        .is_some_and(|s| s.principal == Principal::Anonymous)
+                {
+                    inner.sessions.remove(&oldest);
+                }
             }
+            inner.anonymous.push_back(session.id.clone());
+        } else {
+            // Signed-in sessions are as many as the login limits let through; the expired ones
+            // go whenever one is made.
+            inner.sessions.retain(|_, s| s.expires > now);
         }
-        sessions.insert(session.id.clone(), session.clone());
+        inner.sessions.insert(session.id.clone(), session.clone());
         Some(session)
     }
 
     /// Ends a session (signing out, or signing in, which starts a fresh one).
     pub fn end(&self, id: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.lock().sessions.remove(id);
     }
 }
 
@@ -141,5 +179,41 @@ mod tests {
         assert!(!session.csrf_matches(""));
         sessions.end(&session.id);
         assert!(sessions.of(&headers).is_none());
+    }
+
+    fn headers_of(session: &Session) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = format!("{COOKIE}={}", session.id);
+        headers.insert(header::COOKIE, HeaderValue::from_str(&value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_flood_of_anonymous_sessions_ends_only_the_oldest_anonymous_ones() {
+        let sessions = Sessions::with_anonymous_limit(3);
+        let signed_in = sessions.create(Principal::User("al".into())).unwrap();
+        let first = sessions.create(Principal::Anonymous).unwrap();
+        let flood: Vec<Session> = (0..10)
+            .map(|_| {
+                sessions
+                    .create(Principal::Anonymous)
+                    .expect("always a session")
+            })
+            .collect();
+        assert!(
+            sessions.of(&headers_of(&first)).is_none(),
+            "the oldest went"
+        );
+        for session in &flood[7..] {
+            assert!(sessions.of(&headers_of(session)).is_some());
+        }
+        for session in &flood[..7] {
+            assert!(sessions.of(&headers_of(session)).is_none());
+        }
+        assert_eq!(
+            sessions.of(&headers_of(&signed_in)).unwrap().principal,
+            Principal::User("al".into()),
+            "a signed-in session is never crowded out"
+        );
     }
 }

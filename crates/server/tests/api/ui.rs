@@ -150,13 +150,7 @@ async fn a_signed_in_user_browses_deletes_a_tag_and_signs_out() {
         )
         .await;
     assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
-    let tags: serde_json::Value = app
-        .get("/v2/team/app/tags/list")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tags["tags"], json!(["v1"]));
+    assert_eq!(tags_of(&app, "team/app").await, json!(["v1"]));
 
     // Signed out, the old cookie is worth nothing, on the server too.
     let old_cookie = browser.cookie.clone();
@@ -173,13 +167,7 @@ async fn a_signed_in_user_browses_deletes_a_tag_and_signs_out() {
         )
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
-    let tags: serde_json::Value = app
-        .get("/v2/team/app/tags/list")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tags["tags"], json!(["v1"]));
+    assert_eq!(tags_of(&app, "team/app").await, json!(["v1"]));
 }
 
 #[tokio::test]
@@ -237,13 +225,7 @@ async fn forms_without_their_csrf_token_are_refused() {
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
     }
     assert_eq!(app.state().await["holds"], json!([]));
-    let tags: serde_json::Value = app
-        .get("/v2/team/app/tags/list")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tags["tags"], json!(["v1"]));
+    assert_eq!(tags_of(&app, "team/app").await, json!(["v1"]));
     // Malformed forms are a 400, not a 500.
     let page = browser.post("/ui/tags/delete", &[("nonsense", "1")]).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
