@@ -1000,14 +1000,6 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Option<Vec<wharf_metadata::browse::TagSummary>>> {
         browse::tags(&self.pool, repository, page).await
     }
-
-    async fn manifest_blobs(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Vec<(Digest, u64)>> {
-        browse::manifest_blobs(&self.pool, repository, digest).await
-    }
 }
 
 /// The gate's state (holds, the audit trail, what a drain waits for), as the gate asks for it.

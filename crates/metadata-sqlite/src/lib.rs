@@ -961,14 +961,6 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Option<Vec<wharf_metadata::browse::TagSummary>>> {
         browse::tags(&self.reader, repository, page).await
     }
-
-    async fn manifest_blobs(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Vec<(Digest, u64)>> {
-        browse::manifest_blobs(&self.reader, repository, digest).await
-    }
 }
 
 /// The gate's state (holds, the audit trail, what a drain waits for), as the gate asks for it.

@@ -190,14 +190,6 @@ pub const TAGS: &str = "SELECT t.name, m.digest, m.media_type, t.updated_at, m.c
      WHERE r.name = $1 AND t.name > $2
      ORDER BY t.name LIMIT $3";
 
-/// The blobs manifest `$2` of repository `$1` references, with their sizes (0 if not stored).
-pub const MANIFEST_BLOBS: &str = "SELECT mr.child_digest, coalesce(b.size, 0) AS size
-     FROM manifest_references mr
-     JOIN repositories r ON r.id = mr.repository_id
-     LEFT JOIN blobs b ON b.digest = mr.child_digest
-     WHERE r.name = $1 AND mr.manifest_digest = $2 AND mr.child_kind = 'blob'
-     ORDER BY mr.child_digest";
-
 /// A row of [`repositories_sql`].
 #[derive(sqlx::FromRow)]
 #[allow(missing_docs)]
@@ -248,13 +240,6 @@ impl TryFrom<TagSummaryRow> for TagSummary {
             content: row.content,
         })
     }
-}
-
-/// Decodes rows of [`MANIFEST_BLOBS`].
-pub fn manifest_blobs(rows: Vec<(String, i64)>) -> Result<Vec<(Digest, u64)>> {
-    rows.into_iter()
-        .map(|(digest, size)| Ok((parse(&digest, "digest")?, to_u64(size)?)))
-        .collect()
 }
 
 /// Binds a [`RepositoryParams`] to `$query` (a `sqlx` query of [`RepositoryParams::of`]'s
@@ -312,19 +297,6 @@ macro_rules! browse_reads {
                 .fetch_all(pool)
                 .await?;
             $crate::rows::collect(rows).map(Some)
-        }
-
-        pub(crate) async fn manifest_blobs(
-            pool: &$pool,
-            repository: &::wharf_core::reference::RepositoryName,
-            digest: &::wharf_core::digest::Digest,
-        ) -> $crate::Result<Vec<(::wharf_core::digest::Digest, u64)>> {
-            let rows: Vec<(String, i64)> = ::sqlx::query_as($crate::browse::MANIFEST_BLOBS)
-                .bind(repository.as_str())
-                .bind(digest.to_string())
-                .fetch_all(pool)
-                .await?;
-            $crate::browse::manifest_blobs(rows)
         }
     };
 }

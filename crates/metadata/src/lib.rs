@@ -682,11 +682,4 @@ pub trait MetadataStore: AccountStore + GateStore + Send + Sync + 'static {
         repository: &RepositoryName,
         page: Page<'_>,
     ) -> Result<Option<Vec<browse::TagSummary>>>;
-
-    /// The blobs manifest `digest` of `repository` references, with their sizes.
-    async fn manifest_blobs(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Vec<(Digest, u64)>>;
 }

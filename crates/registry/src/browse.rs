@@ -1,8 +1,7 @@
 //! What the web UI reads: repositories with their last push and size, a repository's tags with
-//! their manifests, a manifest's blobs (see `wharf_metadata::browse`).
+//! their manifests (see `wharf_metadata::browse`).
 
 use super::{Registry, RegistryError};
-use wharf_core::digest::Digest;
 use wharf_core::reference::RepositoryName;
 use wharf_metadata::Page;
 use wharf_metadata::browse::{RepositoryCursor, RepositoryQuery, RepositorySummary, TagSummary};
@@ -58,14 +57,5 @@ impl Registry {
             .browse_tags(repository, Page { last, limit })
             .await?
             .ok_or(RegistryError::NameUnknown)
-    }
-
-    /// The blobs manifest `digest` of `repository` references, with their sizes.
-    pub async fn manifest_blobs(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Vec<(Digest, u64)>, RegistryError> {
-        Ok(self.metadata.manifest_blobs(repository, digest).await?)
     }
 }
